@@ -1,0 +1,84 @@
+# vault-service: the application's own least-privilege policy.
+#
+# What it deliberately cannot do: read a credential (no "read" on KV data), decrypt with a
+# per-ticket key, export or back up any key, or touch any path outside its own mounts.
+# Reveals go through short-lived per-ticket tokens it mints from the ticket's lease token.
+
+# Store each credential exactly once. "create" without "read" or "update": the KV mount has
+# cas_required=true and the app writes with cas=0, so Vault itself refuses a second write.
+path "vault-service-kv/data/*" {
+  capabilities = ["create"]
+}
+
+# Purge and orphan sweeps: list, inspect and destroy metadata (every version). Metadata holds
+# no credential data, only version bookkeeping.
+path "vault-service-kv/metadata/*" {
+  capabilities = ["list", "read", "delete"]
+}
+
+# Create, configure (deletion_allowed), inspect and destroy per-ticket transit keys. The glob
+# also reaches keys/ticket-*/rotate and /trim, which only harm ticket data the app may destroy.
+path "vault-service-transit/keys/ticket-*" {
+  capabilities = ["create", "update", "read", "delete"]
+}
+
+# Sweeps: find per-ticket keys the database does not know.
+path "vault-service-transit/keys" {
+  capabilities = ["list"]
+}
+
+# Encrypt a submission with its ticket's key. No decrypt: plaintext needs a ticket token.
+path "vault-service-transit/encrypt/ticket-*" {
+  capabilities = ["update"]
+}
+
+# The app key wraps the lease and grant tokens the database keeps, so a stolen database
+# yields no usable Vault token.
+path "vault-service-transit/encrypt/vault-service-app" {
+  capabilities = ["update"]
+}
+path "vault-service-transit/decrypt/vault-service-app" {
+  capabilities = ["update"]
+}
+
+# Per-ticket policies, generated from policies/ticket-*.hcl.tmpl and deleted at purge.
+path "sys/policies/acl/vault-service-ticket-*" {
+  capabilities = ["create", "update", "read", "delete"]
+}
+
+# Sweeps: find per-ticket policies the database does not know.
+path "sys/policies/acl" {
+  capabilities = ["list"]
+}
+
+# Mint a ticket's lease token: an orphan whose TTL is the maximum retention. The role limits it
+# to vault-service-ticket-* policies.
+path "auth/token/create/vault-service-ticket-lease" {
+  capabilities = ["update"]
+}
+
+# Purge: revoke a lease (and with it every grant) by accessor, then confirm it is gone.
+path "auth/token/revoke-accessor" {
+  capabilities = ["update"]
+}
+path "auth/token/lookup-accessor" {
+  capabilities = ["update"]
+}
+
+# Readiness: see whether its own token is still valid.
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+
+# `vault-service doctor`: confirm the KV mount still has max_versions=1 and cas_required.
+path "vault-service-kv/config" {
+  capabilities = ["read"]
+}
+
+# `vault-service doctor`: confirm the app key is neither exportable nor backed up in plaintext.
+path "vault-service-transit/keys/vault-service-app" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,268 @@
+"""Fixtures: one real OpenBao per session (bootstrapped with the real policies), a fresh database
+per test (SQLite by default, PostgreSQL when VAULT_SERVICE_TEST_DATABASE_URL says so), and the app
+running under a token that holds only policies/vault-service.hcl — never the root token."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import hvac
+import pytest
+from sqlalchemy import create_engine, text
+
+from vault_service import create_app
+from vault_service.config import load_settings
+from vault_service.embedded_openbao import EmbeddedOpenBao, free_port
+from vault_service.extensions import db
+from vault_service.services.webhooks import sign
+from vault_service.vault import bootstrap_vault, issue_app_token
+
+WEBHOOK_KEY = secrets.token_bytes(32)
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_KEY).decode()
+TICKET_API_TOKEN = secrets.token_urlsafe(32)
+AGENT_PASSWORD = "correct horse battery staple"
+TEST_DATABASE_URL = os.environ.get("VAULT_SERVICE_TEST_DATABASE_URL", "")
+
+
+@dataclass
+class OpenBaoServer:
+    """The session's OpenBao: address, root token (fixtures only), and its audit log path."""
+
+    process: EmbeddedOpenBao
+    addr: str
+    root_token: str
+    unseal_key: str
+    audit_log: Path
+
+    def admin(self) -> hvac.Client:
+        """A root client, for bootstrap and for checking Vault's state from the outside."""
+        return hvac.Client(url=self.addr, token=self.root_token, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def openbao(tmp_path_factory) -> OpenBaoServer:
+    """A real OpenBao server (pebbledb storage), initialised, unsealed and bootstrapped."""
+    directory = tmp_path_factory.mktemp("openbao")
+    server = EmbeddedOpenBao(directory, free_port())
+    server.start()
+    init = server.ensure_initialized_and_unsealed()
+    bootstrap_vault(server.addr, init.root_token)
+    yield OpenBaoServer(server, server.addr, init.root_token, init.unseal_key, server.audit_log)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_token(openbao) -> str:
+    """A token with only the app policy, as the app gets it in development."""
+    return issue_app_token(openbao.addr, openbao.root_token, ttl_seconds=4 * 3600).token
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    """A fresh, empty database for each test."""
+    if TEST_DATABASE_URL:
+        _reset_postgres(TEST_DATABASE_URL)
+        return TEST_DATABASE_URL
+    return f"sqlite:///{tmp_path / 'vault_service.db'}"
+
+
+@pytest.fixture
+def make_settings(openbao, app_token, database_url):
+    """Build test settings with overrides."""
+
+    def build(**overrides):
+        values = {
+            "env": "testing",
+            "database_url": database_url,
+            "secret_key": secrets.token_urlsafe(48),
+            "ticket_api_tokens": (TICKET_API_TOKEN,),
+            "webhook_secrets": (WEBHOOK_KEY,),
+            "public_url": "http://localhost",
+            "vault_addr": openbao.addr,
+            "vault_token": app_token,
+            "log_level": "DEBUG",
+        }
+        values.update(overrides)
+        return load_settings({}, **values)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings):
+    return make_settings()
+
+
+@pytest.fixture
+def app(settings):
+    """The app, with its tables created in the test's fresh database."""
+    app = create_app(settings)
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def vault(app):
+    """The app's own Vault client (app token, real policies)."""
+    return app.extensions["vault_service.vault"]
+
+
+class TicketSystem:
+    """Acts as the ticket system: bearer-token API calls and signed webhooks."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {TICKET_API_TOKEN}"}
+
+    def create_link(self, ticket_ref: str, **body):
+        return self.client.post(
+            f"/api/v1/tickets/{ticket_ref}/submission-links",
+            json=body or None,
+            headers=self.headers(),
+        )
+
+    def link_path(self, ticket_ref: str, **body) -> str:
+        response = self.create_link(ticket_ref, **body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["url"].removeprefix("http://localhost")
+
+    def status(self, ticket_ref: str):
+        return self.client.get(f"/api/v1/tickets/{ticket_ref}", headers=self.headers())
+
+    def signed_headers(
+        self, body: bytes, *, webhook_id: str | None = None, timestamp: int | None = None
+    ) -> dict:
+        webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
+        timestamp = int(time.time()) if timestamp is None else timestamp
+        return {
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(WEBHOOK_KEY, webhook_id, timestamp, body),
+            "Content-Type": "application/json",
+        }
+
+    def send_event(self, event_type: str, ticket_ref: str, **header_overrides):
+        body = json.dumps({"type": event_type, "data": {"ticket_ref": ticket_ref}}).encode()
+        headers = self.signed_headers(body, **header_overrides)
+        return self.client.post("/api/v1/webhooks/ticket-events", data=body, headers=headers)
+
+    def close(self, ticket_ref: str, **kwargs):
+        return self.send_event("ticket.closed", ticket_ref, **kwargs)
+
+
+@pytest.fixture
+def ticket_system(client) -> TicketSystem:
+    return TicketSystem(client)
+
+
+class AgentBrowser:
+    """Acts as an agent in a browser session: logs in and posts forms with their CSRF token."""
+
+    def __init__(self, client, app):
+        self.client = client
+        self.app = app
+
+    def create(self, username: str = "alice", role: str = "agent") -> None:
+        from vault_service.services.agents import create_agent
+
+        with self.app.app_context():
+            create_agent(username, AGENT_PASSWORD, role, actor="test")
+
+    def csrf_token(self, path: str = "/login") -> str:
+        page = self.client.get(path).get_data(as_text=True)
+        marker = 'name="csrf_token" value="'
+        start = page.index(marker) + len(marker)
+        return page[start : page.index('"', start)]
+
+    def login(self, username: str = "alice", password: str = AGENT_PASSWORD):
+        return self.client.post(
+            "/login",
+            data={"username": username, "password": password, "csrf_token": self.csrf_token()},
+        )
+
+    def post(self, path: str, data: dict, token_page: str = "/"):
+        return self.client.post(path, data={**data, "csrf_token": self.csrf_token(token_page)})
+
+    def request_access(self, ticket_ref: str, minutes: int = 30, reason: str = "debug upload"):
+        return self.post(
+            f"/tickets/{ticket_ref}/access",
+            {"reason": reason, "duration_minutes": str(minutes)},
+            token_page=f"/tickets/{ticket_ref}",
+        )
+
+    def current_grant_id(self, ticket_ref: str) -> str:
+        page = self.client.get(f"/tickets/{ticket_ref}").get_data(as_text=True)
+        marker = 'name="grant_id" value="'
+        start = page.index(marker) + len(marker)
+        return page[start : page.index('"', start)]
+
+    def reveal(self, ticket_ref: str, grant_id: str | None = None):
+        grant_id = grant_id or self.current_grant_id(ticket_ref)
+        return self.post(
+            f"/tickets/{ticket_ref}/reveal", {"grant_id": grant_id}, f"/tickets/{ticket_ref}"
+        )
+
+
+@pytest.fixture
+def agent(client, app) -> AgentBrowser:
+    browser = AgentBrowser(client, app)
+    browser.create()
+    return browser
+
+
+SAMPLE_ITEMS = [
+    {
+        "kind": "sftp",
+        "host": "files.example.test",
+        "port": "22",
+        "username": "deploy",
+        "password": "  pässwörd with spaces ✓  ",
+    },
+    {
+        "kind": "admin_panel",
+        "url": "https://shop.example.test/admin",
+        "username": "owner@example.test",
+        "password": "hunter2-ünïcødé",
+    },
+]
+
+
+@pytest.fixture
+def submitted_ticket(ticket_system, client):
+    """A ticket with SAMPLE_ITEMS submitted through its link; returns the ticket ref."""
+    ticket_ref = f"T-{uuid.uuid4().hex[:8]}"
+    path = ticket_system.link_path(ticket_ref)
+    response = client.post(path, json={"items": SAMPLE_ITEMS, "notes": "use the staging site"})
+    assert response.status_code == 201, response.get_json()
+    return ticket_ref

@@ -1,0 +1,100 @@
+"""vault_service: per-ticket, audited, time-limited custody of customer credentials in Vault."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, g, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from . import errors, security
+from .config import Settings, load_settings
+from .extensions import csrf, db, login_manager
+from .logs import configure_logging
+from .vault import Vault
+
+access_log = logging.getLogger("vault_service.access")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL for concurrent readers, FULL sync for durability, secure_delete so freed pages are
+    zeroed, and IMMEDIATE transactions so writers queue instead of failing mid-transaction."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "secure_delete=ON",
+            "foreign_keys=ON",
+            "busy_timeout=10000",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app. Nothing reads the environment or opens a socket before this is called."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_request_bytes,
+        WTF_CSRF_TIME_LIMIT=None,  # the session's own lifetime bounds the token
+        TESTING=settings.env == "testing",
+    )
+    app.extensions["vault_service.settings"] = settings
+    app.extensions["vault_service.vault"] = Vault(settings)
+
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _configure_sqlite(db.engine)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    errors.init_app(app)
+    security.init_app(app, settings)
+
+    from .views import register_blueprints
+
+    register_blueprints(app)
+
+    @app.before_request
+    def start_timer():
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def log_request(response):
+        # The route pattern, not the path: a link token in the URL never reaches a log line.
+        route = request.url_rule.rule if request.url_rule else "<unmatched>"
+        elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
+        access_log.info(
+            "request",
+            extra={
+                "fields": {
+                    "method": request.method,
+                    "route": route,
+                    "status": response.status_code,
+                    "ms": round(elapsed * 1000, 1),
+                }
+            },
+        )
+        return response
+
+    if settings.embedded_worker:
+        from .worker import start_background_worker
+
+        start_background_worker(app)
+    return app

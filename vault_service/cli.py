@@ -1,0 +1,198 @@
+"""`vault-service`: thin click commands over the services."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from .extensions import current_settings, current_vault, db
+from .vault import VaultError
+
+
+def _create_app():
+    from . import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
+def main() -> None:
+    """vault_service operator commands. Configuration comes from the environment (see README)."""
+
+
+@main.command("init-db")
+@with_appcontext
+def init_db() -> None:
+    """Create the database tables (idempotent)."""
+    db.create_all()
+    click.echo("database ready")
+
+
+@main.command("create-agent")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["agent", "admin"]), default="agent", show_default=True)
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
+)
+@with_appcontext
+def create_agent(username: str, role: str, password_stdin: bool) -> None:
+    """Create an agent. The password is prompted for (never a command-line argument)."""
+    from .services.agents import create_agent as create
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    from .errors import ServiceError
+
+    try:
+        agent = create(username, password, role, actor="cli")
+    except ServiceError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"created {agent.role} {agent.username}")
+
+
+@main.command("bootstrap-vault", context_settings={"show_default": True})
+@click.option(
+    "--admin-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding an admin token (default: $VAULT_SERVICE_BOOTSTRAP_TOKEN).",
+)
+@click.option("--approle/--no-approle", default=False, help="Set up AppRole for the app.")
+@click.option(
+    "--issue-app-token",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a token with only the app policy to this file (development).",
+)
+def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
+    """Create or repair mounts, keys, policies and roles in Vault (idempotent)."""
+    from .config import Settings
+    from .vault import bootstrap_vault as bootstrap
+    from .vault import issue_app_token as issue
+
+    addr = os.environ.get("VAULT_ADDR", Settings.vault_addr)
+    token = (
+        admin_token_file.read_text().strip()
+        if admin_token_file
+        else os.environ.get("VAULT_SERVICE_BOOTSTRAP_TOKEN", "")
+    )
+    if not token:
+        raise click.ClickException("an admin token is needed (--admin-token-file)")
+    retention = int(os.environ.get("VAULT_SERVICE_MAX_RETENTION_SECONDS", 30 * 24 * 3600))
+    try:
+        for line in bootstrap(
+            addr,
+            token,
+            max_retention_seconds=retention,
+            enable_approle=approle,
+        ):
+            click.echo(f"- {line}")
+        if issue_app_token:
+            issued = issue(addr, token, ttl_seconds=30 * 24 * 3600)
+            fd = os.open(issue_app_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(issued.token)
+            click.echo(f"- app token written to {issue_app_token} (accessor {issued.accessor})")
+    except VaultError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command("worker")
+@with_appcontext
+def worker() -> None:
+    """Run purge jobs and sweeps until SIGTERM/SIGINT."""
+    from .worker import run_forever
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_forever(current_app._get_current_object(), stop)
+
+
+@main.command("sweep")
+@with_appcontext
+def sweep() -> None:
+    """One pass: retention, expired grant tokens, due purge jobs. Prints what it did as JSON."""
+    from .services import purge
+
+    report = purge.sweep(current_settings(), current_vault())
+    click.echo(json.dumps(report.__dict__))
+
+
+@main.command("audit-verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Walk the hash chain; exit 1 naming the first record that was edited, removed or moved."""
+    from .services.audit import verify_chain
+
+    report = verify_chain()
+    if report.ok:
+        click.echo(f"ok: {report.records} records, head {report.head_hash}")
+        return
+    click.echo(f"TAMPERED: record {report.first_bad_id} {report.problem}", err=True)
+    sys.exit(1)
+
+
+@main.command("audit-export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--output", type=click.File("w"), default="-")
+@with_appcontext
+def audit_export(fmt: str, output) -> None:
+    """Write the audit trail as JSON Lines or CSV."""
+    from .services.audit import iter_events
+
+    columns = [
+        "id",
+        "occurred_at",
+        "actor",
+        "action",
+        "outcome",
+        "ticket_ref",
+        "details",
+        "prev_hash",
+        "hash",
+    ]
+    writer = csv.writer(output) if fmt == "csv" else None
+    if writer:
+        writer.writerow(columns)
+    for event in iter_events():
+        row = {
+            "id": event.id,
+            "occurred_at": event.occurred_at.isoformat(),
+            "actor": event.actor,
+            "action": event.action,
+            "outcome": event.outcome,
+            "ticket_ref": event.ticket_ref,
+            "details": event.details,
+            "prev_hash": event.prev_hash,
+            "hash": event.hash,
+        }
+        if writer:
+            writer.writerow(
+                [json.dumps(row[c], sort_keys=True) if c == "details" else row[c] for c in columns]
+            )
+        else:
+            output.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+@main.command("doctor")
+@with_appcontext
+def doctor() -> None:
+    """Check a running deployment: database, Vault, and the app token's posture."""
+    from .services.doctor import run_checks
+
+    findings = run_checks(current_settings(), current_vault())
+    failed = False
+    for finding in findings:
+        failed |= not finding.ok
+        click.echo(f"[{'ok' if finding.ok else 'FAIL'}] {finding.name}: {finding.detail}")
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,169 @@
+"""Settings from the environment (12-factor); required secrets raise at startup."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENVIRONMENTS = ("development", "testing", "production")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message names the setting, never its value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob the service reads, with its default; see README "Configuration"."""
+
+    env: str = "production"
+    database_url: str = "sqlite:///var/vault_service.db"
+    secret_key: str = ""
+    ticket_api_tokens: tuple[str, ...] = ()
+    webhook_secrets: tuple[bytes, ...] = ()
+    public_url: str = "http://127.0.0.1:8000"
+
+    vault_addr: str = "http://127.0.0.1:8200"
+    vault_token: str = ""
+    vault_role_id: str = ""
+    vault_secret_id: str = ""
+    vault_timeout_seconds: float = 5.0
+
+    link_ttl_seconds: int = 72 * 3600
+    link_max_ttl_seconds: int = 30 * 24 * 3600
+    grant_default_seconds: int = 30 * 60
+    grant_max_seconds: int = 4 * 3600
+    max_retention_seconds: int = 30 * 24 * 3600
+    max_request_bytes: int = 64 * 1024
+    webhook_tolerance_seconds: int = 300
+
+    worker_poll_seconds: float = 2.0
+    purge_backoff_max_seconds: int = 300
+    embedded_worker: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        """Production refuses missing secrets and root tokens."""
+        return self.env == "production"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value
+
+
+def _split(raw: str) -> tuple[str, ...]:
+    """Several values, separated by spaces or commas, so secrets can be rotated without downtime."""
+    return tuple(part for part in raw.replace(",", " ").split() if part)
+
+
+def parse_webhook_secret(raw: str) -> bytes:
+    """Decode a Standard Webhooks secret (`whsec_<base64>`) into the HMAC key."""
+    encoded = raw.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("VAULT_SERVICE_WEBHOOK_SECRET must be whsec_<base64>") from None
+    if len(key) < 24:
+        raise ConfigError("VAULT_SERVICE_WEBHOOK_SECRET must carry at least 24 bytes of key")
+    return key
+
+
+def _default_database_url(environ: Mapping[str, str]) -> str:
+    # A relative sqlite path would depend on the working directory of whoever starts the process.
+    var_dir = Path(environ.get("VAULT_SERVICE_VAR_DIR", "var")).resolve()
+    return f"sqlite:///{var_dir / 'vault_service.db'}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read settings from the environment, apply overrides (tests), and validate them."""
+    environ = os.environ if environ is None else environ
+    env = environ.get("VAULT_SERVICE_ENV", "production")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"VAULT_SERVICE_ENV must be one of {', '.join(ENVIRONMENTS)}")
+
+    webhook_raw = _split(environ.get("VAULT_SERVICE_WEBHOOK_SECRET", ""))
+    values: dict[str, object] = {
+        "env": env,
+        "database_url": environ.get("VAULT_SERVICE_DATABASE_URL") or _default_database_url(environ),
+        "secret_key": environ.get("VAULT_SERVICE_SECRET_KEY", ""),
+        "ticket_api_tokens": _split(environ.get("VAULT_SERVICE_TICKET_API_TOKEN", "")),
+        "webhook_secrets": tuple(parse_webhook_secret(s) for s in webhook_raw),
+        "public_url": environ.get("VAULT_SERVICE_PUBLIC_URL", Settings.public_url).rstrip("/"),
+        "vault_addr": environ.get("VAULT_ADDR", Settings.vault_addr).rstrip("/"),
+        "vault_token": environ.get("VAULT_SERVICE_VAULT_TOKEN", ""),
+        "vault_role_id": environ.get("VAULT_SERVICE_VAULT_ROLE_ID", ""),
+        "vault_secret_id": environ.get("VAULT_SERVICE_VAULT_SECRET_ID", ""),
+        "vault_timeout_seconds": float(
+            _int(
+                environ, "VAULT_SERVICE_VAULT_TIMEOUT_SECONDS", int(Settings.vault_timeout_seconds)
+            )
+        ),
+        "link_ttl_seconds": _int(
+            environ, "VAULT_SERVICE_LINK_TTL_SECONDS", Settings.link_ttl_seconds
+        ),
+        "grant_default_seconds": _int(
+            environ, "VAULT_SERVICE_GRANT_DEFAULT_SECONDS", Settings.grant_default_seconds
+        ),
+        "grant_max_seconds": _int(
+            environ, "VAULT_SERVICE_GRANT_MAX_SECONDS", Settings.grant_max_seconds
+        ),
+        "max_retention_seconds": _int(
+            environ, "VAULT_SERVICE_MAX_RETENTION_SECONDS", Settings.max_retention_seconds
+        ),
+        "max_request_bytes": _int(
+            environ, "VAULT_SERVICE_MAX_REQUEST_BYTES", Settings.max_request_bytes
+        ),
+        "embedded_worker": environ.get("VAULT_SERVICE_EMBEDDED_WORKER", "") in ("1", "true"),
+        "log_level": environ.get("VAULT_SERVICE_LOG_LEVEL", "INFO").upper(),
+    }
+    known = {f.name for f in fields(Settings)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    validate_settings(settings)
+    return settings
+
+
+def validate_settings(settings: Settings) -> None:
+    """Refuse to start with a configuration that would weaken a guarantee."""
+    missing = [
+        name
+        for name, present in (
+            ("VAULT_SERVICE_SECRET_KEY", len(settings.secret_key) >= 32),
+            ("VAULT_SERVICE_TICKET_API_TOKEN", bool(settings.ticket_api_tokens)),
+            ("VAULT_SERVICE_WEBHOOK_SECRET", bool(settings.webhook_secrets)),
+            (
+                "VAULT_SERVICE_VAULT_TOKEN or VAULT_SERVICE_VAULT_ROLE_ID/SECRET_ID",
+                bool(settings.vault_token or (settings.vault_role_id and settings.vault_secret_id)),
+            ),
+        )
+        if not present
+    ]
+    if missing:
+        raise ConfigError(
+            "missing or too short: " + ", ".join(missing) + " (the secret key needs 32+ characters)"
+        )
+    if any(len(token) < 32 for token in settings.ticket_api_tokens):
+        raise ConfigError("VAULT_SERVICE_TICKET_API_TOKEN values need at least 32 characters")
+    if settings.grant_default_seconds > settings.grant_max_seconds:
+        raise ConfigError("VAULT_SERVICE_GRANT_DEFAULT_SECONDS exceeds the grant maximum")
+    if settings.grant_max_seconds > settings.max_retention_seconds:
+        raise ConfigError("VAULT_SERVICE_GRANT_MAX_SECONDS exceeds the maximum retention")
+    if settings.is_production and not settings.public_url.startswith("https://"):
+        raise ConfigError("VAULT_SERVICE_PUBLIC_URL must be https:// in production")

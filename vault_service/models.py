@@ -1,0 +1,230 @@
+"""Typed SQLAlchemy 2.0 models. None of them holds a credential value: ids, kinds, times, hashes,
+Vault token accessors, and Vault-transit ciphertext of tokens at most."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .clock import utcnow
+from .extensions import db
+
+
+class UTCDateTime(TypeDecorator):
+    """Store naive UTC, return aware UTC: SQLite has no time zones, PostgreSQL keeps them."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime passed to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def new_uuid() -> str:
+    """Opaque id used in Vault paths: reveals nothing about the ticket."""
+    return str(uuid.uuid4())
+
+
+uuid_pk = Annotated[str, mapped_column(String(36), primary_key=True, default=new_uuid)]
+created_at = Annotated[datetime, mapped_column(UTCDateTime, default=utcnow, nullable=False)]
+timestamp = Annotated[datetime, mapped_column(UTCDateTime, nullable=False)]
+optional_timestamp = Annotated[datetime | None, mapped_column(UTCDateTime, nullable=True)]
+
+
+class Agent(UserMixin, db.Model):
+    """A support agent or admin who logs in."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="agent")
+    # Rotated on logout, disable and password change: the login cookie carries it, so every
+    # session issued before the rotation stops working server-side.
+    session_nonce: Mapped[str] = mapped_column(String(36), default=new_uuid)
+    disabled_at: Mapped[optional_timestamp]
+    created_at: Mapped[created_at]
+
+    def get_id(self) -> str:
+        """flask-login identity: the id bound to the current session nonce."""
+        return f"{self.id}:{self.session_nonce}"
+
+    @property
+    def is_active(self) -> bool:  # type: ignore[override]
+        return self.disabled_at is None
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.id} {self.username!r} role={self.role}>"
+
+
+class Ticket(db.Model):
+    """A ticket of the ticket system; the unit whose close purges everything."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[uuid_pk]
+    ref: Mapped[str] = mapped_column(String(64), unique=True)
+    # open -> closing (close acknowledged, purge pending) -> purged; reopened -> open again.
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    created_at: Mapped[created_at]
+    closed_at: Mapped[optional_timestamp]
+    purged_at: Mapped[optional_timestamp]
+
+    leases: Mapped[list[Lease]] = relationship(back_populates="ticket", order_by="Lease.created_at")
+
+    def __repr__(self) -> str:
+        return f"<Ticket {self.ref!r} {self.status}>"
+
+
+class Lease(db.Model):
+    """One generation of a ticket's Vault material: transit key, policies, lease token, KV items.
+
+    Its id is the opaque UUID in every Vault path and name. A reopened ticket gets a new lease, so
+    a purge in flight for the old one can never touch what the new one stores.
+    """
+
+    __tablename__ = "leases"
+
+    id: Mapped[uuid_pk]
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
+    # provisioning -> active -> purging -> purged
+    status: Mapped[str] = mapped_column(String(16), default="provisioning", index=True)
+    created_at: Mapped[created_at]
+    expires_at: Mapped[timestamp] = mapped_column(index=True)
+    token_accessor: Mapped[str | None] = mapped_column(String(64))
+    # The lease token, encrypted by the app's transit key; erased at purge.
+    token_ciphertext: Mapped[str | None] = mapped_column(Text)
+    purged_at: Mapped[optional_timestamp]
+
+    ticket: Mapped[Ticket] = relationship(back_populates="leases")
+    items: Mapped[list[CredentialItem]] = relationship(back_populates="lease")
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.id} {self.status}>"
+
+
+class SubmissionLink(db.Model):
+    """A one-time customer link; the token itself is never stored, only its keyed hash."""
+
+    __tablename__ = "submission_links"
+
+    id: Mapped[uuid_pk]
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
+    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[created_at]
+    expires_at: Mapped[timestamp]
+    # A submission holds the claim while it writes to Vault; a crash releases it when it lapses.
+    claimed_until: Mapped[optional_timestamp]
+    consumed_at: Mapped[optional_timestamp]
+
+    def __repr__(self) -> str:
+        return f"<SubmissionLink {self.id}>"
+
+
+class CredentialItem(db.Model):
+    """Where one submitted credential lives in Vault, and of what kind; never its values."""
+
+    __tablename__ = "credential_items"
+
+    id: Mapped[uuid_pk]
+    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), index=True)
+    link_id: Mapped[str] = mapped_column(ForeignKey("submission_links.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[created_at]
+
+    lease: Mapped[Lease] = relationship(back_populates="items")
+
+    def __repr__(self) -> str:
+        return f"<CredentialItem {self.id} {self.kind}>"
+
+
+class Grant(db.Model):
+    """An agent's time-limited access: a Vault child token of the lease, TTL = the window."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[uuid_pk]
+    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[created_at]
+    expires_at: Mapped[timestamp]
+    revoked_at: Mapped[optional_timestamp]
+    token_accessor: Mapped[str] = mapped_column(String(64))
+    # The grant token, encrypted by the app's transit key; erased at expiry sweep and purge.
+    token_ciphertext: Mapped[str | None] = mapped_column(Text)
+
+    lease: Mapped[Lease] = relationship()
+    agent: Mapped[Agent] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Grant {self.id} agent={self.agent_id}>"
+
+
+class PurgeJob(db.Model):
+    """A durable purge request (outbox), committed with the close that caused it."""
+
+    __tablename__ = "purge_jobs"
+
+    id: Mapped[uuid_pk]
+    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), unique=True)
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[created_at]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[timestamp] = mapped_column(default=utcnow, index=True)
+    locked_until: Mapped[optional_timestamp]
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    completed_at: Mapped[optional_timestamp] = mapped_column(index=True)
+    receipt: Mapped[dict | None] = mapped_column(JSON)
+
+    def __repr__(self) -> str:
+        return f"<PurgeJob {self.id} attempts={self.attempts}>"
+
+
+class WebhookDelivery(db.Model):
+    """A processed webhook-id, so a redelivery is acknowledged without acting twice."""
+
+    __tablename__ = "webhook_deliveries"
+
+    webhook_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[created_at]
+
+
+class AuditEvent(db.Model):
+    """Append-only, hash-chained record of a security-relevant event. Never holds a secret."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[created_at]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    ticket_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Unique: two writers racing on the same chain head cannot both append (no fork).
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    def __repr__(self) -> str:
+        return f"<AuditEvent {self.id} {self.action} {self.outcome}>"

@@ -1,0 +1,131 @@
+"""Append-only, hash-chained audit trail. Records carry ids and outcomes, never secret values."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import select, text
+
+from ..clock import utcnow
+from ..extensions import db
+from ..models import AuditEvent
+
+log = logging.getLogger("vault_service.audit")
+
+GENESIS_HASH = "0" * 64
+# Any constant works; it names the one PostgreSQL advisory lock that serialises appends.
+_CHAIN_LOCK_KEY = 0x5641554C54  # "VAULT"
+
+_SAFE_VALUE_TYPES = (str, int, float, bool, type(None))
+
+
+def canonical_json(value: object) -> str:
+    """Stable JSON: the same record always hashes the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def compute_hash(event: AuditEvent) -> str:
+    """The chain hash of a record: covers its content and its predecessor's hash."""
+    payload = {
+        "prev_hash": event.prev_hash,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "outcome": event.outcome,
+        "ticket_ref": event.ticket_ref,
+        "details": event.details,
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def record(
+    action: str,
+    *,
+    actor: str,
+    outcome: str = "success",
+    ticket_ref: str | None = None,
+    **details: object,
+) -> AuditEvent:
+    """Append an event inside the caller's transaction; it exists only if the caller commits."""
+    for key, value in details.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        if not all(isinstance(v, _SAFE_VALUE_TYPES) for v in values):
+            raise TypeError(f"audit detail {key!r} must be a scalar or a list of scalars")
+    session = db.session
+    if session.get_bind().dialect.name == "postgresql":
+        # Serialise appenders so two transactions never read the same chain head. SQLite needs
+        # nothing: its transactions begin IMMEDIATE, one writer at a time.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+    head = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
+    event = AuditEvent(
+        occurred_at=utcnow(),
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        ticket_ref=ticket_ref,
+        details={key: list(v) if isinstance(v, tuple) else v for key, v in details.items()},
+        prev_hash=head or GENESIS_HASH,
+    )
+    event.hash = compute_hash(event)
+    session.add(event)
+    session.flush()
+    log.info(
+        "audit",
+        extra={
+            "fields": {
+                "action": action,
+                "actor": actor,
+                "outcome": outcome,
+                "ticket_ref": ticket_ref,
+                **event.details,
+            }
+        },
+    )
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The outcome of walking the chain."""
+
+    records: int
+    first_bad_id: int | None
+    problem: str | None
+    head_hash: str
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad_id is None
+
+
+def iter_events(batch: int = 500) -> Iterator[AuditEvent]:
+    """Every record in chain order, in batches (the trail can be long)."""
+    last_id = 0
+    while True:
+        rows = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last_id = rows[-1].id
+
+
+def verify_chain() -> ChainReport:
+    """Recompute every hash and link; name the first record that was edited, removed or moved."""
+    expected_prev = GENESIS_HASH
+    count = 0
+    for event in iter_events():
+        count += 1
+        if event.prev_hash != expected_prev:
+            return ChainReport(
+                count, event.id, "does not follow the previous record", expected_prev
+            )
+        if compute_hash(event) != event.hash:
+            return ChainReport(count, event.id, "content does not match its hash", expected_prev)
+        expected_prev = event.hash
+    return ChainReport(count, None, None, expected_prev)

@@ -1,0 +1,345 @@
+"""Closing a ticket and purging everything of it from Vault, durably and verifiably."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import delete, or_, select, update
+
+from ..clock import utcnow
+from ..config import Settings
+from ..extensions import db
+from ..models import CredentialItem, Grant, Lease, PurgeJob, Ticket
+from ..vault import Vault, VaultError, ticket_key_name, ticket_policy_names
+from . import audit
+from .tickets import get_ticket
+
+log = logging.getLogger(__name__)
+
+# A job is held this long by the worker that claimed it; a crashed worker's job is retried after.
+JOB_LOCK_SECONDS = 300
+RETENTION_REASON = "retention_expired"
+
+
+def _schedule_purge(ticket: Ticket, reason: str, actor: str) -> list[str]:
+    """Mark the ticket closing and enqueue a purge of each unpurged lease (caller commits).
+
+    From this commit on, no reveal succeeds: reveals check the lease state under its row lock.
+    """
+    now = utcnow()
+    leases = db.session.scalars(
+        select(Lease)
+        .where(Lease.ticket_id == ticket.id, Lease.status.in_(("provisioning", "active")))
+        .with_for_update()
+    ).all()
+    ticket.status = "closing"
+    ticket.closed_at = now
+    job_ids = []
+    for lease in leases:
+        lease.status = "purging"
+        db.session.execute(
+            update(Grant)
+            .where(Grant.lease_id == lease.id, Grant.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        job = PurgeJob(lease_id=lease.id, ticket_id=ticket.id, reason=reason, next_attempt_at=now)
+        db.session.add(job)
+        db.session.flush()
+        job_ids.append(job.id)
+    if not job_ids and not _has_unfinished_purge(ticket.id):
+        # Nothing was ever stored, or everything already purged: the ticket is purged now.
+        ticket.status = "purged"
+        ticket.purged_at = now
+    audit.record(
+        "ticket.closed",
+        actor=actor,
+        ticket_ref=ticket.ref,
+        reason=reason,
+        purge_jobs=job_ids,
+    )
+    return job_ids
+
+
+def _has_unfinished_purge(ticket_id: str) -> bool:
+    return (
+        db.session.scalar(
+            select(PurgeJob.id)
+            .where(PurgeJob.ticket_id == ticket_id, PurgeJob.completed_at.is_(None))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def close_ticket(ticket_ref: str, *, actor: str, reason: str = "ticket_closed") -> str:
+    """Close a ticket in the caller's transaction; returns what happened."""
+    ticket = get_ticket(ticket_ref)
+    if ticket is None:
+        return "unknown_ticket"
+    if ticket.status != "open":
+        return "already_closed"
+    _schedule_purge(ticket, reason, actor)
+    return "closing"
+
+
+def reopen_ticket(ticket_ref: str, *, actor: str) -> str:
+    """Reopen a ticket in the caller's transaction: new links get a fresh lease."""
+    ticket = get_ticket(ticket_ref)
+    if ticket is None:
+        return "unknown_ticket"
+    if ticket.status == "open":
+        return "already_open"
+    ticket.status = "open"
+    ticket.closed_at = None
+    ticket.purged_at = None
+    audit.record("ticket.reopened", actor=actor, ticket_ref=ticket.ref)
+    return "reopened"
+
+
+@dataclass
+class PurgeProgress:
+    """What a purge destroyed and then confirmed absent through Vault's API."""
+
+    tokens_revoked: list[str] = field(default_factory=list)
+    kv_items_deleted: list[str] = field(default_factory=list)
+    transit_key: str = ""
+    policies_deleted: list[str] = field(default_factory=list)
+
+
+def _destroy_lease_material(
+    vault: Vault, lease: Lease, grant_accessors: list[str]
+) -> PurgeProgress:
+    """Each step treats 'already gone' as done, so a retried purge repeats it safely."""
+    progress = PurgeProgress()
+    # 1. Tokens first: access ends before anything else happens. Revoking the lease revokes
+    #    every grant (its children); the grants are revoked by accessor too in case the tree
+    #    was ever broken.
+    for accessor in [lease.token_accessor, *grant_accessors]:
+        if accessor:
+            vault.revoke_accessor(accessor)
+            progress.tokens_revoked.append(accessor)
+    # 2. Crypto-shred: without the key, any copy of the ciphertext (backups, snapshots) is noise.
+    vault.delete_ticket_key(lease.id)
+    progress.transit_key = ticket_key_name(lease.id)
+    # 3. Every KV entry under the lease, from Vault's own listing plus the ones we recorded.
+    known = {item.id for item in lease.items}
+    for item_id in sorted(known | set(vault.list_items(lease.id))):
+        vault.delete_item(lease.id, item_id)
+        progress.kv_items_deleted.append(item_id)
+    # 4. The per-lease policies.
+    vault.delete_ticket_policies(lease.id)
+    progress.policies_deleted = list(ticket_policy_names(lease.id))
+    return progress
+
+
+def _verify_destroyed(vault: Vault, lease_id: str, progress: PurgeProgress) -> None:
+    """Ask Vault, not our own bookkeeping, whether anything of the lease is left."""
+    leftovers = []
+    leftovers += [f"token {a}" for a in progress.tokens_revoked if vault.accessor_exists(a)]
+    if vault.ticket_key_exists(lease_id):
+        leftovers.append("transit key")
+    if vault.list_items(lease_id):
+        leftovers.append("kv listing")
+    leftovers += [
+        f"kv item {i}" for i in progress.kv_items_deleted if vault.item_exists(lease_id, i)
+    ]
+    leftovers += [f"policy {p}" for p in progress.policies_deleted if vault.ticket_policy_exists(p)]
+    if leftovers:
+        raise PurgeIncomplete(f"still present after purge: {len(leftovers)} object(s)")
+
+
+class PurgeIncomplete(VaultError):
+    """Vault still shows something the purge deleted; retried like any other failure."""
+
+
+def run_purge_job(settings: Settings, vault: Vault, job_id: str) -> dict:
+    """Purge one lease, confirm it through Vault's API, and record the receipt."""
+    job = db.session.get(PurgeJob, job_id)
+    if job is None or job.completed_at is not None:
+        db.session.rollback()
+        return job.receipt if job is not None else {}
+    lease = db.session.get(Lease, job.lease_id)
+    ticket = db.session.get(Ticket, job.ticket_id)
+    grant_accessors = list(
+        db.session.scalars(select(Grant.token_accessor).where(Grant.lease_id == lease.id))
+    )
+    requested_at = job.created_at
+    db.session.rollback()  # no database transaction is held across Vault calls
+
+    progress = _destroy_lease_material(vault, lease, grant_accessors)
+    _verify_destroyed(vault, lease.id, progress)
+
+    now = utcnow()
+    item_count = db.session.execute(
+        delete(CredentialItem).where(CredentialItem.lease_id == lease.id)
+    ).rowcount
+    db.session.execute(
+        update(Grant)
+        .where(Grant.lease_id == lease.id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    db.session.execute(
+        update(Grant).where(Grant.lease_id == lease.id).values(token_ciphertext=None)
+    )
+    db.session.execute(
+        update(Lease)
+        .where(Lease.id == lease.id)
+        .values(status="purged", purged_at=now, token_ciphertext=None)
+    )
+    receipt = {
+        "ticket_ref": ticket.ref,
+        "lease_id": lease.id,
+        "reason": job.reason,
+        "requested_at": requested_at.isoformat(),
+        "completed_at": now.isoformat(),
+        "destroyed": {
+            "kv_entries": len(progress.kv_items_deleted),
+            "credential_records": item_count,
+            "transit_key": progress.transit_key,
+            "policies": progress.policies_deleted,
+            "tokens_revoked": len(progress.tokens_revoked),
+            "token_accessors": progress.tokens_revoked,
+        },
+        # Each object above was looked up again through Vault's API and found absent.
+        "verified_absent_in_vault": True,
+    }
+    event = audit.record(
+        "purge.completed",
+        actor="worker",
+        ticket_ref=ticket.ref,
+        lease_id=lease.id,
+        kv_entries=len(progress.kv_items_deleted),
+        tokens_revoked=len(progress.tokens_revoked),
+        transit_key=progress.transit_key,
+    )
+    receipt["audit_record_hash"] = event.hash
+    db.session.execute(
+        update(PurgeJob)
+        .where(PurgeJob.id == job_id)
+        .values(completed_at=now, locked_until=None, last_error=None, receipt=receipt)
+    )
+    db.session.flush()
+    ticket = db.session.get(Ticket, ticket.id)
+    if ticket.status == "closing" and not _has_unfinished_purge(ticket.id):
+        ticket.status = "purged"
+        ticket.purged_at = now
+    db.session.commit()
+    log.info(
+        "purge completed",
+        extra={"fields": {"ticket_ref": ticket.ref, "lease_id": lease.id, "job_id": job_id}},
+    )
+    return receipt
+
+
+def worker_id() -> str:
+    """Who holds a job: host and pid, for operators reading the table."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_next_job() -> str | None:
+    """Atomically take the next due purge job; safe with any number of workers on any database."""
+    now = utcnow()
+    candidates = db.session.scalars(
+        select(PurgeJob.id)
+        .where(
+            PurgeJob.completed_at.is_(None),
+            PurgeJob.next_attempt_at <= now,
+            or_(PurgeJob.locked_until.is_(None), PurgeJob.locked_until <= now),
+        )
+        .order_by(PurgeJob.next_attempt_at)
+        .limit(5)
+    ).all()
+    for job_id in candidates:
+        # The guarded UPDATE is the lock: only one worker's statement can match the row.
+        claimed = db.session.execute(
+            update(PurgeJob)
+            .where(
+                PurgeJob.id == job_id,
+                PurgeJob.completed_at.is_(None),
+                or_(PurgeJob.locked_until.is_(None), PurgeJob.locked_until <= now),
+            )
+            .values(
+                locked_until=now + timedelta(seconds=JOB_LOCK_SECONDS),
+                attempts=PurgeJob.attempts + 1,
+            )
+        ).rowcount
+        db.session.commit()
+        if claimed == 1:
+            return job_id
+    db.session.rollback()
+    return None
+
+
+def _record_failure(settings: Settings, job_id: str, error: Exception) -> None:
+    db.session.rollback()
+    job = db.session.get(PurgeJob, job_id)
+    if job is None:
+        return
+    # Exponential backoff, capped, retried forever: an acknowledged close is never dropped.
+    delay = min(2 ** min(job.attempts, 16), settings.purge_backoff_max_seconds)
+    # Our own exception messages name an operation, never a value; anything else by class only.
+    message = str(error) if isinstance(error, VaultError) else type(error).__name__
+    job.locked_until = None
+    job.next_attempt_at = utcnow() + timedelta(seconds=delay)
+    job.last_error = message[:200]
+    db.session.commit()
+    log.warning(
+        "purge attempt failed",
+        extra={"fields": {"job_id": job_id, "attempts": job.attempts, "error": message}},
+    )
+
+
+def process_due_jobs(settings: Settings, vault: Vault, limit: int = 100) -> int:
+    """Run due purge jobs until none is left (or `limit`); returns how many completed."""
+    done = 0
+    for _ in range(limit):
+        job_id = claim_next_job()
+        if job_id is None:
+            break
+        try:
+            run_purge_job(settings, vault, job_id)
+            done += 1
+        except Exception as error:  # noqa: BLE001 - every failure is retried, none is lost
+            _record_failure(settings, job_id, error)
+    return done
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep found and did."""
+
+    retention_closed: int
+    grant_tokens_erased: int
+    purges_completed: int
+
+
+def sweep(settings: Settings, vault: Vault) -> SweepReport:
+    """One pass: close tickets past maximum retention, erase expired grant tokens, run purges."""
+    now = utcnow()
+    expired_tickets = db.session.scalars(
+        select(Ticket)
+        .join(Lease, Lease.ticket_id == Ticket.id)
+        .where(
+            Ticket.status == "open",
+            Lease.status.in_(("provisioning", "active")),
+            Lease.expires_at <= now,
+        )
+        .distinct()
+    ).all()
+    for ticket in expired_tickets:
+        _schedule_purge(ticket, RETENTION_REASON, actor="worker")
+    db.session.commit()
+
+    # An expired grant's token is dead in Vault already; its wrapped copy has no reason to stay.
+    erased = db.session.execute(
+        update(Grant)
+        .where(Grant.expires_at <= now, Grant.token_ciphertext.is_not(None))
+        .values(token_ciphertext=None)
+    ).rowcount
+    db.session.commit()
+    completed = process_due_jobs(settings, vault)
+    return SweepReport(len(expired_tickets), erased or 0, completed)

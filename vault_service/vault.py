@@ -1,0 +1,598 @@
+"""The only module that talks to Vault (OpenBao): hvac calls in, our own exceptions out.
+
+Nothing here swallows an error. Every call has a timeout. Responses bodies are never logged:
+they can carry tokens or plaintext.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import TypeVar
+
+import hvac
+import hvac.exceptions
+import requests
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+KV_MOUNT = "vault-service-kv"
+TRANSIT_MOUNT = "vault-service-transit"
+APP_KEY = "vault-service-app"
+LEASE_TOKEN_ROLE = "vault-service-ticket-lease"
+APP_POLICY = "vault-service"
+TICKET_POLICY_PREFIX = "vault-service-ticket-"
+TICKET_KEY_PREFIX = "ticket-"
+
+T = TypeVar("T")
+
+
+class VaultError(Exception):
+    """Vault refused or failed in a way the caller must handle. Messages hold no values."""
+
+
+class VaultUnavailable(VaultError):
+    """Vault is unreachable, sealed, or too slow: retry later; nothing was done that we know of."""
+
+
+class VaultForbidden(VaultError):
+    """Vault denied the token: expired, revoked, or outside its policy."""
+
+
+class VaultNotFound(VaultError):
+    """The path does not exist (or no longer exists)."""
+
+
+class VaultRequestFailed(VaultError):
+    """Vault rejected the request itself (a bug or a misconfiguration on our side)."""
+
+
+class RootTokenRefused(VaultError):
+    """The app was given a root token; it refuses to operate with one (least privilege)."""
+
+
+def policy_dir() -> Path:
+    """Where the policy files are: the source tree in development, the wheel when installed."""
+    source_tree = Path(__file__).resolve().parent.parent / "policies"
+    if source_tree.is_dir():
+        return source_tree
+    return Path(str(resources.files("vault_service") / "_policies"))
+
+
+def ticket_key_name(lease_id: str) -> str:
+    """The transit key of one lease."""
+    return f"{TICKET_KEY_PREFIX}{lease_id}"
+
+
+def ticket_policy_names(lease_id: str) -> tuple[str, str]:
+    """(reveal policy, lease policy) of one lease."""
+    return (
+        f"{TICKET_POLICY_PREFIX}{lease_id}-reveal",
+        f"{TICKET_POLICY_PREFIX}{lease_id}-lease",
+    )
+
+
+def render_ticket_policies(lease_id: str) -> dict[str, str]:
+    """The two per-lease policies, rendered from the templates in policies/."""
+    directory = policy_dir()
+    reveal_name, lease_name = ticket_policy_names(lease_id)
+    return {
+        reveal_name: Template((directory / "ticket-reveal.hcl.tmpl").read_text()).substitute(
+            lease_id=lease_id
+        ),
+        lease_name: Template((directory / "ticket-lease.hcl.tmpl").read_text()).substitute(
+            lease_id=lease_id
+        ),
+    }
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _unb64(data: str) -> str:
+    return base64.b64decode(data).decode("utf-8")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly minted token. `token` must be wrapped (seal_token) before it is stored."""
+
+    token: str
+    accessor: str
+    ttl_seconds: int
+
+
+@contextmanager
+def translate_errors(operation: str) -> Iterator[None]:
+    """Turn hvac/requests failures into our exceptions; the operation name is the only detail."""
+    try:
+        yield
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+        raise VaultUnavailable(f"{operation}: Vault unreachable or too slow") from error
+    except (hvac.exceptions.VaultDown, hvac.exceptions.BadGateway) as error:
+        raise VaultUnavailable(f"{operation}: Vault sealed or unavailable") from error
+    except hvac.exceptions.InternalServerError as error:
+        raise VaultUnavailable(f"{operation}: Vault internal error") from error
+    except hvac.exceptions.RateLimitExceeded as error:
+        raise VaultUnavailable(f"{operation}: Vault rate limit") from error
+    except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized) as error:
+        raise VaultForbidden(f"{operation}: permission denied") from error
+    except hvac.exceptions.InvalidPath as error:
+        raise VaultNotFound(f"{operation}: not found") from error
+    except hvac.exceptions.VaultError as error:
+        raise VaultRequestFailed(f"{operation}: request rejected") from error
+    except requests.exceptions.RequestException as error:
+        raise VaultUnavailable(f"{operation}: transport error") from error
+
+
+class Vault:
+    """Our vocabulary over Vault: per-lease keys, policies and tokens; items; the app key."""
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None):
+        self._settings = settings
+        self._session = session or requests.Session()
+        self._lock = threading.Lock()
+        self._app_token = settings.vault_token
+        self._app_token_expires = float("inf")
+        self._identity_checked = False
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def _client(self, token: str) -> hvac.Client:
+        # Explicit url and token: never hvac's implicit VAULT_TOKEN / ~/.vault-token fallback.
+        return hvac.Client(
+            url=self._settings.vault_addr,
+            token=token,
+            timeout=self._settings.vault_timeout_seconds,
+            session=self._session,
+        )
+
+    def _app(self) -> hvac.Client:
+        """A client with the app's own identity, logging in with AppRole when configured."""
+        if self._settings.vault_role_id and time.monotonic() >= self._app_token_expires - 60:
+            with self._lock, translate_errors("approle login"):
+                client = self._client("")
+                auth = client.auth.approle.login(
+                    role_id=self._settings.vault_role_id,
+                    secret_id=self._settings.vault_secret_id,
+                )["auth"]
+                self._app_token = auth["client_token"]
+                self._app_token_expires = time.monotonic() + auth["lease_duration"]
+                self._identity_checked = False
+        client = self._client(self._app_token)
+        if not self._identity_checked:
+            self._refuse_root(client)
+        return client
+
+    def _refuse_root(self, client: hvac.Client) -> None:
+        """Fail closed on a root token: the guarantees assume the app's own policy binds it."""
+        data = self._call("lookup-self", lambda: client.auth.token.lookup_self()["data"])
+        if "root" in (data.get("policies") or []):
+            raise RootTokenRefused("the app refuses to run with a root token")
+        self._identity_checked = True
+
+    def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        with translate_errors(operation):
+            return fn()
+
+    # -- health -----------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        """Vault's own health: initialized, sealed, standby (unauthenticated endpoint)."""
+        with translate_errors("health"):
+            response = self._session.get(
+                f"{self._settings.vault_addr}/v1/sys/health",
+                params={"standbyok": "true", "perfstandbyok": "true"},
+                timeout=self._settings.vault_timeout_seconds,
+            )
+        if response.status_code not in (200, 429, 472, 473):
+            raise VaultUnavailable(f"health: status {response.status_code}")
+        return response.json()
+
+    def lookup_self(self) -> dict:
+        """The app token's own properties (policies, ttl)."""
+        app = self._app()
+        return self._call("lookup-self", lambda: app.auth.token.lookup_self()["data"])
+
+    # -- per-lease provisioning --------------------------------------------------------------
+
+    def create_ticket_key(self, lease_id: str) -> None:
+        """A per-lease AES-GCM key that can never leave Vault and can be deleted at purge."""
+        name = ticket_key_name(lease_id)
+        app = self._app()
+        self._call(
+            "create transit key",
+            lambda: app.secrets.transit.create_key(
+                name=name,
+                key_type="aes256-gcm96",
+                exportable=False,
+                allow_plaintext_backup=False,
+                mount_point=TRANSIT_MOUNT,
+            ),
+        )
+        self._call(
+            "configure transit key",
+            lambda: app.secrets.transit.update_key_configuration(
+                name=name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
+            ),
+        )
+
+    def write_ticket_policies(self, lease_id: str) -> None:
+        """Install the per-lease reveal and lease policies."""
+        app = self._app()
+        for name, body in render_ticket_policies(lease_id).items():
+            self._call(
+                "write policy",
+                lambda name=name, body=body: app.sys.create_or_update_acl_policy(
+                    name=name, policy=body
+                ),
+            )
+
+    def create_lease_token(self, lease_id: str, ttl_seconds: int) -> IssuedToken:
+        """The lease: an orphan token (via the role) whose TTL is the maximum retention."""
+        reveal_policy, lease_policy = ticket_policy_names(lease_id)
+        app = self._app()
+        auth = self._call(
+            "create lease token",
+            lambda: app.auth.token.create(
+                role_name=LEASE_TOKEN_ROLE,
+                policies=[reveal_policy, lease_policy],
+                ttl=f"{ttl_seconds}s",
+                explicit_max_ttl=f"{ttl_seconds}s",
+                renewable=False,
+                no_default_policy=True,
+                meta={"lease": lease_id},
+            ),
+        )["auth"]
+        return IssuedToken(auth["client_token"], auth["accessor"], auth["lease_duration"])
+
+    def mint_grant_token(self, lease_token: str, lease_id: str, ttl_seconds: int) -> IssuedToken:
+        """A grant: child of the lease token, reveal policy only, non-renewable, TTL = window."""
+        reveal_policy, _ = ticket_policy_names(lease_id)
+        lease_client = self._client(lease_token)
+        auth = self._call(
+            "mint grant token",
+            lambda: lease_client.auth.token.create(
+                policies=[reveal_policy],
+                ttl=f"{ttl_seconds}s",
+                explicit_max_ttl=f"{ttl_seconds}s",
+                renewable=False,
+                no_default_policy=True,
+            ),
+        )["auth"]
+        return IssuedToken(auth["client_token"], auth["accessor"], auth["lease_duration"])
+
+    # -- items --------------------------------------------------------------------------------
+
+    def encrypt_items(self, lease_id: str, plaintexts: list[str]) -> list[str]:
+        """Encrypt with the lease's key in one batch call; returns transit ciphertexts."""
+        app = self._app()
+        results = self._call(
+            "encrypt",
+            lambda: app.secrets.transit.encrypt_data(
+                name=ticket_key_name(lease_id),
+                plaintext="",
+                batch_input=[{"plaintext": _b64(text)} for text in plaintexts],
+                mount_point=TRANSIT_MOUNT,
+            ),
+        )["data"]["batch_results"]
+        if any("error" in result and result["error"] for result in results):
+            raise VaultRequestFailed("encrypt: a batch item failed")
+        return [result["ciphertext"] for result in results]
+
+    def write_item(self, lease_id: str, item_id: str, ciphertext: str) -> None:
+        """Store one item's ciphertext; cas=0 makes Vault refuse any second write."""
+        app = self._app()
+        self._call(
+            "write item",
+            lambda: app.secrets.kv.v2.create_or_update_secret(
+                path=f"{lease_id}/{item_id}",
+                secret={"ciphertext": ciphertext},
+                cas=0,
+                mount_point=KV_MOUNT,
+            ),
+        )
+
+    def read_items(self, grant_token: str, lease_id: str, item_ids: list[str]) -> list[str]:
+        """Read and decrypt items with a grant token (Vault checks its TTL and policy)."""
+        client = self._client(grant_token)
+        ciphertexts = [
+            self._call(
+                "read item",
+                lambda item_id=item_id: client.secrets.kv.v2.read_secret_version(
+                    path=f"{lease_id}/{item_id}",
+                    mount_point=KV_MOUNT,
+                    raise_on_deleted_version=True,
+                ),
+            )["data"]["data"]["ciphertext"]
+            for item_id in item_ids
+        ]
+        if not ciphertexts:
+            return []
+        results = self._call(
+            "decrypt",
+            lambda: client.secrets.transit.decrypt_data(
+                name=ticket_key_name(lease_id),
+                ciphertext="",
+                batch_input=[{"ciphertext": c} for c in ciphertexts],
+                mount_point=TRANSIT_MOUNT,
+            ),
+        )["data"]["batch_results"]
+        if any(result.get("error") for result in results):
+            raise VaultRequestFailed("decrypt: a batch item failed")
+        return [_unb64(result["plaintext"]) for result in results]
+
+    def list_items(self, lease_id: str) -> list[str]:
+        """Item ids stored under a lease, from Vault's own listing (empty when none)."""
+        app = self._app()
+        try:
+            response = self._call(
+                "list items",
+                lambda: app.secrets.kv.v2.list_secrets(path=lease_id, mount_point=KV_MOUNT),
+            )
+        except VaultNotFound:
+            return []
+        return [key.rstrip("/") for key in response["data"]["keys"]]
+
+    def delete_item(self, lease_id: str, item_id: str) -> None:
+        """Destroy an item: metadata and every version. Already gone counts as done."""
+        app = self._app()
+        self._call(
+            "delete item",
+            lambda: app.secrets.kv.v2.delete_metadata_and_all_versions(
+                path=f"{lease_id}/{item_id}", mount_point=KV_MOUNT
+            ),
+        )
+
+    def item_exists(self, lease_id: str, item_id: str) -> bool:
+        """Whether Vault still has metadata for the item."""
+        app = self._app()
+        try:
+            self._call(
+                "read item metadata",
+                lambda: app.secrets.kv.v2.read_secret_metadata(
+                    path=f"{lease_id}/{item_id}", mount_point=KV_MOUNT
+                ),
+            )
+        except VaultNotFound:
+            return False
+        return True
+
+    # -- the app key: wraps tokens kept in the database --------------------------------------
+
+    def seal_token(self, token: str) -> str:
+        """Encrypt a Vault token with the app key before it is stored."""
+        app = self._app()
+        return self._call(
+            "seal token",
+            lambda: app.secrets.transit.encrypt_data(
+                name=APP_KEY, plaintext=_b64(token), mount_point=TRANSIT_MOUNT
+            ),
+        )["data"]["ciphertext"]
+
+    def unseal_token(self, ciphertext: str) -> str:
+        """Decrypt a stored Vault token with the app key."""
+        app = self._app()
+        return _unb64(
+            self._call(
+                "unseal token",
+                lambda: app.secrets.transit.decrypt_data(
+                    name=APP_KEY, ciphertext=ciphertext, mount_point=TRANSIT_MOUNT
+                ),
+            )["data"]["plaintext"]
+        )
+
+    # -- purge --------------------------------------------------------------------------------
+
+    def revoke_accessor(self, accessor: str) -> None:
+        """Revoke a token and its children by accessor (Vault answers 204 when already gone)."""
+        app = self._app()
+        try:
+            self._call("revoke token", lambda: app.auth.token.revoke_accessor(accessor))
+        except VaultRequestFailed:
+            if self.accessor_exists(accessor):
+                raise
+
+    def accessor_exists(self, accessor: str) -> bool:
+        """Whether a token with this accessor is still alive."""
+        app = self._app()
+        try:
+            self._call("lookup accessor", lambda: app.auth.token.lookup_accessor(accessor))
+        except VaultRequestFailed:
+            # Vault answers 400 "invalid accessor" for a revoked or expired token.
+            return False
+        return True
+
+    def delete_ticket_key(self, lease_id: str) -> None:
+        """Crypto-shred: delete the lease's transit key. Already gone counts as done."""
+        name = ticket_key_name(lease_id)
+        if not self.ticket_key_exists(lease_id):
+            return
+        app = self._app()
+        self._call(
+            "configure transit key",
+            lambda: app.secrets.transit.update_key_configuration(
+                name=name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
+            ),
+        )
+        self._call(
+            "delete transit key",
+            lambda: app.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
+        )
+
+    def ticket_key_exists(self, lease_id: str) -> bool:
+        """Whether the lease's transit key still exists."""
+        app = self._app()
+        try:
+            self._call(
+                "read transit key",
+                lambda: app.secrets.transit.read_key(
+                    name=ticket_key_name(lease_id), mount_point=TRANSIT_MOUNT
+                ),
+            )
+        except VaultNotFound:
+            return False
+        return True
+
+    def delete_ticket_policies(self, lease_id: str) -> None:
+        """Delete both per-lease policies (Vault answers 204 when already gone)."""
+        app = self._app()
+        for name in ticket_policy_names(lease_id):
+            self._call("delete policy", lambda name=name: app.sys.delete_acl_policy(name))
+
+    def ticket_policy_exists(self, name: str) -> bool:
+        """Whether a per-lease policy still exists."""
+        app = self._app()
+        try:
+            self._call("read policy", lambda: app.sys.read_acl_policy(name))
+        except VaultNotFound:
+            return False
+        return True
+
+
+# -- operator: bootstrap (run with an admin token, never by the app itself) -------------------
+
+
+def _admin_client(addr: str, admin_token: str, timeout: float = 10.0) -> hvac.Client:
+    return hvac.Client(url=addr, token=admin_token, timeout=timeout)
+
+
+def bootstrap_vault(
+    addr: str,
+    admin_token: str,
+    *,
+    max_retention_seconds: int = 30 * 24 * 3600,
+    enable_approle: bool = False,
+) -> list[str]:
+    """Create or repair the mounts, app key, app policy and lease role; require an audit device.
+
+    Idempotent: run it again after an upgrade and it converges. Returns what it did, line by line.
+    """
+    client = _admin_client(addr, admin_token)
+    done: list[str] = []
+    with translate_errors("bootstrap"):
+        mounts = client.sys.list_mounted_secrets_engines()["data"]
+        if f"{KV_MOUNT}/" not in mounts:
+            client.sys.enable_secrets_engine("kv", path=KV_MOUNT, options={"version": "2"})
+            done.append(f"enabled kv-v2 at {KV_MOUNT}/")
+        # One version, and every write must say which version it expects (cas): a credential is
+        # written once and never overwritten, and no old version lingers after a delete.
+        client.secrets.kv.v2.configure(max_versions=1, cas_required=True, mount_point=KV_MOUNT)
+        done.append(f"{KV_MOUNT}: max_versions=1 cas_required=true")
+        if f"{TRANSIT_MOUNT}/" not in mounts:
+            client.sys.enable_secrets_engine("transit", path=TRANSIT_MOUNT)
+            done.append(f"enabled transit at {TRANSIT_MOUNT}/")
+        try:
+            client.secrets.transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT)
+        except hvac.exceptions.InvalidPath:
+            client.secrets.transit.create_key(
+                name=APP_KEY,
+                key_type="aes256-gcm96",
+                exportable=False,
+                allow_plaintext_backup=False,
+                mount_point=TRANSIT_MOUNT,
+            )
+            done.append(f"created app key {APP_KEY}")
+        client.sys.create_or_update_acl_policy(
+            name=APP_POLICY, policy=(policy_dir() / "vault-service.hcl").read_text()
+        )
+        done.append(f"policy {APP_POLICY} written from policies/vault-service.hcl")
+        # Token TTLs are capped by the token backend's max; retention must fit under it.
+        client.sys.tune_auth_method("token", max_lease_ttl=f"{max_retention_seconds + 86400}s")
+        # hvac's role helper predates allowed_policies_glob, so the role is written directly.
+        client.write_data(
+            f"auth/token/roles/{LEASE_TOKEN_ROLE}",
+            data={
+                "allowed_policies_glob": [f"{TICKET_POLICY_PREFIX}*"],
+                "disallowed_policies": ["root", APP_POLICY],
+                "orphan": True,
+                "renewable": False,
+                "token_type": "service",
+                "token_explicit_max_ttl": f"{max_retention_seconds}s",
+            },
+        )
+        done.append(f"token role {LEASE_TOKEN_ROLE} (orphan, non-renewable, ticket policies only)")
+        # OpenBao takes audit devices only from its server configuration; refuse to carry on
+        # without one, since every reveal must also be on Vault's own record.
+        devices = client.sys.list_enabled_audit_devices()["data"]
+        if not devices:
+            raise VaultRequestFailed(
+                "no audit device is enabled: declare one in the server configuration"
+            )
+        done.append(f"audit devices present: {', '.join(sorted(devices))}")
+        if enable_approle:
+            auth_methods = client.sys.list_auth_methods()["data"]
+            if "approle/" not in auth_methods:
+                client.sys.enable_auth_method("approle")
+            client.auth.approle.create_or_update_approle(
+                "vault-service",
+                token_policies=[APP_POLICY],
+                token_ttl="1h",
+                token_max_ttl="4h",
+                secret_id_ttl="0",
+                bind_secret_id=True,
+            )
+            done.append("approle role vault-service (policy vault-service, 1h tokens)")
+    return done
+
+
+def issue_app_token(addr: str, admin_token: str, ttl_seconds: int) -> IssuedToken:
+    """A token with only the app policy, for development and tests (production uses AppRole)."""
+    client = _admin_client(addr, admin_token)
+    with translate_errors("issue app token"):
+        auth = client.auth.token.create(
+            policies=[APP_POLICY],
+            no_default_policy=True,
+            ttl=f"{ttl_seconds}s",
+            renewable=True,
+            no_parent=True,
+            meta={"purpose": "vault-service app"},
+        )["auth"]
+    return IssuedToken(auth["client_token"], auth["accessor"], auth["lease_duration"])
+
+
+# -- posture checks (vault-service doctor) ------------------------------------------------------
+
+
+def read_posture(vault: Vault) -> dict:
+    """What `doctor` judges: the app token, the KV config, the app key, a direct-read probe."""
+    app = vault._app()
+    token = vault.lookup_self()
+    kv_config = vault._call(
+        "read kv config", lambda: app.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)
+    )["data"]
+    app_key = vault._call(
+        "read app key",
+        lambda: app.secrets.transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT),
+    )["data"]
+    try:
+        vault._call(
+            "probe kv read",
+            lambda: app.secrets.kv.v2.read_secret_version(
+                path="doctor-probe/none", mount_point=KV_MOUNT, raise_on_deleted_version=True
+            ),
+        )
+        direct_read = "allowed"
+    except VaultForbidden:
+        direct_read = "denied"
+    except VaultNotFound:
+        direct_read = "allowed"  # a 404 means the policy let the read through
+    return {
+        "token_policies": sorted(token.get("policies") or []),
+        "kv_max_versions": kv_config.get("max_versions"),
+        "kv_cas_required": kv_config.get("cas_required"),
+        "app_key_exportable": app_key.get("exportable"),
+        "app_key_plaintext_backup": app_key.get("allow_plaintext_backup"),
+        "direct_kv_read": direct_read,
+    }

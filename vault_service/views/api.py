@@ -1,0 +1,87 @@
+"""The ticket system's JSON API (v1): submission links, ticket status, and signed webhooks."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from ..clock import utcnow
+from ..errors import BadRequest, Unauthorized
+from ..extensions import csrf, current_settings, current_vault
+from ..services import tickets, webhooks
+from ..services.tickets import link_url
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+# Machine clients authenticate every request themselves; there is no browser session to forge.
+csrf.exempt(bp)
+
+
+def require_ticket_api_token() -> None:
+    """Bearer token check, constant-time against every configured token (rotation)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, offered = header.partition(" ")
+    if scheme.lower() != "bearer" or not offered:
+        raise Unauthorized("A bearer token is required.")
+    matches = [
+        hmac.compare_digest(offered.encode(), token.encode())
+        for token in current_settings().ticket_api_tokens
+    ]
+    if not any(matches):
+        raise Unauthorized("Invalid bearer token.")
+
+
+def json_body(optional: bool = False) -> dict:
+    """The request's JSON object; 415 for another media type, 400 when malformed."""
+    if optional and not request.get_data():
+        return {}
+    if not request.is_json:
+        raise UnsupportedMediaType("Send Content-Type: application/json.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
+
+
+@bp.post("/tickets/<ticket_ref>/submission-links")
+def create_submission_link(ticket_ref: str):
+    """Create a one-time submission link for a ticket (creating the ticket on first use)."""
+    require_ticket_api_token()
+    tickets.validate_ticket_ref(ticket_ref)
+    body = json_body(optional=True)
+    unknown = set(body) - {"ttl_seconds"}
+    if unknown:
+        raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    link, token = tickets.create_submission_link(
+        current_settings(), current_vault(), ticket_ref, ttl_seconds=body.get("ttl_seconds")
+    )
+    return (
+        jsonify(
+            link_id=link.id,
+            url=link_url(current_settings(), token),
+            expires_at=link.expires_at.isoformat(),
+        ),
+        201,
+    )
+
+
+@bp.get("/tickets/<ticket_ref>")
+def get_ticket(ticket_ref: str):
+    """A ticket's status, live credential count and latest purge receipt."""
+    require_ticket_api_token()
+    return jsonify(tickets.describe_ticket(ticket_ref).as_json())
+
+
+@bp.post("/webhooks/ticket-events")
+def ticket_events():
+    """Standard Webhooks delivery from the ticket system: ticket.closed / ticket.reopened."""
+    body = request.get_data(cache=True)  # the signature covers the exact bytes
+    webhook_id = webhooks.verify_signature(current_settings(), request.headers, body, utcnow())
+    if not request.is_json:
+        raise UnsupportedMediaType("Send Content-Type: application/json.")
+    event_type, ticket_ref = webhooks.parse_event(body)
+    first_time, outcome = webhooks.handle_delivery(webhook_id, event_type, ticket_ref)
+    if not first_time:
+        return jsonify(status="already_processed"), 200
+    return jsonify(status="accepted", outcome=outcome), 202

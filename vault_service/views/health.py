@@ -1,0 +1,37 @@
+"""Liveness and readiness for operators and load balancers."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from sqlalchemy import text
+
+from ..extensions import current_vault, db
+from ..vault import VaultError
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is alive."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """The database answers and Vault is reachable and unsealed."""
+    checks = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        db.session.rollback()
+        checks["database"] = "ok"
+    except Exception:  # noqa: BLE001 - readiness reports, it does not raise
+        db.session.rollback()
+        checks["database"] = "unavailable"
+    try:
+        health = current_vault().health()
+        checks["vault"] = "sealed" if health.get("sealed") else "ok"
+    except VaultError:
+        checks["vault"] = "unavailable"
+    ready = all(value == "ok" for value in checks.values())
+    return jsonify(status="ready" if ready else "not_ready", checks=checks), 200 if ready else 503
