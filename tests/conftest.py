@@ -52,10 +52,12 @@ def openbao(tmp_path_factory) -> OpenBaoServer:
     directory = tmp_path_factory.mktemp("openbao")
     server = EmbeddedOpenBao(directory, free_port())
     server.start()
-    init = server.ensure_initialized_and_unsealed()
-    bootstrap_vault(server.addr, init.root_token)
-    yield OpenBaoServer(server, server.addr, init.root_token, init.unseal_key, server.audit_log)
-    server.stop()
+    try:
+        init = server.ensure_initialized_and_unsealed()
+        bootstrap_vault(server.addr, init.root_token)
+        yield OpenBaoServer(server, server.addr, init.root_token, init.unseal_key, server.audit_log)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -266,3 +268,25 @@ def submitted_ticket(ticket_system, client):
     response = client.post(path, json={"items": SAMPLE_ITEMS, "notes": "use the staging site"})
     assert response.status_code == 201, response.get_json()
     return ticket_ref
+
+
+@pytest.fixture
+def ticket_system_factory():
+    """For tests that build their own app (other settings, same database): its actors."""
+
+    def build(app):
+        from sqlalchemy import select
+
+        from vault_service.models import Agent
+
+        with app.app_context():
+            db.create_all()
+            exists = db.session.scalar(select(Agent).where(Agent.username == "alice"))
+            db.session.rollback()
+        client = app.test_client()
+        browser = AgentBrowser(client, app)
+        if exists is None:
+            browser.create()
+        return TicketSystem(client), browser, client
+
+    return build

@@ -35,6 +35,7 @@ class Settings:
 
     link_ttl_seconds: int = 72 * 3600
     link_max_ttl_seconds: int = 30 * 24 * 3600
+    grant_min_seconds: int = 60
     grant_default_seconds: int = 30 * 60
     grant_max_seconds: int = 4 * 3600
     max_retention_seconds: int = 30 * 24 * 3600
@@ -115,6 +116,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         "link_ttl_seconds": _int(
             environ, "VAULT_SERVICE_LINK_TTL_SECONDS", Settings.link_ttl_seconds
         ),
+        "grant_min_seconds": _int(
+            environ, "VAULT_SERVICE_GRANT_MIN_SECONDS", Settings.grant_min_seconds
+        ),
         "grant_default_seconds": _int(
             environ, "VAULT_SERVICE_GRANT_DEFAULT_SECONDS", Settings.grant_default_seconds
         ),
@@ -161,6 +165,8 @@ def validate_settings(settings: Settings) -> None:
         )
     if any(len(token) < 32 for token in settings.ticket_api_tokens):
         raise ConfigError("VAULT_SERVICE_TICKET_API_TOKEN values need at least 32 characters")
+    if not settings.grant_min_seconds <= settings.grant_default_seconds:
+        raise ConfigError("VAULT_SERVICE_GRANT_DEFAULT_SECONDS is below the grant minimum")
     if settings.grant_default_seconds > settings.grant_max_seconds:
         raise ConfigError("VAULT_SERVICE_GRANT_DEFAULT_SECONDS exceeds the grant maximum")
     if settings.grant_max_seconds > settings.max_retention_seconds:

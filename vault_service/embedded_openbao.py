@@ -54,6 +54,18 @@ def bao_binary() -> str:
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when its parent dies (no-op elsewhere)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     """A loopback port nobody is listening on right now."""
     with socket.socket() as sock:
@@ -80,11 +92,20 @@ class EmbeddedOpenBao:
         self.secrets_file = self.directory / "init.json"
         self.log_file = self.directory / "server.log"
         self.audit_log = self.directory / "audit.log"
+        self.pid_file = self.directory / "server.pid"
 
     # -- process ----------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the server and wait until its API answers."""
+        """Start the server and wait until its API answers.
+
+        A server left behind by a killed earlier run (its pid file says so) is stopped first, and
+        the new one is tied to this process: if we die, the kernel stops it too.
+        """
+        self._stop_stale_server()
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                raise RuntimeError(f"port {self.port} is already in use (another OpenBao?)")
         data_dir = self.directory / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
@@ -99,8 +120,10 @@ class EmbeddedOpenBao:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
         )
         log.close()
+        self.pid_file.write_text(str(self.process.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -111,6 +134,19 @@ class EmbeddedOpenBao:
             except requests.RequestException:
                 time.sleep(0.1)
         raise RuntimeError(f"OpenBao did not answer within {timeout}s; see {self.log_file}")
+
+    def _stop_stale_server(self) -> None:
+        try:
+            pid = int(self.pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if b"server" in cmdline and str(self.directory).encode() in cmdline:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(150):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.1)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         """Stop the server (SIGKILL after `timeout`)."""

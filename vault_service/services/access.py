@@ -20,7 +20,6 @@ from .tickets import get_ticket, live_lease, validate_ticket_ref
 
 log = logging.getLogger(__name__)
 
-MIN_GRANT_SECONDS = 60
 MAX_REASON_LENGTH = 500
 
 
@@ -84,11 +83,11 @@ def request_access(
         raise BadRequest(
             "The reason is too long.", fields={"reason": f"At most {MAX_REASON_LENGTH} characters."}
         )
-    if not MIN_GRANT_SECONDS <= duration_seconds <= settings.grant_max_seconds:
+    if not settings.grant_min_seconds <= duration_seconds <= settings.grant_max_seconds:
         raise BadRequest(
             "Invalid duration.",
             fields={
-                "duration": f"Between {MIN_GRANT_SECONDS // 60} and "
+                "duration": f"Between {settings.grant_min_seconds // 60} and "
                 f"{settings.grant_max_seconds // 60} minutes."
             },
         )
@@ -104,7 +103,7 @@ def request_access(
     # The grant never outlives the lease (Vault would end it with the lease anyway).
     ttl = min(duration_seconds, int((lease.expires_at - utcnow()).total_seconds()))
     db.session.rollback()
-    if ttl < MIN_GRANT_SECONDS or lease_ciphertext is None:
+    if ttl < settings.grant_min_seconds or lease_ciphertext is None:
         _deny(agent, "access.requested", ticket_ref, "retention ending")
         raise Conflict("The ticket's retention period is about to end.")
 
