@@ -67,9 +67,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app, settings)
 
+    from . import cli
     from .views import register_blueprints
 
     register_blueprints(app)
+    cli.init_app(app)
 
     @app.before_request
     def start_timer():

@@ -19,9 +19,16 @@ from .vault import VaultError
 
 
 def _create_app():
-    from . import create_app
+    from flask.cli import NoAppException
 
-    return create_app()
+    from . import create_app
+    from .config import ConfigError
+
+    try:
+        return create_app()
+    except ConfigError as error:
+        # Shown as one clear line by FlaskGroup instead of a traceback.
+        raise NoAppException(f"configuration: {error}") from None
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
@@ -29,7 +36,13 @@ def main() -> None:
     """vault_service operator commands. Configuration comes from the environment (see README)."""
 
 
-@main.command("init-db")
+def init_app(app) -> None:
+    """Attach the commands that need a configured app (all but bootstrap-vault) to app.cli."""
+    for command in (init_db, create_agent, worker, sweep, audit_verify, audit_export, doctor):
+        app.cli.add_command(command)
+
+
+@click.command("init-db")
 @with_appcontext
 def init_db() -> None:
     """Create the database tables (idempotent)."""
@@ -37,7 +50,7 @@ def init_db() -> None:
     click.echo("database ready")
 
 
-@main.command("create-agent")
+@click.command("create-agent")
 @click.argument("username")
 @click.option("--role", type=click.Choice(["agent", "admin"]), default="agent", show_default=True)
 @click.option(
@@ -61,7 +74,8 @@ def create_agent(username: str, role: str, password_stdin: bool) -> None:
     click.echo(f"created {agent.role} {agent.username}")
 
 
-@main.command("bootstrap-vault", context_settings={"show_default": True})
+# Runs before the app has a Vault token, so it must not load the app.
+@main.command("bootstrap-vault", with_appcontext=False, context_settings={"show_default": True})
 @click.option(
     "--admin-token-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -106,7 +120,7 @@ def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
         raise click.ClickException(str(error)) from None
 
 
-@main.command("worker")
+@click.command("worker")
 @with_appcontext
 def worker() -> None:
     """Run purge jobs and sweeps until SIGTERM/SIGINT."""
@@ -118,7 +132,7 @@ def worker() -> None:
     run_forever(current_app._get_current_object(), stop)
 
 
-@main.command("sweep")
+@click.command("sweep")
 @with_appcontext
 def sweep() -> None:
     """One pass: retention, expired grant tokens, due purge jobs. Prints what it did as JSON."""
@@ -128,7 +142,7 @@ def sweep() -> None:
     click.echo(json.dumps(report.__dict__))
 
 
-@main.command("audit-verify")
+@click.command("audit-verify")
 @with_appcontext
 def audit_verify() -> None:
     """Walk the hash chain; exit 1 naming the first record that was edited, removed or moved."""
@@ -142,7 +156,7 @@ def audit_verify() -> None:
     sys.exit(1)
 
 
-@main.command("audit-export")
+@click.command("audit-export")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
 @click.option("--output", type=click.File("w"), default="-")
 @with_appcontext
@@ -184,7 +198,7 @@ def audit_export(fmt: str, output) -> None:
             output.write(json.dumps(row, sort_keys=True) + "\n")
 
 
-@main.command("doctor")
+@click.command("doctor")
 @with_appcontext
 def doctor() -> None:
     """Check a running deployment: database, Vault, and the app token's posture."""

@@ -1,0 +1,134 @@
+"""Invariant 1: a submitted canary reaches no database file, log line, page (but the reveal), or
+Vault's audit log in clear — searched byte by byte after the whole story."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from sqlalchemy import inspect, select, text
+
+from vault_service.extensions import db
+from vault_service.logs import JsonFormatter
+from vault_service.services.submissions import CredentialInput
+
+from .test_lifecycle import run_worker_pass
+
+
+def encodings_of(value: str) -> list[bytes]:
+    """The ways a value could leak: as is, and base64 as Vault's transit API carries it."""
+    raw = value.encode()
+    return [raw, base64.b64encode(raw), base64.urlsafe_b64encode(raw)]
+
+
+def test_canary_is_nowhere_but_the_reveal_response(
+    app, client, ticket_system, agent, openbao, database_url, capfd, tmp_path
+):
+    canary = f"CANARY{uuid.uuid4().hex}"
+    log_file = tmp_path / "debug.log"
+    handler = logging.FileHandler(log_file)
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(JsonFormatter())  # what production writes, fields included
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("vault_service").addHandler(handler)
+    logging.getLogger().setLevel(logging.DEBUG)
+    items = [
+        {
+            "kind": "ftps",
+            "host": f"{canary.lower()}.example.test",
+            "port": "990",
+            "username": f"user-{canary}",
+            "password": f"pw {canary} ✓",
+        },
+        {
+            "kind": "admin_panel",
+            "url": f"https://{canary.lower()}.example.test/admin",
+            "username": canary,
+            "password": f"{canary}!",
+        },
+        {"kind": "other", "label": f"label {canary}", "secret": f"secret\n{canary}"},
+    ]
+    pages: list[str] = []
+    try:
+        # JSON submission, after a rejected one that carried the canary in every field.
+        path = ticket_system.link_path("T-canary")
+        pages.append(client.get(path).get_data(as_text=True))
+        bad = [dict(items[0], port="99999"), *items[1:]]
+        pages.append(client.post(path, json={"items": bad}).get_data(as_text=True))
+        pages.append(
+            client.post(path, json={"items": items, "notes": f"notes {canary}"}).get_data(
+                as_text=True
+            )
+        )
+        # HTML form submission on a second link, also after a rejected attempt.
+        form_path = ticket_system.link_path("T-canary")
+        form_page = client.get(form_path).get_data(as_text=True)
+        csrf = form_page.split('name="csrf_token" value="')[1].split('"')[0]
+        form = {
+            "csrf_token": csrf,
+            "ft_kind": "sftp",
+            "ft_host": f"{canary.lower()}.example.test",
+            "ft_port": "not-a-port",
+            "ft_username": canary,
+            "ft_password": canary,
+            "notes": canary,
+        }
+        pages.append(client.post(form_path, data=form).get_data(as_text=True))
+        pages.append(client.post(form_path, data=dict(form, ft_port="22")).get_data(as_text=True))
+
+        agent.login()
+        pages.append(client.get("/").get_data(as_text=True))
+        pages.append(client.get("/tickets/T-canary").get_data(as_text=True))
+        agent.request_access("T-canary")
+        pages.append(client.get("/tickets/T-canary").get_data(as_text=True))
+        reveal = agent.reveal("T-canary").get_data(as_text=True)
+        assert reveal.count(canary) >= 8  # the one place it must appear
+        pages.append(ticket_system.status("T-canary").get_data(as_text=True))
+        assert ticket_system.close("T-canary").status_code == 202
+        run_worker_pass(app)
+        pages.append(ticket_system.status("T-canary").get_data(as_text=True))
+    finally:
+        logging.getLogger().removeHandler(handler)
+        logging.getLogger("vault_service").removeHandler(handler)
+        handler.close()
+
+    needles = [canary.encode(), canary.lower().encode()]
+    for item in items:
+        plaintext = CredentialInput(item["kind"], {k: v for k, v in item.items() if k != "kind"})
+        needles += encodings_of(plaintext.plaintext())
+
+    for number, page in enumerate(pages):
+        assert canary not in page and canary.lower() not in page, f"page {number}"
+
+    captured = capfd.readouterr()
+    logs = (captured.out + captured.err).encode() + log_file.read_bytes()
+    assert b"submission.received" in logs  # the logs did capture the story
+    for needle in needles:
+        assert needle not in logs
+
+    audit_log = Path(openbao.audit_log).read_bytes()
+    assert b"vault-service-kv" in audit_log  # Vault did record the requests...
+    for needle in needles:
+        assert needle not in audit_log  # ...with values only as HMACs
+    assert any(b"hmac-sha256:" in line for line in audit_log.splitlines())
+
+    if database_url.startswith("sqlite:///"):
+        database = Path(database_url.removeprefix("sqlite:///"))
+        files = [database, *(Path(f"{database}{suffix}") for suffix in ("-wal", "-shm"))]
+        contents = b"".join(f.read_bytes() for f in files if f.exists())
+        assert len(contents) > 0
+        for needle in needles:
+            assert needle not in contents
+    # On any database: every column of every row, as text.
+    with app.app_context():
+        dump = []
+        for table in inspect(db.engine).get_table_names():
+            rows = db.session.execute(text(f'SELECT * FROM "{table}"')).all()  # noqa: S608
+            dump.append(json.dumps([list(map(str, row)) for row in rows]))
+        assert db.session.scalar(select(text("1")))
+    everything = "\n".join(dump)
+    assert "T-canary" in everything
+    assert canary not in everything and canary.lower() not in everything
