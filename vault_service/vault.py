@@ -468,6 +468,19 @@ def _admin_client(addr: str, admin_token: str, timeout: float = 10.0) -> hvac.Cl
     return hvac.Client(url=addr, token=admin_token, timeout=timeout)
 
 
+def _retry_while_mount_upgrades(fn: Callable[[], T], timeout: float = 30.0) -> T:
+    """A KV v2 mount refuses requests for a moment after it is enabled ("Upgrading from
+    non-versioned to versioned data"); wait that out instead of failing the bootstrap."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except hvac.exceptions.InvalidRequest as error:
+            if "Upgrading" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def bootstrap_vault(
     addr: str,
     admin_token: str,
@@ -488,7 +501,11 @@ def bootstrap_vault(
             done.append(f"enabled kv-v2 at {KV_MOUNT}/")
         # One version, and every write must say which version it expects (cas): a credential is
         # written once and never overwritten, and no old version lingers after a delete.
-        client.secrets.kv.v2.configure(max_versions=1, cas_required=True, mount_point=KV_MOUNT)
+        _retry_while_mount_upgrades(
+            lambda: client.secrets.kv.v2.configure(
+                max_versions=1, cas_required=True, mount_point=KV_MOUNT
+            )
+        )
         done.append(f"{KV_MOUNT}: max_versions=1 cas_required=true")
         if f"{TRANSIT_MOUNT}/" not in mounts:
             client.sys.enable_secrets_engine("transit", path=TRANSIT_MOUNT)

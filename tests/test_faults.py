@@ -1,0 +1,160 @@
+"""When parts fail: reveals fail closed, closes are never lost, purge steps repeat safely."""
+
+from __future__ import annotations
+
+import hvac.exceptions
+import pytest
+from sqlalchemy import select
+
+from vault_service import create_app
+from vault_service.extensions import db
+from vault_service.models import CredentialItem, PurgeJob, Ticket
+from vault_service.services import audit
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, ticket_key_name, ticket_policy_names
+
+from .conftest import SAMPLE_ITEMS
+from .test_lifecycle import lease_of, run_worker_pass
+
+CLOSED_PORT_VAULT = "http://127.0.0.1:9"  # discard port: nothing listens
+
+
+def kv_reads_in_audit_log(openbao, lease_id: str) -> int:
+    """How many times Vault was asked to read this lease's items (its audit log says)."""
+    return sum(
+        1
+        for line in openbao.audit_log.read_text().splitlines()
+        if f"vault-service-kv/data/{lease_id}/" in line
+        and '"operation":"read"' in line
+        and '"type":"request"' in line
+    )
+
+
+def test_reveal_does_not_happen_when_its_audit_record_cannot_be_written(
+    app, agent, submitted_ticket, openbao, monkeypatch
+):
+    agent.login()
+    agent.request_access(submitted_ticket)
+    grant_id = agent.current_grant_id(submitted_ticket)
+    lease = lease_of(app, submitted_ticket)
+    real_record = audit.record
+
+    def failing_record(action, **kwargs):
+        if action == "credentials.revealed" and kwargs.get("outcome", "success") == "success":
+            raise RuntimeError("audit store unavailable")
+        return real_record(action, **kwargs)
+
+    monkeypatch.setattr(audit, "record", failing_record)
+    response = agent.reveal(submitted_ticket, grant_id)
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    for item in SAMPLE_ITEMS:
+        assert item["password"] not in body
+    # Vault's own audit log proves nothing was even read: the failure came first.
+    assert kv_reads_in_audit_log(openbao, lease.id) == 0
+
+    monkeypatch.setattr(audit, "record", real_record)
+    assert agent.reveal(submitted_ticket, grant_id).status_code == 200
+    assert kv_reads_in_audit_log(openbao, lease.id) == len(SAMPLE_ITEMS) + 1
+
+
+def test_close_during_a_vault_outage_is_accepted_and_purged_once_vault_returns(
+    app, make_settings, settings, ticket_system, submitted_ticket, ticket_system_factory, openbao
+):
+    offline = create_app(make_settings(vault_addr=CLOSED_PORT_VAULT))
+    offline_ticket_system, _, _ = ticket_system_factory(offline)
+    assert offline_ticket_system.close(submitted_ticket).status_code == 202
+
+    report = run_worker_pass(offline)
+    assert report.purges_completed == 0
+    with app.app_context():
+        job = db.session.scalar(select(PurgeJob))
+        assert job.attempts == 1 and job.completed_at is None
+        assert "unreachable" in job.last_error
+        # Retried with backoff, not dropped.
+        job.next_attempt_at = job.created_at
+        db.session.commit()
+    assert ticket_system.status(submitted_ticket).get_json()["status"] == "closing"
+
+    lease = lease_of(app, submitted_ticket)
+    assert run_worker_pass(app).purges_completed == 1
+    assert ticket_system.status(submitted_ticket).get_json()["status"] == "purged"
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        openbao.admin().secrets.transit.read_key(
+            name=ticket_key_name(lease.id), mount_point=TRANSIT_MOUNT
+        )
+
+
+def test_submission_while_vault_is_down_gets_503_and_the_link_survives(
+    app, make_settings, settings, ticket_system, client, ticket_system_factory
+):
+    path = ticket_system.link_path("T-outage")
+    # Same database and secret key (link hashes match), but Vault unreachable.
+    offline = create_app(
+        make_settings(vault_addr=CLOSED_PORT_VAULT, secret_key=settings.secret_key)
+    )
+    _, _, offline_client = ticket_system_factory(offline)
+    response = offline_client.post(path, json={"items": SAMPLE_ITEMS})
+    assert response.status_code == 503
+    assert "Nothing was stored" in response.get_json()["message"]
+    with app.app_context():
+        assert db.session.scalars(select(CredentialItem)).all() == []
+    assert client.post(path, json={"items": SAMPLE_ITEMS}).status_code == 201
+
+
+def test_purge_completes_when_some_of_its_steps_were_already_done(
+    app, ticket_system, submitted_ticket, openbao
+):
+    lease = lease_of(app, submitted_ticket)
+    admin = openbao.admin()
+    # As if an earlier attempt died half-way: token revoked, key deleted, one policy gone.
+    admin.auth.token.revoke_accessor(lease.token_accessor)
+    admin.secrets.transit.update_key_configuration(
+        name=ticket_key_name(lease.id), deletion_allowed=True, mount_point=TRANSIT_MOUNT
+    )
+    admin.secrets.transit.delete_key(name=ticket_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+    admin.sys.delete_acl_policy(ticket_policy_names(lease.id)[0])
+
+    assert ticket_system.close(submitted_ticket).status_code == 202
+    assert run_worker_pass(app).purges_completed == 1
+    receipt = ticket_system.status(submitted_ticket).get_json()["purge_receipt"]
+    assert receipt["destroyed"]["kv_entries"] == 3
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
+    # Running the finished job again changes nothing and keeps the one receipt.
+    with app.app_context():
+        jobs = db.session.scalars(select(PurgeJob)).all()
+        assert len(jobs) == 1 and jobs[0].receipt == receipt
+
+
+def test_purge_removes_kv_entries_the_database_never_recorded(
+    app, ticket_system, submitted_ticket, openbao
+):
+    lease = lease_of(app, submitted_ticket)
+    # An entry written by a submission that crashed before its database commit.
+    openbao.admin().secrets.kv.v2.create_or_update_secret(
+        path=f"{lease.id}/00000000-0000-4000-8000-000000000000",
+        secret={"ciphertext": "vault:v1:orphan"},
+        cas=0,
+        mount_point=KV_MOUNT,
+    )
+    ticket_system.close(submitted_ticket)
+    run_worker_pass(app)
+    receipt = ticket_system.status(submitted_ticket).get_json()["purge_receipt"]
+    assert receipt["destroyed"]["kv_entries"] == 4
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        openbao.admin().secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
+
+
+def test_grant_request_while_vault_is_down_is_a_clear_503(
+    app, make_settings, settings, submitted_ticket, ticket_system_factory
+):
+    offline = create_app(
+        make_settings(vault_addr=CLOSED_PORT_VAULT, secret_key=settings.secret_key)
+    )
+    _, offline_agent, offline_client = ticket_system_factory(offline)
+    offline_agent.login()
+    response = offline_agent.request_access(submitted_ticket)
+    assert response.status_code == 503
+    assert "no access was granted" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(Ticket.status)) == "open"
