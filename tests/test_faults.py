@@ -158,3 +158,26 @@ def test_grant_request_while_vault_is_down_is_a_clear_503(
     assert "no access was granted" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(Ticket.status)) == "open"
+
+
+def test_sealed_vault_gives_customers_503_keeps_the_link_and_still_accepts_the_close(
+    app, client, ticket_system, openbao
+):
+    path = ticket_system.link_path("T-sealed")
+    ticket_system.link_path("T-sealed-close")  # a ticket with Vault material to purge
+    openbao.process.seal(openbao.root_token)
+    try:
+        response = client.post(path, json={"items": SAMPLE_ITEMS})
+        assert response.status_code == 503
+        assert client.get("/readyz").status_code == 503
+        assert ticket_system.close("T-sealed-close").status_code == 202
+        assert run_worker_pass(app).purges_completed == 0
+    finally:
+        openbao.process.unseal(openbao.unseal_key)
+    assert client.post(path, json={"items": SAMPLE_ITEMS}).status_code == 201
+    # The close's purge waited for Vault (backed off); make it due now and it completes.
+    with app.app_context():
+        db.session.execute(PurgeJob.__table__.update().values(next_attempt_at=PurgeJob.created_at))
+        db.session.commit()
+    assert run_worker_pass(app).purges_completed == 1
+    assert ticket_system.status("T-sealed-close").get_json()["status"] == "purged"

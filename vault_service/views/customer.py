@@ -31,6 +31,7 @@ def _page_context(link, **extra) -> dict:
         "ticket_ref": ticket.ref,
         "expires_at": link.expires_at,
         "retention_days": _days(settings.max_retention_seconds),
+        "grant_max_hours": max(1, settings.grant_max_seconds // 3600),
         "kinds": FILE_TRANSFER_KINDS,
         "form": {},
         "errors": {},
