@@ -122,9 +122,8 @@ def validate_submission(payload: object) -> SubmissionInput:
     if not isinstance(payload, dict):
         raise ValidationFailed("The submission must be a JSON object.")
     errors: dict[str, str] = {}
-    unknown_top = set(payload) - {"items", "notes"}
-    if unknown_top:
-        errors["_"] = f"Unknown fields: {', '.join(sorted(map(str, unknown_top)))}."
+    for name in sorted(map(str, set(payload) - {"items", "notes"})):
+        errors[name] = "Unknown field."
     raw_items = payload.get("items")
     if not isinstance(raw_items, list) or not raw_items:
         errors["items"] = "Add at least one credential."
@@ -143,9 +142,8 @@ def validate_submission(payload: object) -> SubmissionInput:
             errors[f"{prefix}.kind"] = "Choose ftp, sftp, ftps, admin_panel or other."
             continue
         names = KIND_FIELDS[kind]
-        extra = set(raw) - set(names) - {"kind"}
-        if extra:
-            errors[prefix] = f"Unknown fields for {kind}: {', '.join(sorted(map(str, extra)))}."
+        for name in sorted(map(str, set(raw) - set(names) - {"kind"})):
+            errors[f"{prefix}.{name}"] = f"Not a field of {kind}."
         fields = {
             name: _check_field(name, raw.get(name), errors, f"{prefix}.{name}") for name in names
         }

@@ -44,7 +44,8 @@ def verify_signature(
         timestamp = int(timestamp_header)
     except ValueError:
         raise Unauthorized("Invalid webhook-timestamp.") from None
-    if abs(now.timestamp() - timestamp) > settings.webhook_tolerance_seconds:
+    # Whole seconds, as the Standard Webhooks reference implementations compare.
+    if abs(int(now.timestamp()) - timestamp) > settings.webhook_tolerance_seconds:
         raise Unauthorized("The webhook timestamp is outside the allowed tolerance.")
     # Any configured secret may match any offered signature: the sender rotates by signing with
     # old and new secrets, we rotate by configuring both for a while.

@@ -53,6 +53,8 @@ def create_submission_link(ticket_ref: str):
     unknown = set(body) - {"ttl_seconds"}
     if unknown:
         raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    if "ttl_seconds" in body and body["ttl_seconds"] is None:
+        raise BadRequest("ttl_seconds must be an integer; omit it for the default.")
     link, token = tickets.create_submission_link(
         current_settings(), current_vault(), ticket_ref, ttl_seconds=body.get("ttl_seconds")
     )
