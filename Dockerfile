@@ -1,0 +1,36 @@
+# vault_service application image: the web app (gunicorn) and, with another command, the worker.
+# Production dependencies only (".[postgres]"); no dev or test extras.
+
+FROM python:3.12-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+# Only what the wheel is built from: never the working tree (var/ holds development Vault keys).
+COPY pyproject.toml README.md ./
+COPY policies ./policies
+COPY vault_service ./vault_service
+RUN /opt/venv/bin/pip install ".[postgres]"
+
+FROM python:3.12-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+RUN groupadd --system --gid 10001 vault-service \
+ && useradd --system --uid 10001 --gid vault-service --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin vault-service
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+USER vault-service:vault-service
+EXPOSE 8000
+
+# Two workers with threads (gthread): Vault calls block on the network, not on the CPU.
+# No --access-logfile, on purpose: gunicorn's access log writes the raw path, and /s/<token> is a
+# credential. The app logs each request itself with the route pattern instead.
+# --worker-tmp-dir /dev/shm and --no-control-socket let it run on a read-only root filesystem.
+CMD ["gunicorn", "vault_service.wsgi:app", \
+     "--bind", "0.0.0.0:8000", \
+     "--workers", "2", "--worker-class", "gthread", "--threads", "4", \
+     "--timeout", "30", "--graceful-timeout", "30", \
+     "--worker-tmp-dir", "/dev/shm", "--no-control-socket", \
+     "--error-logfile", "-", "--log-level", "info"]
