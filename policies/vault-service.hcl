@@ -41,20 +41,16 @@ path "vault-service-transit/decrypt/vault-service-app" {
   capabilities = ["update"]
 }
 
-# Per-ticket policies, generated from policies/ticket-*.hcl.tmpl and deleted at purge.
-path "sys/policies/acl/vault-service-ticket-*" {
-  capabilities = ["create", "update", "read", "delete"]
-}
-
-# Sweeps: find per-ticket policies the database does not know.
-path "sys/policies/acl" {
-  capabilities = ["list"]
-}
-
-# Mint a ticket's lease token: an orphan whose TTL is the maximum retention. The role limits it
-# to vault-service-ticket-* policies.
+# Mint a ticket's lease token: an orphan whose TTL is the maximum retention, carrying the two
+# static ticket policies and an entity alias named by the lease UUID. The role allows exactly
+# those two policies. Deliberately absent: any sys/policies path. The app cannot write a policy.
 path "auth/token/create/vault-service-ticket-lease" {
   capabilities = ["update"]
+}
+
+# Purge: delete the lease's identity entity (created with its lease token) and confirm it gone.
+path "identity/entity/id/*" {
+  capabilities = ["read", "delete"]
 }
 
 # Purge: revoke a lease (and with it every grant) by accessor, then confirm it is gone.

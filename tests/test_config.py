@@ -75,3 +75,21 @@ def test_rotation_accepts_several_tokens_and_webhook_secrets():
     )
     assert len(settings.ticket_api_tokens) == 2
     assert settings.webhook_secrets == (b"w" * 32, b"v" * 32)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (30 * 86400, "30 days"),
+        (86400, "1 day"),
+        (4 * 3600, "4 hours"),
+        (3600, "1 hour"),
+        (5400, "90 minutes"),
+        (60, "1 minute"),
+        (59, "59 seconds"),
+    ],
+)
+def test_limits_are_worded_in_the_largest_even_unit(seconds, text):
+    from vault_service.formatting import format_duration
+
+    assert format_duration(seconds) == text

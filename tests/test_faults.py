@@ -10,7 +10,7 @@ from vault_service import create_app
 from vault_service.extensions import db
 from vault_service.models import CredentialItem, PurgeJob, Ticket
 from vault_service.services import audit
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, ticket_key_name, ticket_policy_names
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, ticket_key_name
 
 from .conftest import SAMPLE_ITEMS
 from .test_lifecycle import lease_of, run_worker_pass
@@ -106,13 +106,13 @@ def test_purge_completes_when_some_of_its_steps_were_already_done(
 ):
     lease = lease_of(app, submitted_ticket)
     admin = openbao.admin()
-    # As if an earlier attempt died half-way: token revoked, key deleted, one policy gone.
+    # As if an earlier attempt died half-way: token revoked, key deleted, entity gone.
     admin.auth.token.revoke_accessor(lease.token_accessor)
     admin.secrets.transit.update_key_configuration(
         name=ticket_key_name(lease.id), deletion_allowed=True, mount_point=TRANSIT_MOUNT
     )
     admin.secrets.transit.delete_key(name=ticket_key_name(lease.id), mount_point=TRANSIT_MOUNT)
-    admin.sys.delete_acl_policy(ticket_policy_names(lease.id)[0])
+    admin.delete(f"identity/entity/id/{lease.entity_id}")
 
     assert ticket_system.close(submitted_ticket).status_code == 202
     assert run_worker_pass(app).purges_completed == 1

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import CredentialItem, Grant, Lease, Ticket
 from vault_service.services import purge
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, ticket_key_name, ticket_policy_names
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, ticket_key_name
 
 from .conftest import SAMPLE_ITEMS
 
@@ -105,9 +105,15 @@ def test_the_whole_lifecycle_ends_with_nothing_left_in_vault(
             )
     with pytest.raises(hvac.exceptions.InvalidPath):
         admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
-    for policy in ticket_policy_names(lease.id):
-        with pytest.raises(hvac.exceptions.InvalidPath):
-            admin.sys.read_acl_policy(policy)
+    assert lease.entity_id
+    assert admin.read(f"identity/entity/id/{lease.entity_id}") is None
+    # Nor can the lease id be found through identity: Vault answers 204, "no such alias".
+    token_mount = admin.sys.list_auth_methods()["data"]["token/"]["accessor"]
+    lookup = admin.write_data(
+        "identity/lookup/entity",
+        data={"alias_name": lease.id, "alias_mount_accessor": token_mount},
+    )
+    assert lookup.status_code == 204
 
     # The database keeps no ciphertext or token of the ticket, only the receipt.
     with app.app_context():
@@ -123,6 +129,7 @@ def test_the_whole_lifecycle_ends_with_nothing_left_in_vault(
     assert receipt["verified_absent_in_vault"] is True
     assert receipt["destroyed"]["kv_entries"] == 3
     assert receipt["destroyed"]["transit_key"] == ticket_key_name(lease.id)
+    assert receipt["destroyed"]["identity_entity"] == lease.entity_id
     assert set(receipt["destroyed"]["token_accessors"]) == {lease.token_accessor, grant_accessor}
 
     # A closed ticket gets no new links; a second close is a no-op.

@@ -19,11 +19,12 @@ from vault_service.services.access import request_access
 from vault_service.vault import (
     APP_POLICY,
     KV_MOUNT,
+    LEASE_POLICY,
+    REVEAL_POLICY,
     TRANSIT_MOUNT,
     RootTokenRefused,
     VaultForbidden,
     ticket_key_name,
-    ticket_policy_names,
 )
 
 from .conftest import SAMPLE_ITEMS
@@ -88,9 +89,9 @@ def test_lease_and_grant_tokens_have_the_shape_the_design_requires(
     lease = lease_of(app, submitted_ticket)
     admin = openbao.admin()
     lease_token = admin.auth.token.lookup_accessor(lease.token_accessor)["data"]
-    reveal_policy, lease_policy = ticket_policy_names(lease.id)
     assert lease_token["orphan"] is True
-    assert sorted(lease_token["policies"]) == sorted([reveal_policy, lease_policy])
+    assert sorted(lease_token["policies"]) == sorted([REVEAL_POLICY, LEASE_POLICY])
+    assert lease_token["entity_id"] == lease.entity_id
     assert lease_token["renewable"] is False
     assert settings.max_retention_seconds - 60 <= lease_token["ttl"]
     assert lease_token["ttl"] <= settings.max_retention_seconds
@@ -100,7 +101,8 @@ def test_lease_and_grant_tokens_have_the_shape_the_design_requires(
     with app.app_context():
         grant = db.session.scalar(select(Grant))
     grant_token = admin.auth.token.lookup_accessor(grant.token_accessor)["data"]
-    assert grant_token["policies"] == [reveal_policy]
+    assert grant_token["policies"] == [REVEAL_POLICY]
+    assert grant_token["entity_id"] == lease.entity_id  # inherited: scopes it to this lease
     assert grant_token["orphan"] is False  # a child: revoking the lease revokes it
     assert grant_token["renewable"] is False
     assert 15 * 60 - 60 <= grant_token["ttl"] <= 15 * 60
@@ -157,7 +159,7 @@ def test_grant_of_one_ticket_cannot_read_another_ticket_or_mint_tokens(
             path=f"{other.id}/{other_item}", mount_point=KV_MOUNT, raise_on_deleted_version=True
         )
     with pytest.raises(hvac.exceptions.Forbidden):
-        grant_client.auth.token.create(policies=ticket_policy_names(other.id)[:1], ttl="1h")
+        grant_client.auth.token.create(policies=[REVEAL_POLICY], ttl="1h")
 
 
 def test_vault_refuses_a_second_write_to_an_item_twice_over(app, submitted_ticket, vault, openbao):
@@ -202,3 +204,18 @@ def test_closed_ticket_refuses_reveal_even_while_vault_is_down(
     response = offline_agent.reveal(submitted_ticket, grant_id)
     assert response.status_code == 403
     assert "Access to these credentials has ended" in response.get_data(as_text=True)
+
+
+def test_app_token_can_write_no_policy_and_mint_nothing_but_ticket_tokens(vault):
+    """The escalation path of per-ticket policies is closed: no policy write at all."""
+    app_client = vault._app()
+    for name in ("vault-service-ticket-x", "vault-service", "anything"):
+        with pytest.raises(hvac.exceptions.Forbidden):
+            app_client.sys.create_or_update_acl_policy(name=name, policy='path "*" {}')
+    for policies in (["root"], ["vault-service"], ["default"], [REVEAL_POLICY, "vault-service"]):
+        with pytest.raises((hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest)):
+            app_client.auth.token.create(
+                role_name="vault-service-ticket-lease", policies=policies, ttl="1h"
+            )
+    with pytest.raises(hvac.exceptions.Forbidden):
+        app_client.auth.token.create(policies=[REVEAL_POLICY], ttl="1h")  # not via the role

@@ -68,7 +68,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     security.init_app(app, settings)
 
     from . import cli
+    from .formatting import format_duration
     from .views import register_blueprints
+
+    app.add_template_filter(format_duration, "duration")
 
     register_blueprints(app)
     cli.init_app(app)

@@ -38,7 +38,6 @@ audit "file" "file" {{
 }}
 
 api_addr      = "http://127.0.0.1:{port}"
-disable_mlock = true
 ui            = false
 log_level     = "warn"
 """

@@ -108,6 +108,8 @@ class Lease(db.Model):
     created_at: Mapped[created_at]
     expires_at: Mapped[timestamp] = mapped_column(index=True)
     token_accessor: Mapped[str | None] = mapped_column(String(64))
+    # The Vault identity entity bound to the lease token (its alias is named by this lease's id).
+    entity_id: Mapped[str | None] = mapped_column(String(64))
     # The lease token, encrypted by the app's transit key; erased at purge.
     token_ciphertext: Mapped[str | None] = mapped_column(Text)
     purged_at: Mapped[optional_timestamp]

@@ -31,7 +31,8 @@ TRANSIT_MOUNT = "vault-service-transit"
 APP_KEY = "vault-service-app"
 LEASE_TOKEN_ROLE = "vault-service-ticket-lease"
 APP_POLICY = "vault-service"
-TICKET_POLICY_PREFIX = "vault-service-ticket-"
+REVEAL_POLICY = "vault-service-ticket-reveal"
+LEASE_POLICY = "vault-service-ticket-lease"
 TICKET_KEY_PREFIX = "ticket-"
 
 T = TypeVar("T")
@@ -74,28 +75,6 @@ def ticket_key_name(lease_id: str) -> str:
     return f"{TICKET_KEY_PREFIX}{lease_id}"
 
 
-def ticket_policy_names(lease_id: str) -> tuple[str, str]:
-    """(reveal policy, lease policy) of one lease."""
-    return (
-        f"{TICKET_POLICY_PREFIX}{lease_id}-reveal",
-        f"{TICKET_POLICY_PREFIX}{lease_id}-lease",
-    )
-
-
-def render_ticket_policies(lease_id: str) -> dict[str, str]:
-    """The two per-lease policies, rendered from the templates in policies/."""
-    directory = policy_dir()
-    reveal_name, lease_name = ticket_policy_names(lease_id)
-    return {
-        reveal_name: Template((directory / "ticket-reveal.hcl.tmpl").read_text()).substitute(
-            lease_id=lease_id
-        ),
-        lease_name: Template((directory / "ticket-lease.hcl.tmpl").read_text()).substitute(
-            lease_id=lease_id
-        ),
-    }
-
-
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
@@ -111,6 +90,16 @@ class IssuedToken:
     token: str
     accessor: str
     ttl_seconds: int
+    entity_id: str = ""
+
+    @classmethod
+    def from_auth(cls, auth: dict) -> IssuedToken:
+        return cls(
+            auth["client_token"],
+            auth["accessor"],
+            auth["lease_duration"],
+            auth.get("entity_id") or "",
+        )
 
 
 @contextmanager
@@ -144,8 +133,11 @@ class Vault:
         self._session = session or requests.Session()
         self._lock = threading.Lock()
         self._app_token = settings.vault_token
-        self._app_token_expires = float("inf")
+        # With AppRole there is no token until the first login; a given token never "expires" here
+        # (Vault tells us when it does).
+        self._app_token_expires = 0.0 if settings.vault_role_id else float("inf")
         self._identity_checked = False
+        self._app_client: hvac.Client | None = None
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -159,21 +151,28 @@ class Vault:
         )
 
     def _app(self) -> hvac.Client:
-        """A client with the app's own identity, logging in with AppRole when configured."""
+        """The client with the app's own identity, logging in with AppRole when configured.
+
+        One client object for the process: a re-login changes its token in place, so a call
+        retried after a re-login uses the new token.
+        """
         if self._settings.vault_role_id and time.monotonic() >= self._app_token_expires - 60:
             with self._lock, translate_errors("approle login"):
-                client = self._client("")
-                auth = client.auth.approle.login(
-                    role_id=self._settings.vault_role_id,
-                    secret_id=self._settings.vault_secret_id,
-                )["auth"]
-                self._app_token = auth["client_token"]
-                self._app_token_expires = time.monotonic() + auth["lease_duration"]
-                self._identity_checked = False
-        client = self._client(self._app_token)
+                if time.monotonic() >= self._app_token_expires - 60:  # another thread did it
+                    auth = self._client("").auth.approle.login(
+                        role_id=self._settings.vault_role_id,
+                        secret_id=self._settings.vault_secret_id,
+                    )["auth"]
+                    self._app_token = auth["client_token"]
+                    self._app_token_expires = time.monotonic() + auth["lease_duration"]
+                    self._identity_checked = False
+                    if self._app_client is not None:
+                        self._app_client.token = self._app_token
+        if self._app_client is None:
+            self._app_client = self._client(self._app_token)
         if not self._identity_checked:
-            self._refuse_root(client)
-        return client
+            self._refuse_root(self._app_client)
+        return self._app_client
 
     def _refuse_root(self, client: hvac.Client) -> None:
         """Fail closed on a root token: the guarantees assume the app's own policy binds it."""
@@ -185,6 +184,19 @@ class Vault:
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
         with translate_errors(operation):
             return fn()
+
+    def _app_call(self, operation: str, fn: Callable[[], T]) -> T:
+        """A call with the app's identity. With AppRole, a refusal may mean our token expired or
+        was revoked early: log in again once and retry before giving up."""
+        try:
+            return self._call(operation, fn)
+        except VaultForbidden:
+            if not self._settings.vault_role_id:
+                raise
+            with self._lock:
+                self._app_token_expires = 0.0
+            self._app()
+            return self._call(operation, fn)
 
     # -- health -----------------------------------------------------------------------------
 
@@ -203,7 +215,7 @@ class Vault:
     def lookup_self(self) -> dict:
         """The app token's own properties (policies, ttl)."""
         app = self._app()
-        return self._call("lookup-self", lambda: app.auth.token.lookup_self()["data"])
+        return self._app_call("lookup-self", lambda: app.auth.token.lookup_self()["data"])
 
     # -- per-lease provisioning --------------------------------------------------------------
 
@@ -211,7 +223,7 @@ class Vault:
         """A per-lease AES-GCM key that can never leave Vault and can be deleted at purge."""
         name = ticket_key_name(lease_id)
         app = self._app()
-        self._call(
+        self._app_call(
             "create transit key",
             lambda: app.secrets.transit.create_key(
                 name=name,
@@ -221,64 +233,58 @@ class Vault:
                 mount_point=TRANSIT_MOUNT,
             ),
         )
-        self._call(
+        self._app_call(
             "configure transit key",
             lambda: app.secrets.transit.update_key_configuration(
                 name=name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
             ),
         )
 
-    def write_ticket_policies(self, lease_id: str) -> None:
-        """Install the per-lease reveal and lease policies."""
-        app = self._app()
-        for name, body in render_ticket_policies(lease_id).items():
-            self._call(
-                "write policy",
-                lambda name=name, body=body: app.sys.create_or_update_acl_policy(
-                    name=name, policy=body
-                ),
-            )
-
     def create_lease_token(self, lease_id: str, ttl_seconds: int) -> IssuedToken:
-        """The lease: an orphan token (via the role) whose TTL is the maximum retention."""
-        reveal_policy, lease_policy = ticket_policy_names(lease_id)
+        """The lease: an orphan token (via the role) whose TTL is the maximum retention.
+
+        Its entity alias is named by the lease id; the static reveal policy reads that name, so
+        the token (and every child) reaches this lease's paths and key only.
+        """
         app = self._app()
-        auth = self._call(
+        auth = self._app_call(
             "create lease token",
             lambda: app.auth.token.create(
                 role_name=LEASE_TOKEN_ROLE,
-                policies=[reveal_policy, lease_policy],
+                policies=[REVEAL_POLICY, LEASE_POLICY],
                 ttl=f"{ttl_seconds}s",
                 explicit_max_ttl=f"{ttl_seconds}s",
                 renewable=False,
                 no_default_policy=True,
-                meta={"lease": lease_id},
+                entity_alias=lease_id,
             ),
         )["auth"]
-        return IssuedToken(auth["client_token"], auth["accessor"], auth["lease_duration"])
+        if not auth.get("entity_id"):
+            raise VaultRequestFailed("create lease token: no entity bound to the token")
+        return IssuedToken.from_auth(auth)
 
     def mint_grant_token(self, lease_token: str, lease_id: str, ttl_seconds: int) -> IssuedToken:
-        """A grant: child of the lease token, reveal policy only, non-renewable, TTL = window."""
-        reveal_policy, _ = ticket_policy_names(lease_id)
+        """A grant: child of the lease token (inheriting its entity), reveal policy only,
+        non-renewable, TTL = window."""
         lease_client = self._client(lease_token)
         auth = self._call(
             "mint grant token",
             lambda: lease_client.auth.token.create(
-                policies=[reveal_policy],
+                policies=[REVEAL_POLICY],
                 ttl=f"{ttl_seconds}s",
                 explicit_max_ttl=f"{ttl_seconds}s",
                 renewable=False,
                 no_default_policy=True,
             ),
         )["auth"]
-        return IssuedToken(auth["client_token"], auth["accessor"], auth["lease_duration"])
+        return IssuedToken.from_auth(auth)
 
     # -- items --------------------------------------------------------------------------------
 
     def encrypt_items(self, lease_id: str, plaintexts: list[str]) -> list[str]:
         """Encrypt with the lease's key in one batch call; returns transit ciphertexts."""
         app = self._app()
-        results = self._call(
+        results = self._app_call(
             "encrypt",
             lambda: app.secrets.transit.encrypt_data(
                 name=ticket_key_name(lease_id),
@@ -294,7 +300,7 @@ class Vault:
     def write_item(self, lease_id: str, item_id: str, ciphertext: str) -> None:
         """Store one item's ciphertext; cas=0 makes Vault refuse any second write."""
         app = self._app()
-        self._call(
+        self._app_call(
             "write item",
             lambda: app.secrets.kv.v2.create_or_update_secret(
                 path=f"{lease_id}/{item_id}",
@@ -337,7 +343,7 @@ class Vault:
         """Item ids stored under a lease, from Vault's own listing (empty when none)."""
         app = self._app()
         try:
-            response = self._call(
+            response = self._app_call(
                 "list items",
                 lambda: app.secrets.kv.v2.list_secrets(path=lease_id, mount_point=KV_MOUNT),
             )
@@ -348,7 +354,7 @@ class Vault:
     def delete_item(self, lease_id: str, item_id: str) -> None:
         """Destroy an item: metadata and every version. Already gone counts as done."""
         app = self._app()
-        self._call(
+        self._app_call(
             "delete item",
             lambda: app.secrets.kv.v2.delete_metadata_and_all_versions(
                 path=f"{lease_id}/{item_id}", mount_point=KV_MOUNT
@@ -359,7 +365,7 @@ class Vault:
         """Whether Vault still has metadata for the item."""
         app = self._app()
         try:
-            self._call(
+            self._app_call(
                 "read item metadata",
                 lambda: app.secrets.kv.v2.read_secret_metadata(
                     path=f"{lease_id}/{item_id}", mount_point=KV_MOUNT
@@ -374,7 +380,7 @@ class Vault:
     def seal_token(self, token: str) -> str:
         """Encrypt a Vault token with the app key before it is stored."""
         app = self._app()
-        return self._call(
+        return self._app_call(
             "seal token",
             lambda: app.secrets.transit.encrypt_data(
                 name=APP_KEY, plaintext=_b64(token), mount_point=TRANSIT_MOUNT
@@ -385,7 +391,7 @@ class Vault:
         """Decrypt a stored Vault token with the app key."""
         app = self._app()
         return _unb64(
-            self._call(
+            self._app_call(
                 "unseal token",
                 lambda: app.secrets.transit.decrypt_data(
                     name=APP_KEY, ciphertext=ciphertext, mount_point=TRANSIT_MOUNT
@@ -399,7 +405,7 @@ class Vault:
         """Revoke a token and its children by accessor (Vault answers 204 when already gone)."""
         app = self._app()
         try:
-            self._call("revoke token", lambda: app.auth.token.revoke_accessor(accessor))
+            self._app_call("revoke token", lambda: app.auth.token.revoke_accessor(accessor))
         except VaultRequestFailed:
             if self.accessor_exists(accessor):
                 raise
@@ -408,7 +414,7 @@ class Vault:
         """Whether a token with this accessor is still alive."""
         app = self._app()
         try:
-            self._call("lookup accessor", lambda: app.auth.token.lookup_accessor(accessor))
+            self._app_call("lookup accessor", lambda: app.auth.token.lookup_accessor(accessor))
         except VaultRequestFailed:
             # Vault answers 400 "invalid accessor" for a revoked or expired token.
             return False
@@ -420,13 +426,13 @@ class Vault:
         if not self.ticket_key_exists(lease_id):
             return
         app = self._app()
-        self._call(
+        self._app_call(
             "configure transit key",
             lambda: app.secrets.transit.update_key_configuration(
                 name=name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
             ),
         )
-        self._call(
+        self._app_call(
             "delete transit key",
             lambda: app.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
         )
@@ -435,7 +441,7 @@ class Vault:
         """Whether the lease's transit key still exists."""
         app = self._app()
         try:
-            self._call(
+            self._app_call(
                 "read transit key",
                 lambda: app.secrets.transit.read_key(
                     name=ticket_key_name(lease_id), mount_point=TRANSIT_MOUNT
@@ -445,20 +451,17 @@ class Vault:
             return False
         return True
 
-    def delete_ticket_policies(self, lease_id: str) -> None:
-        """Delete both per-lease policies (Vault answers 204 when already gone)."""
+    def delete_entity(self, entity_id: str) -> None:
+        """Delete the lease's identity entity (and its alias, which names the lease)."""
         app = self._app()
-        for name in ticket_policy_names(lease_id):
-            self._call("delete policy", lambda name=name: app.sys.delete_acl_policy(name))
+        self._app_call("delete entity", lambda: app.delete(f"identity/entity/id/{entity_id}"))
 
-    def ticket_policy_exists(self, name: str) -> bool:
-        """Whether a per-lease policy still exists."""
+    def entity_exists(self, entity_id: str) -> bool:
+        """Whether the lease's identity entity still exists."""
         app = self._app()
-        try:
-            self._call("read policy", lambda: app.sys.read_acl_policy(name))
-        except VaultNotFound:
-            return False
-        return True
+        path = f"identity/entity/id/{entity_id}"
+        response = self._app_call("read entity", lambda: app.read(path))
+        return response is not None
 
 
 # -- operator: bootstrap (run with an admin token, never by the app itself) -------------------
@@ -521,25 +524,36 @@ def bootstrap_vault(
                 mount_point=TRANSIT_MOUNT,
             )
             done.append(f"created app key {APP_KEY}")
+        directory = policy_dir()
         client.sys.create_or_update_acl_policy(
-            name=APP_POLICY, policy=(policy_dir() / "vault-service.hcl").read_text()
+            name=APP_POLICY, policy=(directory / "vault-service.hcl").read_text()
         )
-        done.append(f"policy {APP_POLICY} written from policies/vault-service.hcl")
+        # The ticket policies name the token mount by accessor in their identity templates.
+        token_accessor = client.sys.list_auth_methods()["data"]["token/"]["accessor"]
+        for name in (REVEAL_POLICY, LEASE_POLICY):
+            template = Template((directory / f"{name}.hcl.tmpl").read_text())
+            client.sys.create_or_update_acl_policy(
+                name=name, policy=template.substitute(token_accessor=token_accessor)
+            )
+        done.append(f"policies {APP_POLICY}, {REVEAL_POLICY}, {LEASE_POLICY} written")
         # Token TTLs are capped by the token backend's max; retention must fit under it.
         client.sys.tune_auth_method("token", max_lease_ttl=f"{max_retention_seconds + 86400}s")
-        # hvac's role helper predates allowed_policies_glob, so the role is written directly.
+        # hvac's role helper predates allowed_entity_aliases, so the role is written directly.
         client.write_data(
             f"auth/token/roles/{LEASE_TOKEN_ROLE}",
             data={
-                "allowed_policies_glob": [f"{TICKET_POLICY_PREFIX}*"],
-                "disallowed_policies": ["root", APP_POLICY],
+                "allowed_policies": [REVEAL_POLICY, LEASE_POLICY],
+                "disallowed_policies": ["default"],
+                "allowed_entity_aliases": ["*"],
                 "orphan": True,
                 "renewable": False,
                 "token_type": "service",
                 "token_explicit_max_ttl": f"{max_retention_seconds}s",
             },
         )
-        done.append(f"token role {LEASE_TOKEN_ROLE} (orphan, non-renewable, ticket policies only)")
+        done.append(
+            f"token role {LEASE_TOKEN_ROLE} (orphan, non-renewable, the two ticket policies)"
+        )
         # OpenBao takes audit devices only from its server configuration; refuse to carry on
         # without one, since every reveal must also be on Vault's own record.
         devices = client.sys.list_enabled_audit_devices()["data"]
@@ -555,6 +569,7 @@ def bootstrap_vault(
             client.auth.approle.create_or_update_approle(
                 "vault-service",
                 token_policies=[APP_POLICY],
+                token_no_default_policy=True,
                 token_ttl="1h",
                 token_max_ttl="4h",
                 secret_id_ttl="0",
@@ -576,7 +591,7 @@ def issue_app_token(addr: str, admin_token: str, ttl_seconds: int) -> IssuedToke
             no_parent=True,
             meta={"purpose": "vault-service app"},
         )["auth"]
-    return IssuedToken(auth["client_token"], auth["accessor"], auth["lease_duration"])
+    return IssuedToken.from_auth(auth)
 
 
 # -- posture checks (vault-service doctor) ------------------------------------------------------

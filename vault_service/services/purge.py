@@ -14,7 +14,7 @@ from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
 from ..models import CredentialItem, Grant, Lease, PurgeJob, Ticket
-from ..vault import Vault, VaultError, ticket_key_name, ticket_policy_names
+from ..vault import Vault, VaultError, ticket_key_name
 from . import audit
 from .tickets import get_ticket
 
@@ -107,7 +107,7 @@ class PurgeProgress:
     tokens_revoked: list[str] = field(default_factory=list)
     kv_items_deleted: list[str] = field(default_factory=list)
     transit_key: str = ""
-    policies_deleted: list[str] = field(default_factory=list)
+    entity_id: str | None = None
 
 
 def _destroy_lease_material(
@@ -130,9 +130,10 @@ def _destroy_lease_material(
     for item_id in sorted(known | set(vault.list_items(lease.id))):
         vault.delete_item(lease.id, item_id)
         progress.kv_items_deleted.append(item_id)
-    # 4. The per-lease policies.
-    vault.delete_ticket_policies(lease.id)
-    progress.policies_deleted = list(ticket_policy_names(lease.id))
+    # 4. The identity entity whose alias carries the lease id (what scoped the static policies).
+    if lease.entity_id:
+        vault.delete_entity(lease.entity_id)
+        progress.entity_id = lease.entity_id
     return progress
 
 
@@ -147,7 +148,8 @@ def _verify_destroyed(vault: Vault, lease_id: str, progress: PurgeProgress) -> N
     leftovers += [
         f"kv item {i}" for i in progress.kv_items_deleted if vault.item_exists(lease_id, i)
     ]
-    leftovers += [f"policy {p}" for p in progress.policies_deleted if vault.ticket_policy_exists(p)]
+    if progress.entity_id and vault.entity_exists(progress.entity_id):
+        leftovers.append("identity entity")
     if leftovers:
         raise PurgeIncomplete(f"still present after purge: {len(leftovers)} object(s)")
 
@@ -200,7 +202,7 @@ def run_purge_job(settings: Settings, vault: Vault, job_id: str) -> dict:
             "kv_entries": len(progress.kv_items_deleted),
             "credential_records": item_count,
             "transit_key": progress.transit_key,
-            "policies": progress.policies_deleted,
+            "identity_entity": progress.entity_id,
             "tokens_revoked": len(progress.tokens_revoked),
             "token_accessors": progress.tokens_revoked,
         },

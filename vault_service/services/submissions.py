@@ -213,7 +213,8 @@ def _release_claim(link_id: str) -> None:
 
 
 def _discard_written(vault: Vault, lease_id: str, item_ids: list[str]) -> None:
-    """Best effort: remove what this submission wrote. A sweep removes anything this misses."""
+    """Best effort: remove what this submission wrote. Anything this misses stays under the
+    lease's path, which the purge lists from Vault itself, so it goes at close or retention."""
     for item_id in item_ids:
         try:
             vault.delete_item(lease_id, item_id)

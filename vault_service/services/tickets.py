@@ -134,19 +134,27 @@ def _reserve_lease(settings: Settings, ticket: Ticket) -> Lease:
 
 
 def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime) -> None:
-    """Create the lease's key, policies and lease token in Vault (each step is repeatable)."""
-    ttl_seconds = int((expires_at - utcnow()).total_seconds())
+    """Create the lease's key and lease token in Vault (each step is repeatable)."""
+    now = utcnow()
+    ttl_seconds = int((expires_at - now).total_seconds())
     if ttl_seconds < 60:
         raise Conflict("The ticket's retention period has ended.")
     vault.create_ticket_key(lease_id)
-    vault.write_ticket_policies(lease_id)
     issued = vault.create_lease_token(lease_id, ttl_seconds)
     try:
         sealed = vault.seal_token(issued.token)
         claimed = db.session.execute(
             update(Lease)
             .where(Lease.id == lease_id, Lease.status == "provisioning")
-            .values(status="active", token_accessor=issued.accessor, token_ciphertext=sealed)
+            .values(
+                status="active",
+                token_accessor=issued.accessor,
+                entity_id=issued.entity_id,
+                token_ciphertext=sealed,
+                # Vault may grant less than asked (its role or mount maximum): what it granted is
+                # the real end of the lease, and everything we promise is bounded by it.
+                expires_at=min(expires_at, now + timedelta(seconds=issued.ttl_seconds)),
+            )
         ).rowcount
         db.session.commit()
     except BaseException:

@@ -20,18 +20,14 @@ FORM_SECTIONS = {
 SECTION_KIND = {"ap": "admin_panel", "ot": "other"}
 
 
-def _days(seconds: int) -> int:
-    return max(1, seconds // 86400)
-
-
 def _page_context(link, **extra) -> dict:
     settings = current_settings()
     ticket = db.session.get(Ticket, link.ticket_id)
     context = {
         "ticket_ref": ticket.ref,
         "expires_at": link.expires_at,
-        "retention_days": _days(settings.max_retention_seconds),
-        "grant_max_hours": max(1, settings.grant_max_seconds // 3600),
+        "retention": settings.max_retention_seconds,
+        "grant_max": settings.grant_max_seconds,
         "kinds": FILE_TRANSFER_KINDS,
         "form": {},
         "errors": {},
@@ -110,5 +106,5 @@ def submit(token: str):
     return render_template(
         "customer/success.html",
         receipt=receipt,
-        retention_days=_days(settings.max_retention_seconds),
+        retention=settings.max_retention_seconds,
     ), 201

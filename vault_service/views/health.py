@@ -19,7 +19,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """The database answers and Vault is reachable and unsealed."""
+    """The database answers, Vault is reachable and unsealed, and it accepts the app's identity."""
     checks = {}
     try:
         db.session.execute(text("SELECT 1"))
@@ -28,10 +28,18 @@ def readyz():
     except Exception:  # noqa: BLE001 - readiness reports, it does not raise
         db.session.rollback()
         checks["database"] = "unavailable"
+    vault = current_vault()
     try:
-        health = current_vault().health()
+        health = vault.health()
         checks["vault"] = "sealed" if health.get("sealed") else "ok"
     except VaultError:
         checks["vault"] = "unavailable"
+    if checks["vault"] == "ok":
+        # Reachable is not enough: an expired or revoked app token would fail every real call.
+        try:
+            vault.lookup_self()
+            checks["vault_auth"] = "ok"
+        except VaultError:
+            checks["vault_auth"] = "refused"
     ready = all(value == "ok" for value in checks.values())
     return jsonify(status="ready" if ready else "not_ready", checks=checks), 200 if ready else 503
