@@ -9,6 +9,7 @@ Says which databases it ran on; fails if any run fails.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +35,25 @@ def reachable_postgres() -> str | None:
     return url
 
 
+def ensure_chromium() -> None:
+    """The browser tests need Debian's chromium; install it where we may (root with apt-get)."""
+    if shutil.which("chromium"):
+        print("Browser: chromium found; browser tests run")
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("Browser: installing Debian's chromium (apt-get) for the browser tests", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        quiet = {"stdout": subprocess.DEVNULL, "env": env}
+        subprocess.call(["apt-get", "update", "-qq"], **quiet)
+        subprocess.call(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], **quiet
+        )
+    if shutil.which("chromium"):
+        print("Browser: chromium installed; browser tests run")
+    else:
+        print("Browser: chromium unavailable; tests/test_browser.py will be SKIPPED")
+
+
 def run_suite(label: str, env: dict[str, str], args: list[str]) -> tuple[int, float]:
     print(f"\n=== test suite on {label} ===", flush=True)
     started = time.monotonic()
@@ -43,6 +63,7 @@ def run_suite(label: str, env: dict[str, str], args: list[str]) -> tuple[int, fl
 
 def main() -> int:
     args = sys.argv[1:]
+    ensure_chromium()
     base_env = {k: v for k, v in os.environ.items() if k != "VAULT_SERVICE_TEST_DATABASE_URL"}
     results = [("SQLite", *run_suite("SQLite", base_env, args))]
     postgres = reachable_postgres()

@@ -1,0 +1,133 @@
+"""`make dev` itself: the script starts OpenBao and the app, its in-process worker purges, and
+everything survives a restart. Runs the real script as a subprocess on free loopback ports."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from vault_service.embedded_openbao import free_port
+from vault_service.services.webhooks import sign
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs if not key.startswith("#")}
+
+
+class DevServer:
+    """One run of scripts/dev.py."""
+
+    def __init__(self, var_dir: Path, port: int, openbao_port: int, log: Path):
+        env = dict(os.environ, PORT=str(port), OPENBAO_PORT=str(openbao_port))
+        env["VAULT_SERVICE_VAR_DIR"] = str(var_dir)
+        self.base = f"http://127.0.0.1:{port}"
+        self.log = log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "scripts" / "dev.py")],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if requests.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        raise AssertionError("make dev did not become ready:\n" + self.log.read_text()[-3000:])
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(30)
+
+
+@pytest.fixture
+def dev_ports():
+    return free_port(), free_port()
+
+
+def test_make_dev_serves_the_demo_purges_in_process_and_keeps_data_across_restarts(
+    tmp_path, dev_ports
+):
+    var_dir = tmp_path / "var"
+    log = tmp_path / "dev.log"
+    server = DevServer(var_dir, *dev_ports, log)
+    try:
+        env = read_env(var_dir / "dev.env")
+        assert {"DEMO_AGENT_USERNAME", "DEMO_AGENT_PASSWORD", "DEMO_SUBMISSION_LINK"} <= set(env)
+        assert oct((var_dir / "dev.env").stat().st_mode & 0o777) == "0o600"
+        api = {"Authorization": f"Bearer {env['VAULT_SERVICE_TICKET_API_TOKEN']}"}
+        demo = env["DEMO_SUBMISSION_LINK"]
+        item = {"kind": "other", "label": "demo", "secret": "s3cret ✓"}
+        assert requests.post(demo, json={"items": [item]}, timeout=10).status_code == 201
+        created = requests.post(
+            f"{server.base}/api/v1/tickets/T-dev/submission-links", headers=api, timeout=10
+        )
+        assert created.status_code == 201
+        link = created.json()["url"]
+    finally:
+        server.stop()
+
+    # Restart: same secrets, same data, the old unused link still works.
+    server = DevServer(var_dir, *dev_ports, log)
+    try:
+        assert (
+            read_env(var_dir / "dev.env")["VAULT_SERVICE_TICKET_API_TOKEN"]
+            == (env["VAULT_SERVICE_TICKET_API_TOKEN"])
+        )
+        status = requests.get(f"{server.base}/api/v1/tickets/DEMO-1", headers=api, timeout=10)
+        assert status.json()["credential_count"] == 1
+        assert requests.post(link, json={"items": [item]}, timeout=10).status_code == 201
+
+        # A signed close, then the worker inside the dev server purges without any other process.
+        key = base64.b64decode(env["VAULT_SERVICE_WEBHOOK_SECRET"].removeprefix("whsec_"))
+        body = json.dumps({"type": "ticket.closed", "data": {"ticket_ref": "T-dev"}}).encode()
+        msg_id, stamp = f"msg_{uuid.uuid4().hex}", int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": sign(key, msg_id, stamp, body),
+        }
+        closed = requests.post(
+            f"{server.base}/api/v1/webhooks/ticket-events", data=body, headers=headers, timeout=10
+        )
+        assert closed.status_code == 202
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = requests.get(f"{server.base}/api/v1/tickets/T-dev", headers=api, timeout=10)
+            if status.json()["status"] == "purged":
+                break
+            time.sleep(0.5)
+        assert status.json()["status"] == "purged"
+    finally:
+        server.stop()
+
+    output = log.read_text()
+    assert "DEVELOPMENT MODE" in output
+    # Request log lines name the route, never the token in the path.
+    token = link.rsplit("/", 1)[1]
+    request_lines = [line for line in output.splitlines() if '"event": "request"' in line]
+    assert any('"/s/<token>"' in line for line in request_lines)
+    assert not [line for line in request_lines if token in line]
