@@ -181,3 +181,36 @@ def test_sealed_vault_gives_customers_503_keeps_the_link_and_still_accepts_the_c
         db.session.commit()
     assert run_worker_pass(app).purges_completed == 1
     assert ticket_system.status("T-sealed-close").get_json()["status"] == "purged"
+
+
+def test_close_during_provisioning_leaves_nothing_behind_in_vault(
+    app, ticket_system, openbao, vault, monkeypatch
+):
+    """The close wins the race: the purge runs before the lease token exists, so the request
+    that was provisioning must destroy what it created itself."""
+    real_create_lease_token = type(vault).create_lease_token
+    created = {}
+
+    def close_first_then_create(self, lease_id, ttl_seconds):
+        assert ticket_system.close("T-race").status_code == 202
+        assert run_worker_pass(app).purges_completed == 1  # found no token or entity yet
+        issued = real_create_lease_token(self, lease_id, ttl_seconds)
+        created.update(lease_id=lease_id, issued=issued)
+        return issued
+
+    # The ticket exists (a first link) but its lease is still provisioning when the close comes.
+    with app.app_context():
+        db.session.add(Ticket(ref="T-race"))
+        db.session.commit()
+    monkeypatch.setattr(type(vault), "create_lease_token", close_first_then_create)
+    response = ticket_system.create_link("T-race")
+    assert response.status_code == 409
+
+    lease_id, issued = created["lease_id"], created["issued"]
+    admin = openbao.admin()
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        admin.auth.token.lookup_accessor(issued.accessor)
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        admin.secrets.transit.read_key(name=ticket_key_name(lease_id), mount_point=TRANSIT_MOUNT)
+    assert admin.read(f"identity/entity/id/{issued.entity_id}") is None
+    assert ticket_system.status("T-race").get_json()["status"] == "purged"

@@ -111,7 +111,7 @@ class PurgeProgress:
 
 
 def _destroy_lease_material(
-    vault: Vault, lease: Lease, grant_accessors: list[str]
+    vault: Vault, lease: Lease, known_item_ids: list[str], grant_accessors: list[str]
 ) -> PurgeProgress:
     """Each step treats 'already gone' as done, so a retried purge repeats it safely."""
     progress = PurgeProgress()
@@ -126,8 +126,7 @@ def _destroy_lease_material(
     vault.delete_ticket_key(lease.id)
     progress.transit_key = ticket_key_name(lease.id)
     # 3. Every KV entry under the lease, from Vault's own listing plus the ones we recorded.
-    known = {item.id for item in lease.items}
-    for item_id in sorted(known | set(vault.list_items(lease.id))):
+    for item_id in sorted(set(known_item_ids) | set(vault.list_items(lease.id))):
         vault.delete_item(lease.id, item_id)
         progress.kv_items_deleted.append(item_id)
     # 4. The identity entity whose alias carries the lease id (what scoped the static policies).
@@ -169,10 +168,15 @@ def run_purge_job(settings: Settings, vault: Vault, job_id: str) -> dict:
     grant_accessors = list(
         db.session.scalars(select(Grant.token_accessor).where(Grant.lease_id == lease.id))
     )
+    item_ids = list(
+        db.session.scalars(select(CredentialItem.id).where(CredentialItem.lease_id == lease.id))
+    )
     requested_at = job.created_at
-    db.session.rollback()  # no database transaction is held across Vault calls
+    # No database transaction is held across Vault calls (on SQLite it would hold the write
+    # lock), so everything the Vault steps need is read above.
+    db.session.rollback()
 
-    progress = _destroy_lease_material(vault, lease, grant_accessors)
+    progress = _destroy_lease_material(vault, lease, item_ids, grant_accessors)
     _verify_destroyed(vault, lease.id, progress)
 
     now = utcnow()

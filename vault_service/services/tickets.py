@@ -165,6 +165,13 @@ def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime) -> None:
         # A concurrent request finished provisioning first, or the ticket closed meanwhile:
         # our token is surplus, and an unrecorded token must not outlive this call.
         vault.revoke_accessor(issued.accessor)
+        status = db.session.scalar(select(Lease.status).where(Lease.id == lease_id))
+        db.session.rollback()
+        if status not in LIVE_LEASE_STATES:
+            # Closed while we provisioned: its purge may have run before our key and entity
+            # existed, so they are ours to destroy (both steps tolerate "already gone").
+            vault.delete_ticket_key(lease_id)
+            vault.delete_entity(issued.entity_id)
 
 
 def create_submission_link(
