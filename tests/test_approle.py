@@ -8,21 +8,21 @@ from vault_service.vault import APP_POLICY, bootstrap_vault
 from .conftest import SAMPLE_ITEMS
 
 
-def approle_credentials(openbao) -> tuple[str, str]:
+def approle_app(openbao, make_settings):
+    """An app that authenticates with a fresh AppRole secret id, as in production."""
     bootstrap_vault(openbao.addr, openbao.root_token, enable_approle=True)
     admin = openbao.admin()
     role_id = admin.auth.approle.read_role_id("vault-service")["data"]["role_id"]
     secret_id = admin.auth.approle.generate_secret_id("vault-service")["data"]["secret_id"]
-    return role_id, secret_id
+    return create_app(
+        make_settings(vault_token="", vault_role_id=role_id, vault_secret_id=secret_id)
+    )
 
 
 def test_app_logs_in_with_approle_and_holds_only_its_policy(
     openbao, make_settings, ticket_system_factory
 ):
-    role_id, secret_id = approle_credentials(openbao)
-    app = create_app(
-        make_settings(vault_token="", vault_role_id=role_id, vault_secret_id=secret_id)
-    )
+    app = approle_app(openbao, make_settings)
     ticket_system, _, client = ticket_system_factory(app)
     path = ticket_system.link_path("T-approle")
     assert client.post(path, json={"items": SAMPLE_ITEMS}).status_code == 201
@@ -35,10 +35,7 @@ def test_app_logs_in_with_approle_and_holds_only_its_policy(
 def test_app_logs_in_again_when_its_approle_token_is_revoked(
     openbao, make_settings, ticket_system_factory
 ):
-    role_id, secret_id = approle_credentials(openbao)
-    app = create_app(
-        make_settings(vault_token="", vault_role_id=role_id, vault_secret_id=secret_id)
-    )
+    app = approle_app(openbao, make_settings)
     ticket_system, _, _ = ticket_system_factory(app)
     ticket_system.link_path("T-relogin-1")
     vault = app.extensions["vault_service.vault"]
