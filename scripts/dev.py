@@ -116,7 +116,7 @@ def prepare_app(agent_password: str) -> str:
     """Create tables, the demo agent and a fresh demo link; return the link's URL."""
     from sqlalchemy import select
 
-    from vault_service import create_app
+    from vault_service import create_app, schema
     from vault_service.extensions import current_settings, current_vault, db
     from vault_service.models import Agent, Ticket
     from vault_service.services.agents import create_agent
@@ -124,7 +124,7 @@ def prepare_app(agent_password: str) -> str:
 
     app = create_app()
     with app.app_context():
-        db.create_all()
+        schema.upgrade(db.engine)
         if db.session.scalar(select(Agent).where(Agent.username == DEMO_AGENT)) is None:
             create_agent(DEMO_AGENT, agent_password, "admin", actor="make-dev")
         db.session.rollback()

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import hvac
 import pytest
 from sqlalchemy import create_engine, text
 
-from vault_service import create_app
+from vault_service import create_app, schema
 from vault_service.config import load_settings
 from vault_service.embedded_openbao import EmbeddedOpenBao, free_port
 from vault_service.extensions import db
@@ -74,13 +75,35 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory) -> Path:
+    """One SQLite file built by the migrations; each test gets a copy (much faster than
+    migrating each test's database, and still the migrations' schema)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = create_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    engine.dispose()
+    return path
+
+
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    """A fresh, empty database for each test."""
+def empty_database_url(tmp_path) -> str:
+    """A database with no tables at all (for the migration tests)."""
     if TEST_DATABASE_URL:
         _reset_postgres(TEST_DATABASE_URL)
         return TEST_DATABASE_URL
-    return f"sqlite:///{tmp_path / 'vault_service.db'}"
+    return f"sqlite:///{tmp_path / 'empty.db'}"
+
+
+@pytest.fixture
+def database_url(tmp_path, migrated_sqlite_template) -> str:
+    """A fresh database for each test, at the latest migration but holding no rows."""
+    if TEST_DATABASE_URL:
+        _reset_postgres(TEST_DATABASE_URL)
+        return TEST_DATABASE_URL
+    path = tmp_path / "vault_service.db"
+    shutil.copyfile(migrated_sqlite_template, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture
@@ -115,7 +138,7 @@ def app(settings):
     """The app, with its tables created in the test's fresh database."""
     app = create_app(settings)
     with app.app_context():
-        db.create_all()
+        schema.upgrade(db.engine)  # the migrations, as production builds its schema
     yield app
     with app.app_context():
         db.session.remove()
@@ -280,7 +303,7 @@ def ticket_system_factory():
         from vault_service.models import Agent
 
         with app.app_context():
-            db.create_all()
+            schema.upgrade(db.engine)
             exists = db.session.scalar(select(Agent).where(Agent.username == "alice"))
             db.session.rollback()
         client = app.test_client()

@@ -38,16 +38,38 @@ def main() -> None:
 
 def init_app(app) -> None:
     """Attach the commands that need a configured app (all but bootstrap-vault) to app.cli."""
-    for command in (init_db, create_agent, worker, sweep, audit_verify, audit_export, doctor):
+    commands = (
+        init_db,
+        db_revision,
+        create_agent,
+        worker,
+        sweep,
+        audit_verify,
+        audit_export,
+        doctor,
+    )
+    for command in commands:
         app.cli.add_command(command)
 
 
 @click.command("init-db")
 @with_appcontext
 def init_db() -> None:
-    """Create the database tables (idempotent)."""
-    db.create_all()
-    click.echo("database ready")
+    """Create or upgrade the database schema through its migrations (idempotent)."""
+    from . import schema
+
+    schema.upgrade(db.engine)
+    click.echo("database at the latest schema revision")
+
+
+@click.command("db-revision")
+@click.argument("message")
+@with_appcontext
+def db_revision(message: str) -> None:
+    """Developers: write a new migration from the difference between models and database."""
+    from . import schema
+
+    schema.revision(db.engine, message)
 
 
 @click.command("create-agent")
