@@ -214,3 +214,34 @@ def test_close_during_provisioning_leaves_nothing_behind_in_vault(
         admin.secrets.transit.read_key(name=ticket_key_name(lease_id), mount_point=TRANSIT_MOUNT)
     assert admin.read(f"identity/entity/id/{issued.entity_id}") is None
     assert ticket_system.status("T-race").get_json()["status"] == "purged"
+
+
+def test_a_purge_failing_again_and_again_is_surfaced_but_never_dropped(
+    app, make_settings, ticket_system, submitted_ticket, ticket_system_factory
+):
+    offline = create_app(make_settings(vault_addr=CLOSED_PORT_VAULT))
+    offline_ticket_system, _, offline_client = ticket_system_factory(offline)
+    offline_ticket_system.close(submitted_ticket)
+    for attempt in range(1, 6):
+        with app.app_context():
+            db.session.execute(
+                PurgeJob.__table__.update().values(next_attempt_at=PurgeJob.created_at)
+            )
+            db.session.commit()
+        report = run_worker_pass(offline)
+        assert report.purges_failing == (1 if attempt >= 5 else 0)
+    with app.app_context():
+        job = db.session.scalar(select(PurgeJob))
+        assert job.attempts == 5 and job.completed_at is None
+        # Backoff grows with each attempt (2**5 s now), and the job stays queued.
+        assert (job.next_attempt_at - job.created_at).total_seconds() >= 30
+    assert app.test_client().get("/readyz").get_json()["purge_jobs"] == "failing: 1"
+    result = app.test_cli_runner().invoke(args=["doctor"])
+    assert "[FAIL] purge jobs: 1 job(s) failed 5+ times" in result.output
+    assert "unreachable" in result.output
+
+    with app.app_context():
+        db.session.execute(PurgeJob.__table__.update().values(next_attempt_at=PurgeJob.created_at))
+        db.session.commit()
+    assert run_worker_pass(app).purges_completed == 1
+    assert app.test_client().get("/readyz").get_json()["purge_jobs"] == "ok"

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from ..config import Settings
 from ..extensions import db
 from ..vault import APP_POLICY, Vault, VaultError, read_posture
+from .purge import FAILING_AFTER_ATTEMPTS, failing_jobs
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,18 @@ def run_checks(settings: Settings, vault: Vault) -> list[Finding]:
         findings.append(Finding("database", False, type(error).__name__))
     finally:
         db.session.rollback()
+    failing = failing_jobs()
+    db.session.rollback()
+    findings.append(
+        Finding(
+            "purge jobs",
+            not failing,
+            f"{len(failing)} job(s) failed {FAILING_AFTER_ATTEMPTS}+ times: "
+            + ", ".join(f"{job.id} ({job.last_error})" for job in failing)
+            if failing
+            else "none failing",
+        )
+    )
     try:
         health = vault.health()
         findings.append(

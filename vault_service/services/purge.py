@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, or_, select, update
 
+from .. import failpoints
 from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
@@ -122,6 +123,7 @@ def _destroy_lease_material(
         if accessor:
             vault.revoke_accessor(accessor)
             progress.tokens_revoked.append(accessor)
+    failpoints.hit("purge.after_revoke")
     # 2. Crypto-shred: without the key, any copy of the ciphertext (backups, snapshots) is noise.
     vault.delete_ticket_key(lease.id)
     progress.transit_key = ticket_key_name(lease.id)
@@ -247,9 +249,14 @@ def worker_id() -> str:
 
 
 def claim_next_job() -> str | None:
-    """Atomically take the next due purge job; safe with any number of workers on any database."""
+    """Atomically take the next due purge job; safe with any number of workers on any database.
+
+    The claim is a lease on the row (locked_until), so a worker that dies mid-purge releases it
+    when the lease lapses. PostgreSQL picks candidates with FOR UPDATE SKIP LOCKED so workers never
+    queue behind each other; SQLite has one writer at a time (BEGIN IMMEDIATE) and needs no more.
+    """
     now = utcnow()
-    candidates = db.session.scalars(
+    query = (
         select(PurgeJob.id)
         .where(
             PurgeJob.completed_at.is_(None),
@@ -258,7 +265,10 @@ def claim_next_job() -> str | None:
         )
         .order_by(PurgeJob.next_attempt_at)
         .limit(5)
-    ).all()
+    )
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    candidates = db.session.scalars(query).all()
     for job_id in candidates:
         # The guarded UPDATE is the lock: only one worker's statement can match the row.
         claimed = db.session.execute(
@@ -314,6 +324,21 @@ def process_due_jobs(settings: Settings, vault: Vault, limit: int = 100) -> int:
     return done
 
 
+# After this many attempts a purge job is reported as failing (/readyz, doctor, sweep output).
+# It is still retried: an acknowledged close is never given up on.
+FAILING_AFTER_ATTEMPTS = 5
+
+
+def failing_jobs() -> list[PurgeJob]:
+    """Unfinished purge jobs that have failed FAILING_AFTER_ATTEMPTS times or more."""
+    jobs = db.session.scalars(
+        select(PurgeJob)
+        .where(PurgeJob.completed_at.is_(None), PurgeJob.attempts >= FAILING_AFTER_ATTEMPTS)
+        .order_by(PurgeJob.created_at)
+    ).all()
+    return list(jobs)
+
+
 @dataclass(frozen=True)
 class SweepReport:
     """What one sweep found and did."""
@@ -321,6 +346,7 @@ class SweepReport:
     retention_closed: int
     grant_tokens_erased: int
     purges_completed: int
+    purges_failing: int = 0
 
 
 def sweep(settings: Settings, vault: Vault) -> SweepReport:
@@ -348,4 +374,6 @@ def sweep(settings: Settings, vault: Vault) -> SweepReport:
     ).rowcount
     db.session.commit()
     completed = process_due_jobs(settings, vault)
-    return SweepReport(len(expired_tickets), erased or 0, completed)
+    failing = len(failing_jobs())
+    db.session.rollback()
+    return SweepReport(len(expired_tickets), erased or 0, completed, failing)
