@@ -18,9 +18,11 @@ from .conftest import SAMPLE_ITEMS
 pytestmark = pytest.mark.usefixtures("openbao")
 
 
-def run_worker_pass(app) -> purge.SweepReport:
+def run_worker_pass(app, *, orphans: bool = False) -> purge.SweepReport:
+    """One worker pass. Orphan sweeps stay off by default: every test shares one OpenBao, and
+    other tests' leases are unknown to this test's fresh database."""
     with app.app_context():
-        return purge.sweep(current_settings(), current_vault())
+        return purge.sweep(current_settings(), current_vault(), orphans=orphans)
 
 
 def lease_of(app, ticket_ref: str) -> Lease:

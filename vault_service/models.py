@@ -135,6 +135,8 @@ class SubmissionLink(db.Model):
     # A submission holds the claim while it writes to Vault; a crash releases it when it lapses.
     claimed_until: Mapped[optional_timestamp]
     consumed_at: Mapped[optional_timestamp]
+    # When a sweep recorded this link's expiry (unused links only), so it is recorded once.
+    expiry_recorded_at: Mapped[optional_timestamp]
 
     def __repr__(self) -> str:
         return f"<SubmissionLink {self.id}>"

@@ -451,6 +451,34 @@ class Vault:
             return False
         return True
 
+    def list_kv_leases(self) -> list[str]:
+        """Lease ids that have entries in the KV mount, from Vault's own listing."""
+        app = self._app()
+        try:
+            response = self._app_call(
+                "list kv leases",
+                lambda: app.secrets.kv.v2.list_secrets(path="", mount_point=KV_MOUNT),
+            )
+        except VaultNotFound:
+            return []
+        return [key.rstrip("/") for key in response["data"]["keys"] if key.endswith("/")]
+
+    def list_ticket_keys(self) -> list[str]:
+        """Lease ids that have a transit key."""
+        app = self._app()
+        try:
+            response = self._app_call(
+                "list transit keys",
+                lambda: app.secrets.transit.list_keys(mount_point=TRANSIT_MOUNT),
+            )
+        except VaultNotFound:
+            return []
+        return [
+            key.removeprefix(TICKET_KEY_PREFIX)
+            for key in response["data"]["keys"]
+            if key.startswith(TICKET_KEY_PREFIX)
+        ]
+
     def delete_entity(self, entity_id: str) -> None:
         """Delete the lease's identity entity (and its alias, which names the lease)."""
         app = self._app()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from flask import Flask
 
@@ -13,11 +14,15 @@ from .services import purge
 log = logging.getLogger(__name__)
 
 
-def run_once(app: Flask) -> purge.SweepReport:
-    """One sweep: retention, expired grant tokens, due purge jobs."""
+# Orphan sweeps list the KV mount and the transit keys: worth doing often, not every pass.
+ORPHAN_SWEEP_SECONDS = 300
+
+
+def run_once(app: Flask, *, orphans: bool = True) -> purge.SweepReport:
+    """One sweep: retention, expired grants and links, due purges, and orphans if asked."""
     with app.app_context():
         try:
-            return purge.sweep(current_settings(), current_vault())
+            return purge.sweep(current_settings(), current_vault(), orphans=orphans)
         finally:
             db.session.remove()
 
@@ -26,10 +31,14 @@ def run_forever(app: Flask, stop: threading.Event) -> None:
     """Sweep every poll interval until `stop` is set. A failing pass is logged and retried."""
     settings = app.extensions["vault_service.settings"]
     log.info("worker started", extra={"fields": {"poll_seconds": settings.worker_poll_seconds}})
+    next_orphan_sweep = 0.0
     while not stop.is_set():
         try:
-            report = run_once(app)
-            if report.purges_completed or report.retention_closed:
+            orphans = time.monotonic() >= next_orphan_sweep
+            report = run_once(app, orphans=orphans)
+            if orphans:
+                next_orphan_sweep = time.monotonic() + ORPHAN_SWEEP_SECONDS
+            if any(value for value in report.__dict__.values()):
                 log.info("sweep", extra={"fields": report.__dict__})
         except Exception as error:  # noqa: BLE001 - the loop must outlive any single failure
             log.error("sweep failed", extra={"fields": {"error": type(error).__name__}})

@@ -14,9 +14,10 @@ from .. import failpoints
 from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
-from ..models import CredentialItem, Grant, Lease, PurgeJob, Ticket
+from ..models import CredentialItem, Grant, Lease, PurgeJob, SubmissionLink, Ticket
 from ..vault import Vault, VaultError, ticket_key_name
 from . import audit
+from . import orphans as orphans_module
 from .tickets import get_ticket
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 # A job is held this long by the worker that claimed it; a crashed worker's job is retried after.
 JOB_LOCK_SECONDS = 300
 RETENTION_REASON = "retention_expired"
+# Expired grants and links handled per pass: a backlog drains over passes, never in one huge one.
+SWEEP_BATCH = 500
 
 
 def _schedule_purge(ticket: Ticket, reason: str, actor: str) -> list[str]:
@@ -345,12 +348,15 @@ class SweepReport:
 
     retention_closed: int
     grant_tokens_erased: int
+    links_expired: int
     purges_completed: int
     purges_failing: int = 0
+    orphans_removed: int = 0
 
 
-def sweep(settings: Settings, vault: Vault) -> SweepReport:
-    """One pass: close tickets past maximum retention, erase expired grant tokens, run purges."""
+def sweep(settings: Settings, vault: Vault, *, orphans: bool = True) -> SweepReport:
+    """One pass: close tickets past maximum retention, erase expired grant tokens, record expired
+    links, run due purges, and (unless `orphans` is False) remove orphaned Vault material."""
     now = utcnow()
     expired_tickets = db.session.scalars(
         select(Ticket)
@@ -367,13 +373,43 @@ def sweep(settings: Settings, vault: Vault) -> SweepReport:
     db.session.commit()
 
     # An expired grant's token is dead in Vault already; its wrapped copy has no reason to stay.
-    erased = db.session.execute(
-        update(Grant)
+    expired_grants = db.session.execute(
+        select(Grant.id, Grant.lease_id)
         .where(Grant.expires_at <= now, Grant.token_ciphertext.is_not(None))
-        .values(token_ciphertext=None)
-    ).rowcount
+        .limit(SWEEP_BATCH)
+    ).all()
+    for grant_id, lease_id in expired_grants:
+        db.session.execute(update(Grant).where(Grant.id == grant_id).values(token_ciphertext=None))
+        audit.record("sweep.grant_expired", actor="worker", grant_id=grant_id, lease_id=lease_id)
     db.session.commit()
+
+    expired_links = db.session.scalars(
+        select(SubmissionLink.id)
+        .where(
+            SubmissionLink.expires_at <= now,
+            SubmissionLink.consumed_at.is_(None),
+            SubmissionLink.expiry_recorded_at.is_(None),
+        )
+        .limit(SWEEP_BATCH)
+    ).all()
+    for link_id in expired_links:
+        db.session.execute(
+            update(SubmissionLink)
+            .where(SubmissionLink.id == link_id)
+            .values(expiry_recorded_at=now)
+        )
+        audit.record("sweep.link_expired", actor="worker", link_id=link_id)
+    db.session.commit()
+
     completed = process_due_jobs(settings, vault)
     failing = len(failing_jobs())
     db.session.rollback()
-    return SweepReport(len(expired_tickets), erased or 0, completed, failing)
+    orphan_count = orphans_module.sweep_orphans(vault).found if orphans else 0
+    return SweepReport(
+        len(expired_tickets),
+        len(expired_grants),
+        len(expired_links),
+        completed,
+        failing,
+        orphan_count,
+    )
