@@ -46,7 +46,7 @@ def page():
         )
         try:
             page = browser.new_page()
-            page.set_default_timeout(10_000)
+            page.set_default_timeout(30_000)  # generous: CI machines are shared and noisy
             yield page
         finally:
             browser.close()

@@ -115,7 +115,8 @@ def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
     from .vault import bootstrap_vault as bootstrap
     from .vault import issue_app_token as issue
 
-    addr = os.environ.get("VAULT_ADDR", Settings.vault_addr)
+    # Any one node of a cluster will do for the bootstrap.
+    addr = Settings(vault_addr=os.environ.get("VAULT_ADDR", Settings.vault_addr)).vault_addresses[0]
     token = (
         admin_token_file.read_text().strip()
         if admin_token_file

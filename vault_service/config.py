@@ -48,6 +48,11 @@ class Settings:
     log_level: str = "INFO"
 
     @property
+    def vault_addresses(self) -> list[str]:
+        """VAULT_ADDR may name several nodes of one cluster, comma- or space-separated."""
+        return [address.rstrip("/") for address in _split(self.vault_addr)] or [Settings.vault_addr]
+
+    @property
     def is_production(self) -> bool:
         """Production refuses missing secrets and root tokens."""
         return self.env == "production"
@@ -104,7 +109,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         "ticket_api_tokens": _split(environ.get("VAULT_SERVICE_TICKET_API_TOKEN", "")),
         "webhook_secrets": tuple(parse_webhook_secret(s) for s in webhook_raw),
         "public_url": environ.get("VAULT_SERVICE_PUBLIC_URL", Settings.public_url).rstrip("/"),
-        "vault_addr": environ.get("VAULT_ADDR", Settings.vault_addr).rstrip("/"),
+        "vault_addr": environ.get("VAULT_ADDR", Settings.vault_addr),
         "vault_token": environ.get("VAULT_SERVICE_VAULT_TOKEN", ""),
         "vault_role_id": environ.get("VAULT_SERVICE_VAULT_ROLE_ID", ""),
         "vault_secret_id": environ.get("VAULT_SERVICE_VAULT_SECRET_ID", ""),

@@ -17,10 +17,13 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import hvac
 import hvac.exceptions
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from .config import Settings
 
@@ -75,6 +78,72 @@ def ticket_key_name(lease_id: str) -> str:
     return f"{TICKET_KEY_PREFIX}{lease_id}"
 
 
+class FailoverAdapter(HTTPAdapter):
+    """Spreads Vault requests over the nodes of a cluster: any node serves (standbys forward to
+    the active one); when a node cannot be reached or answers 503, the next one is tried.
+
+    Only failures where Vault cannot have acted are retried elsewhere (no connection made, or a
+    503 "not active / sealed"), so a non-idempotent write is never replayed after it may have
+    been applied.
+    """
+
+    # hvac clients address the cluster by this name; only requests to it are routed. A redirect
+    # names a real node, and is followed as it is (a real node may also be the first address,
+    # which is why the first address cannot double as the cluster's name).
+    CLUSTER_BASE = "http://vault-cluster.invalid"
+
+    def __init__(self, addresses: list[str]):
+        super().__init__()
+        self._addresses = [address.rstrip("/") for address in addresses]
+        self._current = 0
+        self._lock = threading.Lock()
+
+    def _rewrite(self, url: str, address: str) -> str:
+        parts, base = urlsplit(url), urlsplit(address)
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+
+    def send(self, request, **kwargs):  # type: ignore[override]
+        parts = urlsplit(request.url)
+        if f"{parts.scheme}://{parts.netloc}" != self.CLUSTER_BASE:
+            # A redirect (a standby pointing at the active node): follow it where it points,
+            # falling back to the other nodes only if that one cannot be reached.
+            try:
+                return super().send(request, **kwargs)
+            except requests.exceptions.ConnectionError as error:
+                if not _never_reached_vault(error):
+                    raise
+        with self._lock:
+            start = self._current
+        last_error: Exception | None = None
+        response = None
+        for offset in range(len(self._addresses)):
+            index = (start + offset) % len(self._addresses)
+            request.url = self._rewrite(request.url, self._addresses[index])
+            try:
+                response = super().send(request, **kwargs)
+            except requests.exceptions.ConnectionError as error:
+                if not _never_reached_vault(error):
+                    raise
+                last_error = error
+                continue
+            if response.status_code == 503 and offset < len(self._addresses) - 1:
+                continue
+            with self._lock:
+                self._current = index  # stick to a node that answers
+            return response
+        if response is not None:
+            return response
+        raise last_error or requests.exceptions.ConnectionError("no Vault address configured")
+
+
+def _never_reached_vault(error: requests.exceptions.ConnectionError) -> bool:
+    """A refused or timed-out connection: the request never reached a Vault node."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
@@ -122,7 +191,8 @@ def translate_errors(operation: str) -> Iterator[None]:
     except hvac.exceptions.VaultError as error:
         raise VaultRequestFailed(f"{operation}: request rejected") from error
     except requests.exceptions.RequestException as error:
-        raise VaultUnavailable(f"{operation}: transport error") from error
+        # The class name only: exception messages can echo request URLs or bodies.
+        raise VaultUnavailable(f"{operation}: transport error ({type(error).__name__})") from error
 
 
 class Vault:
@@ -131,6 +201,13 @@ class Vault:
     def __init__(self, settings: Settings, session: requests.Session | None = None):
         self._settings = settings
         self._session = session or requests.Session()
+        addresses = settings.vault_addresses
+        self._addr = addresses[0]
+        if len(addresses) > 1:
+            adapter = FailoverAdapter(addresses)
+            self._session.mount("http://", adapter)
+            self._session.mount("https://", adapter)
+            self._addr = FailoverAdapter.CLUSTER_BASE
         self._lock = threading.Lock()
         self._app_token = settings.vault_token
         # With AppRole there is no token until the first login; a given token never "expires" here
@@ -144,7 +221,7 @@ class Vault:
     def _client(self, token: str) -> hvac.Client:
         # Explicit url and token: never hvac's implicit VAULT_TOKEN / ~/.vault-token fallback.
         return hvac.Client(
-            url=self._settings.vault_addr,
+            url=self._addr,
             token=token,
             timeout=self._settings.vault_timeout_seconds,
             session=self._session,
@@ -204,7 +281,7 @@ class Vault:
         """Vault's own health: initialized, sealed, standby (unauthenticated endpoint)."""
         with translate_errors("health"):
             response = self._session.get(
-                f"{self._settings.vault_addr}/v1/sys/health",
+                f"{self._addr}/v1/sys/health",
                 params={"standbyok": "true", "perfstandbyok": "true"},
                 timeout=self._settings.vault_timeout_seconds,
             )

@@ -32,6 +32,11 @@ listener "tcp" {
 
 # Where clients and peers reach this node. The cluster port always speaks TLS (OpenBao's own
 # certificates), hence https even while the API listener is plain.
+# vault_service needs read-after-write consistency (it creates a key, then configures it; it
+# deletes, then verifies the deletion). Standbys serving reads locally are only eventually
+# consistent; with this they forward every request to the active node. Keep it on every node.
+disable_standby_reads = true
+
 api_addr     = "http://openbao:8200"
 cluster_addr = "https://openbao:8201"
 

@@ -257,6 +257,16 @@ def submit_credentials(
     except VaultError as error:
         _discard_written(vault, lease_id, written)
         _release_claim(link_id)
+        state = db.session.execute(
+            select(Lease.status, Ticket.status)
+            .join(Ticket, Lease.ticket_id == Ticket.id)
+            .where(Lease.id == lease_id)
+        ).one_or_none()
+        db.session.rollback()
+        if state is None or tuple(state) != ("active", "open"):
+            # The close won the race and its purge destroyed the key under us: the link is gone
+            # for good, so say so (410), not "retry later" (503).
+            raise LinkGone() from error
         log.warning(
             "submission not stored: vault error",
             extra={"fields": {"link_id": link_id, "error": str(error)}},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from ..extensions import db
 from ..models import CredentialItem, Lease, PurgeJob, SubmissionLink, Ticket
 from ..vault import Vault, VaultError
 from . import audit
+
+log = logging.getLogger(__name__)
 
 TICKET_REF_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIVE_LEASE_STATES = ("provisioning", "active")
@@ -203,6 +206,10 @@ def create_submission_link(
         try:
             _provision_lease(vault, lease_id, lease_expires)
         except VaultError as error:
+            log.warning(
+                "link not created: vault error",
+                extra={"fields": {"ticket_ref": ticket_ref, "error": str(error)}},
+            )
             raise ServiceUnavailable(
                 "The secure store is unavailable; no link was created. Please retry."
             ) from error
