@@ -1,5 +1,5 @@
 # vault_service application image: the web app (gunicorn) and, with another command, the worker.
-# Production dependencies only (".[postgres]"); no dev or test extras.
+# Production dependencies only (".[postgres,redis]"); no dev or test extras.
 
 FROM python:3.12-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -10,7 +10,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY policies ./policies
 COPY vault_service ./vault_service
-RUN /opt/venv/bin/pip install ".[postgres]"
+RUN /opt/venv/bin/pip install ".[postgres,redis]"
 
 FROM python:3.12-slim
 ENV PATH=/opt/venv/bin:$PATH \
@@ -28,7 +28,8 @@ EXPOSE 8000
 # No --access-logfile, on purpose: gunicorn's access log writes the raw path, and /s/<token> is a
 # credential. The app logs each request itself with the route pattern instead.
 # --worker-tmp-dir /dev/shm and --no-control-socket let it run on a read-only root filesystem.
-CMD ["gunicorn", "vault_service.wsgi:app", \
+# vault_service/gunicorn_conf.py replaces the `Server: gunicorn` banner with a neutral name.
+CMD ["gunicorn", "-c", "python:vault_service.gunicorn_conf", "vault_service.wsgi:app", \
      "--bind", "0.0.0.0:8000", \
      "--workers", "2", "--worker-class", "gthread", "--threads", "4", \
      "--timeout", "30", "--graceful-timeout", "30", \

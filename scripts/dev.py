@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from vault_service.embedded_openbao import EmbeddedOpenBao
+from vault_service.services.totp import new_secret as new_totp_secret
 from vault_service.vault import bootstrap_vault, issue_app_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +66,7 @@ def main() -> int:
         "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     )
     agent_password = previous.get("DEMO_AGENT_PASSWORD") or secrets.token_urlsafe(12)
+    agent_totp_secret = previous.get("DEMO_AGENT_TOTP_SECRET") or new_totp_secret()
 
     print(BANNER, file=sys.stderr)
     openbao = EmbeddedOpenBao(VAR / "openbao", openbao_port)
@@ -86,13 +88,14 @@ def main() -> int:
             "VAULT_SERVICE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         }
         os.environ.update(env)
-        demo_link = prepare_app(agent_password)
+        demo_link = prepare_app(agent_password, agent_totp_secret)
         write_env_file(
             DEV_ENV,
             {
                 **env,
                 "DEMO_AGENT_USERNAME": DEMO_AGENT,
                 "DEMO_AGENT_PASSWORD": agent_password,
+                "DEMO_AGENT_TOTP_SECRET": agent_totp_secret,
                 "DEMO_SUBMISSION_LINK": demo_link,
             },
         )
@@ -100,6 +103,8 @@ def main() -> int:
             f"""
 vault_service is starting on http://127.0.0.1:{port}   (OpenBao on {openbao.addr})
   agent login:       {DEMO_AGENT} / {agent_password}      -> http://127.0.0.1:{port}/login
+  agent TOTP secret: {agent_totp_secret}   (for an authenticator app; or print a code:
+    .venv/bin/python -c "import pyotp; print(pyotp.TOTP('{agent_totp_secret}').now())")
   ticket API token:  {api_token}
   webhook secret:    {webhook_secret}
   demo link:         {demo_link}   (ticket {DEMO_TICKET})
@@ -112,14 +117,20 @@ All of this is in var/dev.env. Ctrl-C stops the app and OpenBao; the data stays 
         openbao.stop()
 
 
-def prepare_app(agent_password: str) -> str:
-    """Create tables, the demo agent and a fresh demo link; return the link's URL."""
+def prepare_app(agent_password: str, agent_totp_secret: str) -> str:
+    """Create tables, the demo agent (with its TOTP secret) and a fresh demo link; return the
+    link's URL."""
     from sqlalchemy import select
 
     from vault_service import create_app, schema
     from vault_service.extensions import current_settings, current_vault, db
     from vault_service.models import Agent, Ticket
-    from vault_service.services.agents import create_agent
+    from vault_service.services.agents import (
+        create_agent,
+        get_agent,
+        provision_totp,
+        totp_secret_matches,
+    )
     from vault_service.services.tickets import create_submission_link, link_url
 
     app = create_app()
@@ -127,6 +138,12 @@ def prepare_app(agent_password: str) -> str:
         schema.upgrade(db.engine)
         if db.session.scalar(select(Agent).where(Agent.username == DEMO_AGENT)) is None:
             create_agent(DEMO_AGENT, agent_password, "admin", actor="make-dev")
+        db.session.rollback()
+        # Enrolled with the secret in var/dev.env, so the demo logs in without a phone; a data
+        # directory from before the second factor (or a lost dev.env) gets it provisioned anew.
+        demo = get_agent(DEMO_AGENT)
+        if not totp_secret_matches(current_settings(), demo, agent_totp_secret):
+            provision_totp(current_settings(), demo, agent_totp_secret, actor="make-dev")
         db.session.rollback()
         # A closed demo ticket takes no new links: start a fresh one instead.
         ticket_ref = DEMO_TICKET
@@ -143,6 +160,8 @@ def serve(port: int) -> int:
     env = dict(os.environ, VAULT_SERVICE_EMBEDDED_WORKER="1")
     command = [
         str(Path(sys.executable).with_name("gunicorn")),
+        "-c",
+        "python:vault_service.gunicorn_conf",
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",

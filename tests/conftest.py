@@ -29,6 +29,8 @@ WEBHOOK_KEY = secrets.token_bytes(32)
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_KEY).decode()
 TICKET_API_TOKEN = secrets.token_urlsafe(32)
 AGENT_PASSWORD = "correct horse battery staple"
+# Every agent the fixtures create is provisioned with this TOTP secret (see AgentBrowser).
+AGENT_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 TEST_DATABASE_URL = os.environ.get("VAULT_SERVICE_TEST_DATABASE_URL", "")
 
 
@@ -110,11 +112,15 @@ def database_url(tmp_path, migrated_sqlite_template) -> str:
 def make_settings(openbao, app_token, database_url):
     """Build test settings with overrides."""
 
+    # One key per test, shared by every app a test builds over its database, as by the processes
+    # of one deployment: agents' TOTP secrets are encrypted under a key derived from it.
+    secret_key = secrets.token_urlsafe(48)
+
     def build(**overrides):
         values = {
             "env": "testing",
             "database_url": database_url,
-            "secret_key": secrets.token_urlsafe(48),
+            "secret_key": secret_key,
             "ticket_api_tokens": (TICKET_API_TOKEN,),
             "webhook_secrets": (WEBHOOK_KEY,),
             "public_url": "http://localhost",
@@ -212,17 +218,59 @@ def ticket_system(client) -> TicketSystem:
 
 
 class AgentBrowser:
-    """Acts as an agent in a browser session: logs in and posts forms with their CSRF token."""
+    """Acts as an agent in a browser session: logs in and posts forms with their CSRF token.
+
+    Second factor. `create()` provisions the agent with AGENT_TOTP_SECRET, as an operator would
+    (no code is spent), and keeps the recovery codes in `recovery_codes[username]`. `login()`
+    types a real code of that secret. The server accepts a code once: only for a time step later
+    than the last one it accepted, within one step either side of now. So instead of waiting 30 s
+    between logins, `totp_code()` reads the agent's last accepted step from the database and types
+    the earliest step still acceptable - the previous step's code, then the current one, then the
+    next one - as someone whose authenticator runs a little slow or fast would. That gives up to
+    three logins per 30-second step with no waiting and no test-only path in the server; the
+    previous step is skipped in the last 5 s of a real step so that a step boundary crossed before
+    the server checks cannot make the code stale. A test needing more codes moves a frozen clock
+    (freezegun) forward, as tests/test_sessions.py does.
+    """
 
     def __init__(self, client, app):
         self.client = client
         self.app = app
+        self.recovery_codes: dict[str, list[str]] = {}
 
-    def create(self, username: str = "alice", role: str = "agent") -> None:
-        from vault_service.services.agents import create_agent
+    def create(self, username: str = "alice", role: str = "agent", enrol: bool = True) -> None:
+        from vault_service.services.agents import create_agent, provision_totp
 
         with self.app.app_context():
-            create_agent(username, AGENT_PASSWORD, role, actor="test")
+            agent = create_agent(username, AGENT_PASSWORD, role, actor="test")
+            if enrol:
+                settings = self.app.extensions["vault_service.settings"]
+                codes = provision_totp(settings, agent, AGENT_TOTP_SECRET, actor="test")
+                self.recovery_codes[username] = codes
+
+    def totp_code(self, username: str = "alice", secret: str = AGENT_TOTP_SECRET) -> str:
+        """The code of the earliest time step the server will still accept for this agent."""
+        from sqlalchemy import select
+
+        from vault_service.clock import utcnow
+        from vault_service.models import Agent
+        from vault_service.services import totp
+
+        with self.app.app_context():
+            last = db.session.scalar(
+                select(Agent.totp_last_step).where(Agent.username == username.lower())
+            )
+            db.session.rollback()
+        now = utcnow()
+        current = totp.time_step(now)
+        into_step = now.timestamp() - current * totp.STEP_SECONDS
+        earliest = current - 1 if into_step < totp.STEP_SECONDS - 5 else current
+        for step in range(earliest, current + 2):
+            if last is None or step > last:
+                return totp.code_at(secret, step)
+        raise AssertionError(
+            f"every TOTP code acceptable now for {username} is spent: move the frozen clock on"
+        )
 
     def csrf_token(self, path: str = "/login") -> str:
         page = self.client.get(path).get_data(as_text=True)
@@ -230,10 +278,27 @@ class AgentBrowser:
         start = page.index(marker) + len(marker)
         return page[start : page.index('"', start)]
 
-    def login(self, username: str = "alice", password: str = AGENT_PASSWORD):
+    def login(
+        self, username: str = "alice", password: str = AGENT_PASSWORD, code: str | None = None
+    ):
+        """Password and a fresh TOTP code (`code=""` sends none, e.g. for an unenrolled agent)."""
+        code = self.totp_code(username) if code is None else code
         return self.client.post(
             "/login",
-            data={"username": username, "password": password, "csrf_token": self.csrf_token()},
+            data={
+                "username": username,
+                "password": password,
+                "code": code,
+                "csrf_token": self.csrf_token(),
+            },
+        )
+
+    def reauth(self, username: str = "alice", code: str | None = None, next_path: str = "/"):
+        """Answer the code re-prompt that guards reveals and access requests."""
+        code = self.totp_code(username) if code is None else code
+        return self.client.post(
+            "/reauth",
+            data={"code": code, "next": next_path, "csrf_token": self.csrf_token("/reauth")},
         )
 
     def post(self, path: str, data: dict, token_page: str = "/"):

@@ -1,4 +1,6 @@
-"""The customer's form and the agent's reveal in a real browser (Debian's Chromium, Playwright)."""
+"""The customer's form and the agent's pages in a real browser (Debian's Chromium, Playwright):
+exact values survive the round trip, and markup typed by a customer into any field never runs on
+any agent page."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import shutil
 import threading
 
 import pytest
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .conftest import AGENT_PASSWORD
 
@@ -20,10 +22,44 @@ PASSWORD = "  pä ss wörd ✓ "
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 
 
+def payload(tag: str) -> str:
+    """Markup that runs if a page renders it unescaped, in text or in an attribute; tagged by
+    its field so that each shows up where it belongs. `&amp;` must come back as typed, too."""
+    return (
+        f"\"'><img src=x onerror=\"window.__xss='{tag}'\">"
+        f"<script>window.__xss='{tag}'</script>&amp;{tag}"
+    )
+
+
+# A URL the validator accepts (http(s), a host, no spaces) with markup in its path and query.
+URL_PAYLOAD = (
+    "https://shop.example.test/\"'><svg/onload=window.__xss='url'>"
+    "?q=<script>window.__xss='url'</script>&amp;url"
+)
+# Every free-text field of the form; host and port are validated, so markup never gets in there.
+FORM_PAYLOADS = {
+    "#ft_username": payload("fu"),
+    "#ft_password": payload("fp"),
+    "#ap_url": URL_PAYLOAD,
+    "#ap_username": payload("au"),
+    "#ap_password": payload("ap"),
+    "#ot_label": payload("ol"),  # at most 100 characters: short tags keep it under
+    "#ot_secret": payload("os"),
+    "#notes": payload("no"),
+}
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """werkzeug's server without its `Server: Werkzeug/x Python/y` banner, like production."""
+
+    def version_string(self) -> str:
+        return "vault-service"
+
+
 @pytest.fixture
 def live_server(app):
     """The app on a loopback port, served by werkzeug in a thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
@@ -52,6 +88,41 @@ def page():
             browser.close()
 
 
+def record_responses(page) -> list:
+    """Every response the browser receives, in order."""
+    seen: list = []
+    page.on("response", lambda response: seen.append(response))
+    return seen
+
+
+def assert_no_server_banner(responses) -> None:
+    for response in responses:
+        server = response.headers.get("server", "")
+        assert "werkzeug" not in server.lower() and "python" not in server.lower(), response.url
+
+
+def log_browser_in(page, live_server: str, agent) -> None:
+    """Log the agent in with the conftest helper (password and second factor, however the
+    login works) and hand its session to the browser. The helper speaks as this browser (same
+    address and User-Agent), so the session's binding to them holds."""
+    agent.client.environ_base["HTTP_USER_AGENT"] = page.evaluate("navigator.userAgent")
+    response = agent.login()
+    assert response.status_code in (302, 303), response.status_code
+    name = agent.app.config["SESSION_COOKIE_NAME"]
+    cookie = agent.client.get_cookie(name)
+    assert cookie is not None, "the login set no session cookie"
+    page.context.add_cookies([{"name": name, "value": cookie.value, "url": live_server}])
+
+
+def assert_inert(page, where: str) -> None:
+    """Nothing a customer typed ran or became an element."""
+    assert page.evaluate("window.__xss") is None, where
+    injected = page.evaluate(
+        "document.querySelectorAll('img[src=x], svg, script:not([src])').length"
+    )
+    assert injected == 0, where
+
+
 def test_customer_submits_in_a_browser_and_the_agent_reveals_exact_values(
     live_server, page, ticket_system, agent
 ):
@@ -59,6 +130,7 @@ def test_customer_submits_in_a_browser_and_the_agent_reveals_exact_values(
     page.on("console", lambda message: console.append(message.text))
     responses = {}
     page.on("response", lambda response: responses.setdefault(response.url, response))
+    every_response = record_responses(page)
 
     path = ticket_system.link_path("T-browser")
     page.goto(live_server + path)
@@ -80,6 +152,7 @@ def test_customer_submits_in_a_browser_and_the_agent_reveals_exact_values(
     page.goto(live_server + "/login")
     page.fill("#username", "alice")
     page.fill("#password", AGENT_PASSWORD)
+    page.fill("#code", agent.totp_code())
     page.click("button[type=submit]")
     page.click("text=T-browser")
     page.fill("#reason", "customer reported a broken upload")
@@ -96,3 +169,49 @@ def test_customer_submits_in_a_browser_and_the_agent_reveals_exact_values(
     assert reveal.headers["cache-control"] == "no-store"
     # The CSP blocks nothing the pages themselves need.
     assert not [text for text in console if "Content Security Policy" in text]
+    assert_no_server_banner(every_response)
+
+
+def test_markup_in_every_customer_field_is_inert_on_every_agent_page(
+    live_server, page, ticket_system, agent
+):
+    every_response = record_responses(page)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    # The customer types markup into every free-text field, in the browser.
+    path = ticket_system.link_path("T-xss")
+    page.goto(live_server + path)
+    page.select_option("#ft_kind", "ftps")
+    page.fill("#ft_host", "files.example.test")
+    page.fill("#ft_port", "990")
+    for selector, value in FORM_PAYLOADS.items():
+        page.fill(selector, value)
+    page.click("button[type=submit]")
+    assert "received securely" in page.inner_text("h1"), page.content()[:2000]
+    assert_inert(page, "customer success page")
+
+    log_browser_in(page, live_server, agent)
+    # The access request is the agent's own step; it goes through the helper as well.
+    assert agent.request_access("T-xss", reason="customer asked for a fix").status_code == 302
+
+    page.goto(live_server + "/")
+    assert page.locator("a", has_text="T-xss").count() == 1
+    assert_inert(page, "dashboard")
+    assert "__xss" not in page.content()
+    page.click("text=T-xss")
+    assert page.url.endswith("/tickets/T-xss")
+    assert_inert(page, "ticket page")
+    # Kinds and dates only: no customer value, escaped or not, is on the ticket page.
+    assert "__xss" not in page.content()
+
+    page.locator("form[action$='/tickets/T-xss/reveal'] button[type=submit]").click()
+    page.wait_for_selector("code.secret")
+    assert_inert(page, "reveal page")
+    shown = page.eval_on_selector_all("code.secret", "nodes => nodes.map(n => n.textContent)")
+    # Each value is on the page as text, exactly as typed (quotes, tags and `&amp;` included).
+    for selector, value in FORM_PAYLOADS.items():
+        assert shown.count(value) == 1, (selector, shown)
+    assert "files.example.test" in shown and "990" in shown
+    assert not dialogs
+    assert_no_server_banner(every_response)

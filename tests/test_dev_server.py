@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pyotp
 import pytest
 import requests
 
@@ -77,6 +79,23 @@ def test_make_dev_serves_the_demo_purges_in_process_and_keeps_data_across_restar
         env = read_env(var_dir / "dev.env")
         assert {"DEMO_AGENT_USERNAME", "DEMO_AGENT_PASSWORD", "DEMO_SUBMISSION_LINK"} <= set(env)
         assert oct((var_dir / "dev.env").stat().st_mode & 0o777) == "0o600"
+        # The demo agent is enrolled: password plus a code of the secret in dev.env logs in.
+        browser = requests.Session()
+        page = browser.get(f"{server.base}/login", timeout=10).text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        login = browser.post(
+            f"{server.base}/login",
+            data={
+                "username": env["DEMO_AGENT_USERNAME"],
+                "password": env["DEMO_AGENT_PASSWORD"],
+                "code": pyotp.TOTP(env["DEMO_AGENT_TOTP_SECRET"]).now(),
+                "csrf_token": csrf,
+            },
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert (login.status_code, login.headers["Location"]) == (302, "/")
+        assert browser.get(f"{server.base}/", allow_redirects=False, timeout=10).status_code == 200
         api = {"Authorization": f"Bearer {env['VAULT_SERVICE_TICKET_API_TOKEN']}"}
         demo = env["DEMO_SUBMISSION_LINK"]
         item = {"kind": "other", "label": "demo", "secret": "s3cret ✓"}
@@ -126,6 +145,7 @@ def test_make_dev_serves_the_demo_purges_in_process_and_keeps_data_across_restar
 
     output = log.read_text()
     assert "DEVELOPMENT MODE" in output
+    assert f"agent TOTP secret: {env['DEMO_AGENT_TOTP_SECRET']}" in output
     # Request log lines name the route, never the token in the path.
     token = link.rsplit("/", 1)[1]
     request_lines = [line for line in output.splitlines() if '"event": "request"' in line]

@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import errors, security
+from . import errors, ratelimits, security
 from .config import Settings, load_settings
 from .extensions import csrf, db, login_manager
 from .logs import configure_logging
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.add_template_filter(format_duration, "duration")
 
     register_blueprints(app)
+    ratelimits.init_app(app, settings)
     cli.init_app(app)
 
     @app.before_request

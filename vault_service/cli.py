@@ -42,6 +42,8 @@ def init_app(app) -> None:
         init_db,
         db_revision,
         create_agent,
+        set_password,
+        reset_totp,
         worker,
         sweep,
         audit_verify,
@@ -94,6 +96,43 @@ def create_agent(username: str, role: str, password_stdin: bool) -> None:
     except ServiceError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"created {agent.role} {agent.username}")
+
+
+@click.command("set-password")
+@click.argument("username")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
+)
+@with_appcontext
+def set_password(username: str, password_stdin: bool) -> None:
+    """Set an agent's password: every session of theirs ends and a lockout is lifted."""
+    from .errors import ServiceError
+    from .services.agents import set_password as set_agent_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        agent = set_agent_password(username, password, actor="cli")
+    except ServiceError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"password set for {agent.username}; their sessions have ended")
+
+
+@click.command("reset-totp")
+@click.argument("username")
+@with_appcontext
+def reset_totp(username: str) -> None:
+    """Remove an agent's second factor (lost device): they enrol again at their next login."""
+    from .errors import ServiceError
+    from .services.agents import reset_totp as reset
+
+    try:
+        agent = reset(username, actor="cli")
+    except ServiceError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"second factor removed for {agent.username}; their sessions have ended")
 
 
 # Runs before the app has a Vault token, so it must not load the app.
@@ -222,12 +261,23 @@ def audit_export(fmt: str, output) -> None:
 
 
 @click.command("doctor")
+@click.option(
+    "--admin-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding an admin token (/dev/stdin works): also check the audit devices, the "
+    "policies, the token role and the AppRole role.",
+)
 @with_appcontext
-def doctor() -> None:
+def doctor(admin_token_file: Path | None) -> None:
     """Check a running deployment: database, Vault, and the app token's posture."""
     from .services.doctor import run_checks
 
-    findings = run_checks(current_settings(), current_vault())
+    admin_token = None
+    if admin_token_file is not None:
+        admin_token = admin_token_file.read_text().strip()
+        if not admin_token:
+            raise click.ClickException(f"{admin_token_file} holds no token")
+    findings = run_checks(current_settings(), current_vault(), admin_token)
     failed = False
     for finding in findings:
         failed |= not finding.ok

@@ -38,8 +38,23 @@ class Settings:
     grant_min_seconds: int = 60
     grant_default_seconds: int = 30 * 60
     grant_max_seconds: int = 4 * 3600
+    # Agent sessions and authentication (seconds): idle and absolute session lifetimes, how recent
+    # the last password+TOTP (or TOTP re-prompt) must be for an access request or a reveal, and how
+    # long an account stays locked after too many failed logins.
+    session_idle_seconds: int = 15 * 60
+    session_absolute_seconds: int = 8 * 3600
+    reauth_seconds: int = 5 * 60
+    lockout_seconds: int = 15 * 60
     max_retention_seconds: int = 30 * 24 * 3600
     max_request_bytes: int = 64 * 1024
+    # Rate limits (Flask-Limiter strings, per client address); see vault_service/ratelimits.py.
+    ratelimit_storage_url: str = "memory://"
+    ratelimit_login: str = "10/minute"
+    ratelimit_link: str = "30/minute"
+    ratelimit_api: str = "300/minute"
+    ratelimit_webhook: str = "600/minute"
+    # Reverse proxies in front of the app whose X-Forwarded-For is believed; 0 ignores the header.
+    trusted_proxies: int = 0
     webhook_tolerance_seconds: int = 300
 
     worker_poll_seconds: float = 2.0
@@ -130,11 +145,29 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         "grant_max_seconds": _int(
             environ, "VAULT_SERVICE_GRANT_MAX_SECONDS", Settings.grant_max_seconds
         ),
+        "session_idle_seconds": _int(
+            environ, "VAULT_SERVICE_SESSION_IDLE_SECONDS", Settings.session_idle_seconds
+        ),
+        "session_absolute_seconds": _int(
+            environ, "VAULT_SERVICE_SESSION_ABSOLUTE_SECONDS", Settings.session_absolute_seconds
+        ),
+        "reauth_seconds": _int(environ, "VAULT_SERVICE_REAUTH_SECONDS", Settings.reauth_seconds),
+        "lockout_seconds": _int(environ, "VAULT_SERVICE_LOCKOUT_SECONDS", Settings.lockout_seconds),
         "max_retention_seconds": _int(
             environ, "VAULT_SERVICE_MAX_RETENTION_SECONDS", Settings.max_retention_seconds
         ),
         "max_request_bytes": _int(
             environ, "VAULT_SERVICE_MAX_REQUEST_BYTES", Settings.max_request_bytes
+        ),
+        "ratelimit_storage_url": environ.get("VAULT_SERVICE_RATELIMIT_STORAGE_URL")
+        or Settings.ratelimit_storage_url,
+        "ratelimit_login": environ.get("VAULT_SERVICE_RATELIMIT_LOGIN") or Settings.ratelimit_login,
+        "ratelimit_link": environ.get("VAULT_SERVICE_RATELIMIT_LINK") or Settings.ratelimit_link,
+        "ratelimit_api": environ.get("VAULT_SERVICE_RATELIMIT_API") or Settings.ratelimit_api,
+        "ratelimit_webhook": environ.get("VAULT_SERVICE_RATELIMIT_WEBHOOK")
+        or Settings.ratelimit_webhook,
+        "trusted_proxies": _int(
+            environ, "VAULT_SERVICE_TRUSTED_PROXIES", Settings.trusted_proxies, minimum=0
         ),
         "embedded_worker": environ.get("VAULT_SERVICE_EMBEDDED_WORKER", "") in ("1", "true"),
         "log_level": environ.get("VAULT_SERVICE_LOG_LEVEL", "INFO").upper(),
@@ -178,3 +211,24 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError("VAULT_SERVICE_GRANT_MAX_SECONDS exceeds the maximum retention")
     if settings.is_production and not settings.public_url.startswith("https://"):
         raise ConfigError("VAULT_SERVICE_PUBLIC_URL must be https:// in production")
+    validate_rate_limits(settings)
+
+
+def validate_rate_limits(settings: Settings) -> None:
+    """Each limit must parse, and the storage must be one the limits library can use."""
+    from limits import parse_many
+    from limits.storage import SCHEMES
+
+    for name in ("LOGIN", "LINK", "API", "WEBHOOK"):
+        try:
+            parse_many(getattr(settings, f"ratelimit_{name.lower()}"))
+        except ValueError:
+            raise ConfigError(
+                f"VAULT_SERVICE_RATELIMIT_{name} must be a rate limit such as 10/minute"
+            ) from None
+    scheme = settings.ratelimit_storage_url.partition("://")[0]
+    if scheme not in SCHEMES or scheme.startswith("async+"):
+        raise ConfigError(
+            "VAULT_SERVICE_RATELIMIT_STORAGE_URL must be memory:// or a storage URL such as "
+            "redis://host:6379/0"
+        )

@@ -60,6 +60,16 @@ class Agent(UserMixin, db.Model):
     session_nonce: Mapped[str] = mapped_column(String(36), default=new_uuid)
     disabled_at: Mapped[optional_timestamp]
     created_at: Mapped[created_at]
+    # Failed logins in a row; reaching the limit locks the account until locked_until.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[optional_timestamp]
+    # The TOTP secret, Fernet-encrypted under a key derived from the app's secret key: a copy of
+    # the database alone yields no second factor.
+    totp_secret_ciphertext: Mapped[str | None] = mapped_column(Text)
+    totp_enrolled_at: Mapped[optional_timestamp]
+    # The last TOTP time step accepted: a code of this step or an earlier one is never accepted
+    # again, so an observed code cannot be replayed within its window.
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
 
     def get_id(self) -> str:
         """flask-login identity: the id bound to the current session nonce."""
@@ -69,8 +79,32 @@ class Agent(UserMixin, db.Model):
     def is_active(self) -> bool:  # type: ignore[override]
         return self.disabled_at is None
 
+    @property
+    def totp_enrolled(self) -> bool:
+        """Whether the agent has a second factor; until then they may do nothing but enrol."""
+        return self.totp_enrolled_at is not None and self.totp_secret_ciphertext is not None
+
     def __repr__(self) -> str:
         return f"<Agent {self.id} {self.username!r} role={self.role}>"
+
+
+class RecoveryCode(db.Model):
+    """One single-use recovery code of an agent, stored only as a SHA-256 hash.
+
+    A code carries 120 random bits, so a plain hash is enough (no salt or slow hash needed): it
+    cannot be guessed from its hash.
+    """
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[created_at]
+    used_at: Mapped[optional_timestamp]
+
+    def __repr__(self) -> str:
+        return f"<RecoveryCode {self.id} agent={self.agent_id} used={self.used_at is not None}>"
 
 
 class Ticket(db.Model):

@@ -33,6 +33,7 @@ KV_MOUNT = "vault-service-kv"
 TRANSIT_MOUNT = "vault-service-transit"
 APP_KEY = "vault-service-app"
 LEASE_TOKEN_ROLE = "vault-service-ticket-lease"
+APPROLE_ROLE = "vault-service"
 APP_POLICY = "vault-service"
 REVEAL_POLICY = "vault-service-ticket-reveal"
 LEASE_POLICY = "vault-service-ticket-lease"
@@ -589,6 +590,17 @@ def _retry_while_mount_upgrades(fn: Callable[[], T], timeout: float = 30.0) -> T
             time.sleep(0.2)
 
 
+def render_policies(token_accessor: str) -> dict[str, str]:
+    """The three policies as bootstrap writes them: the app's verbatim, the two ticket policies
+    rendered from their templates with the token mount's accessor."""
+    directory = policy_dir()
+    policies = {APP_POLICY: (directory / "vault-service.hcl").read_text()}
+    for name in (REVEAL_POLICY, LEASE_POLICY):
+        template = Template((directory / f"{name}.hcl.tmpl").read_text())
+        policies[name] = template.substitute(token_accessor=token_accessor)
+    return policies
+
+
 def bootstrap_vault(
     addr: str,
     admin_token: str,
@@ -629,17 +641,10 @@ def bootstrap_vault(
                 mount_point=TRANSIT_MOUNT,
             )
             done.append(f"created app key {APP_KEY}")
-        directory = policy_dir()
-        client.sys.create_or_update_acl_policy(
-            name=APP_POLICY, policy=(directory / "vault-service.hcl").read_text()
-        )
         # The ticket policies name the token mount by accessor in their identity templates.
         token_accessor = client.sys.list_auth_methods()["data"]["token/"]["accessor"]
-        for name in (REVEAL_POLICY, LEASE_POLICY):
-            template = Template((directory / f"{name}.hcl.tmpl").read_text())
-            client.sys.create_or_update_acl_policy(
-                name=name, policy=template.substitute(token_accessor=token_accessor)
-            )
+        for name, text in render_policies(token_accessor).items():
+            client.sys.create_or_update_acl_policy(name=name, policy=text)
         done.append(f"policies {APP_POLICY}, {REVEAL_POLICY}, {LEASE_POLICY} written")
         # Token TTLs are capped by the token backend's max; retention must fit under it.
         client.sys.tune_auth_method("token", max_lease_ttl=f"{max_retention_seconds + 86400}s")
@@ -648,7 +653,11 @@ def bootstrap_vault(
             f"auth/token/roles/{LEASE_TOKEN_ROLE}",
             data={
                 "allowed_policies": [REVEAL_POLICY, LEASE_POLICY],
+                # Written empty on purpose: a role update keeps fields it is not given, and a
+                # glob left behind would widen the allowed policies past the two above.
+                "allowed_policies_glob": [],
                 "disallowed_policies": ["default"],
+                "disallowed_policies_glob": [],
                 "allowed_entity_aliases": ["*"],
                 "orphan": True,
                 "renewable": False,
@@ -672,7 +681,7 @@ def bootstrap_vault(
             if "approle/" not in auth_methods:
                 client.sys.enable_auth_method("approle")
             client.auth.approle.create_or_update_approle(
-                "vault-service",
+                APPROLE_ROLE,
                 token_policies=[APP_POLICY],
                 token_no_default_policy=True,
                 token_ttl="1h",
@@ -732,4 +741,95 @@ def read_posture(vault: Vault) -> dict:
         "app_key_exportable": app_key.get("exportable"),
         "app_key_plaintext_backup": app_key.get("allow_plaintext_backup"),
         "direct_kv_read": direct_read,
+        "ticket_keys": _read_ticket_keys(vault._call, app),
+    }
+
+
+KEY_PROPERTIES = ("type", "exportable", "allow_plaintext_backup", "deletion_allowed")
+
+
+def _read_ticket_keys(call: Callable[[str, Callable[[], T]], T], client: hvac.Client) -> dict:
+    """Every per-ticket transit key and the properties that decide whether it can leave Vault.
+
+    The app's policy may list and read `keys/ticket-*`, so this works with either identity. A key
+    deleted between the listing and its read (a purge) is simply no longer there.
+    """
+    try:
+        names = call(
+            "list transit keys",
+            lambda: client.secrets.transit.list_keys(mount_point=TRANSIT_MOUNT),
+        )["data"]["keys"]
+    except VaultNotFound:
+        return {}
+    keys = {}
+    for name in sorted(n for n in names if n.startswith(TICKET_KEY_PREFIX)):
+        try:
+            data = call(
+                "read transit key",
+                lambda name=name: client.secrets.transit.read_key(
+                    name=name, mount_point=TRANSIT_MOUNT
+                ),
+            )["data"]
+        except VaultNotFound:
+            continue
+        keys[name] = {prop: data.get(prop) for prop in KEY_PROPERTIES}
+    return keys
+
+
+def read_admin_posture(addr: str, admin_token: str, timeout: float = 10.0) -> dict:
+    """What only an operator's token can see, for `doctor --admin-token-file`: the audit devices,
+    the mounts' configuration, every ticket key, the stored policies next to the ones the
+    bootstrap would write, the lease token role and, if it exists, the app's AppRole role."""
+    client = _admin_client(addr, admin_token, timeout)
+
+    def call(operation: str, fn: Callable[[], T]) -> T:
+        with translate_errors(f"admin: {operation}"):
+            return fn()
+
+    audit_devices = call("list audit devices", client.sys.list_enabled_audit_devices)["data"]
+    mounts = call("list mounts", client.sys.list_mounted_secrets_engines)["data"]
+    auth_methods = call("list auth methods", client.sys.list_auth_methods)["data"]
+    kv_mount = mounts.get(f"{KV_MOUNT}/") or {}
+    kv_config = call(
+        "read kv config", lambda: client.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)
+    )["data"]
+    app_key = call(
+        "read app key",
+        lambda: client.secrets.transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT),
+    )["data"]
+    expected = render_policies(auth_methods["token/"]["accessor"])
+    policies = {}
+    for name in expected:
+        try:
+            policies[name] = call(
+                "read policy", lambda name=name: client.sys.read_acl_policy(name)
+            )["data"]["policy"]
+        except VaultNotFound:
+            policies[name] = None
+    try:
+        lease_role = call(
+            "read token role", lambda: client.read(f"auth/token/roles/{LEASE_TOKEN_ROLE}")
+        )
+    except VaultNotFound:
+        lease_role = None
+    approle = None
+    if "approle/" in auth_methods:
+        try:
+            approle = call(
+                "read approle role", lambda: client.auth.approle.read_role(APPROLE_ROLE)
+            )["data"]
+        except VaultNotFound:
+            approle = None
+    return {
+        "audit_devices": sorted(audit_devices),
+        "kv_mount_type": kv_mount.get("type"),
+        "kv_mount_version": (kv_mount.get("options") or {}).get("version"),
+        "kv_max_versions": kv_config.get("max_versions"),
+        "kv_cas_required": kv_config.get("cas_required"),
+        "app_key": {prop: app_key.get(prop) for prop in KEY_PROPERTIES},
+        "ticket_keys": _read_ticket_keys(call, client),
+        "policies": policies,
+        "expected_policies": expected,
+        "lease_role": lease_role["data"] if lease_role else None,
+        "approle": approle,
     }

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from sqlalchemy import text
 
 from ..config import Settings
 from ..extensions import db
-from ..vault import APP_POLICY, Vault, VaultError, read_posture
+from ..vault import (
+    APP_POLICY,
+    APPROLE_ROLE,
+    LEASE_POLICY,
+    REVEAL_POLICY,
+    Vault,
+    VaultError,
+    read_admin_posture,
+    read_posture,
+)
 from .purge import FAILING_AFTER_ATTEMPTS, failing_jobs
+
+# An AppRole login's token lives at most this long: a stolen token soon needs the secret id again.
+APPROLE_MAX_TOKEN_TTL_SECONDS = 3600
+TICKET_KEY_TYPE = "aes256-gcm96"
 
 
 @dataclass(frozen=True)
@@ -21,8 +35,9 @@ class Finding:
     detail: str
 
 
-def run_checks(settings: Settings, vault: Vault) -> list[Finding]:
-    """Database, Vault health, and the least-privilege posture of the app's own identity."""
+def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None) -> list[Finding]:
+    """Database, Vault health, and the least-privilege posture of the app's own identity; with an
+    operator's token also what only it can see (audit devices, policies, roles)."""
     findings = []
     try:
         db.session.execute(text("SELECT 1"))
@@ -72,4 +87,139 @@ def run_checks(settings: Settings, vault: Vault) -> list[Finding]:
             posture["direct_kv_read"],
         ),
     ]
+    if admin_token is None:
+        findings.append(check_ticket_keys(posture["ticket_keys"], "as seen by the app token"))
+        return findings
+    try:
+        admin = read_admin_posture(
+            settings.vault_addresses[0], admin_token, settings.vault_timeout_seconds
+        )
+    except VaultError as error:
+        findings.append(Finding("vault admin checks", False, str(error)))
+        return findings
+    findings.append(check_ticket_keys(admin["ticket_keys"], "as seen by the admin token"))
+    findings += admin_findings(admin)
     return findings
+
+
+def check_ticket_keys(keys: dict[str, dict], seen_by: str) -> Finding:
+    """Every per-ticket key stays inside Vault: not exportable, no plaintext backup.
+    (`deletion_allowed` is true on purpose: the purge deletes the key.)"""
+    problems = []
+    for name, props in keys.items():
+        wrong = [
+            label
+            for label, bad in (
+                ("exportable", props.get("exportable") is not False),
+                ("plaintext backup allowed", props.get("allow_plaintext_backup") is not False),
+                (f"type {props.get('type')}", props.get("type") != TICKET_KEY_TYPE),
+            )
+            if bad
+        ]
+        if wrong:
+            problems.append(f"{name} ({', '.join(wrong)})")
+    if problems:
+        return Finding("ticket keys stay in vault", False, "; ".join(problems))
+    return Finding("ticket keys stay in vault", True, f"{len(keys)} key(s) checked, {seen_by}")
+
+
+def _policy_finding(name: str, stored: str | None, expected: str, source: str) -> Finding:
+    label = f"policy {name} matches {source}"
+    if stored is None:
+        return Finding(label, False, "missing in Vault")
+    if stored == expected:
+        return Finding(label, True, "identical")
+    changed = [
+        line[1:].strip()
+        for line in difflib.unified_diff(expected.splitlines(), stored.splitlines(), lineterm="")
+        if line[:1] in "+-" and line[:3] not in ("+++", "---") and line[1:].strip()
+    ]
+    shown = "; ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
+    return Finding(label, False, f"differs: {shown}" if shown else "differs in whitespace")
+
+
+def admin_findings(admin: dict) -> list[Finding]:
+    """Verdicts on what the operator's token reads (see vault.read_admin_posture)."""
+    findings = [
+        Finding(
+            "audit device enabled",
+            bool(admin["audit_devices"]),
+            ", ".join(admin["audit_devices"]) or "none: Vault keeps no record of reveals",
+        )
+    ]
+    kv_ok = (
+        admin["kv_mount_type"] == "kv"
+        and admin["kv_mount_version"] == "2"
+        and admin["kv_max_versions"] == 1
+        and admin["kv_cas_required"] is True
+    )
+    findings.append(
+        Finding(
+            "kv mount config",
+            kv_ok,
+            f"type {admin['kv_mount_type']} v{admin['kv_mount_version']}, "
+            f"max_versions={admin['kv_max_versions']}, cas_required={admin['kv_cas_required']}",
+        )
+    )
+    expected = admin["expected_policies"]
+    sources = {
+        APP_POLICY: "policies/vault-service.hcl",
+        REVEAL_POLICY: f"policies/{REVEAL_POLICY}.hcl.tmpl",
+        LEASE_POLICY: f"policies/{LEASE_POLICY}.hcl.tmpl",
+    }
+    for name, source in sources.items():
+        findings.append(_policy_finding(name, admin["policies"].get(name), expected[name], source))
+    findings.append(check_lease_role(admin["lease_role"]))
+    findings.append(check_approle(admin["approle"]))
+    return findings
+
+
+def check_lease_role(role: dict | None) -> Finding:
+    """The token role the app mints lease tokens through: exactly the two ticket policies, no
+    glob that could widen them, orphan, not renewable."""
+    name = "lease token role"
+    if role is None:
+        return Finding(name, False, "missing: run bootstrap-vault")
+    problems = []
+    if sorted(role.get("allowed_policies") or []) != sorted([REVEAL_POLICY, LEASE_POLICY]):
+        problems.append(f"allowed_policies {role.get('allowed_policies')}")
+    if role.get("allowed_policies_glob"):
+        problems.append(f"allowed_policies_glob {role.get('allowed_policies_glob')}")
+    if "default" not in (role.get("disallowed_policies") or []):
+        problems.append("default policy not disallowed")
+    if role.get("orphan") is not True:
+        problems.append("not orphan")
+    if role.get("renewable") is not False:
+        problems.append("renewable")
+    if problems:
+        return Finding(name, False, "; ".join(problems))
+    return Finding(name, True, "the two ticket policies only, orphan, not renewable")
+
+
+def check_approle(role: dict | None) -> Finding:
+    """The app's AppRole role, when it exists: the app policy alone, no default policy, short
+    tokens, a secret id required. The secret id's lifetime and CIDR bindings are reported."""
+    name = f"approle role {APPROLE_ROLE}"
+    if role is None:
+        return Finding(name, True, "not configured (the app uses a token)")
+    problems = []
+    if (role.get("token_policies") or []) != [APP_POLICY]:
+        problems.append(f"token_policies {role.get('token_policies')}")
+    if role.get("token_no_default_policy") is not True:
+        problems.append("tokens get the default policy")
+    ttl = role.get("token_ttl") or 0
+    if not 0 < ttl <= APPROLE_MAX_TOKEN_TTL_SECONDS:
+        # 0 means the mount's default (32 days unless tuned): not short.
+        problems.append(f"token_ttl {ttl}s (want 1..{APPROLE_MAX_TOKEN_TTL_SECONDS}s)")
+    if role.get("bind_secret_id") is not True:
+        problems.append("no secret id required")
+    secret_ttl = role.get("secret_id_ttl") or 0
+    report = (
+        f"token_ttl {ttl}s, secret id "
+        + (f"expires after {secret_ttl}s" if secret_ttl else "never expires")
+        + f", secret_id_bound_cidrs {role.get('secret_id_bound_cidrs') or 'none'}"
+        + f", token_bound_cidrs {role.get('token_bound_cidrs') or 'none'}"
+    )
+    if problems:
+        return Finding(name, False, "; ".join(problems) + f" ({report})")
+    return Finding(name, True, report)

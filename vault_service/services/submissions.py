@@ -86,6 +86,18 @@ def _is_valid_host(value: str) -> bool:
         return bool(_HOSTNAME.fullmatch(value))
 
 
+def _is_web_address(value: str) -> bool:
+    """An absolute http(s) URL with a host, and no whitespace anywhere (urlsplit would quietly
+    drop tabs and newlines)."""
+    if any(ch.isspace() for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 literal
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 def _has_control_characters(value: str) -> bool:
     # Tabs and newlines are fine in a secret; NUL and other C0 controls only break things.
     return any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value)
@@ -95,7 +107,8 @@ def _check_field(name: str, value: object, errors: dict[str, str], key: str) -> 
     if value is None or value == "":
         errors[key] = "This field is required."
         return ""
-    if not isinstance(value, str | int) or isinstance(value, bool):
+    # Every stored value is text; only a port may also come as a JSON number.
+    if not isinstance(value, str | int if name == "port" else str) or isinstance(value, bool):
         errors[key] = "Must be text."
         return ""
     text = str(value)
@@ -105,12 +118,11 @@ def _check_field(name: str, value: object, errors: dict[str, str], key: str) -> 
         errors[key] = "Contains characters that are not allowed."
     elif name == "host" and not _is_valid_host(text):
         errors[key] = "Enter a host name or IP address, without spaces or a scheme."
-    elif name == "port" and not (text.isdigit() and 1 <= int(text) <= 65535):
+    elif name == "port" and not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        # isascii first: isdigit() also holds for "²", which int() refuses.
         errors[key] = "Enter a port number between 1 and 65535."
-    elif name == "url":
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.netloc or " " in text:
-            errors[key] = "Enter a full http:// or https:// address."
+    elif name == "url" and not _is_web_address(text):
+        errors[key] = "Enter a full http:// or https:// address."
     elif name in ("username", "label") and not text.strip():
         errors[key] = "This field is required."
     # Values are kept byte-exact: a password's spaces are part of it.
@@ -138,7 +150,8 @@ def validate_submission(payload: object) -> SubmissionInput:
             errors[prefix] = "Each credential must be an object."
             continue
         kind = raw.get("kind")
-        if kind not in KIND_FIELDS:
+        # isinstance first: `[] in KIND_FIELDS` raises TypeError (unhashable), a 500.
+        if not isinstance(kind, str) or kind not in KIND_FIELDS:
             errors[f"{prefix}.kind"] = "Choose ftp, sftp, ftps, admin_panel or other."
             continue
         names = KIND_FIELDS[kind]

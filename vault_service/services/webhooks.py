@@ -66,7 +66,8 @@ def parse_event(body: bytes) -> tuple[str, str]:
     if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
         raise BadRequest('Expected {"type": ..., "data": {"ticket_ref": ...}}.')
     event_type = event.get("type")
-    if event_type not in EVENT_HANDLERS:
+    # isinstance first: `{} in EVENT_HANDLERS` raises TypeError (unhashable), a 500.
+    if not isinstance(event_type, str) or event_type not in EVENT_HANDLERS:
         raise BadRequest("type must be ticket.closed or ticket.reopened.")
     return event_type, validate_ticket_ref(event["data"].get("ticket_ref"))
 

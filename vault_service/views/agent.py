@@ -1,25 +1,156 @@
-"""Agents' pages: login, the dashboard, a ticket, access requests and reveals."""
+"""Agents' pages: login (password and second factor), enrolment, the re-prompt before a
+sensitive step, password change, the dashboard, a ticket, access requests and reveals; and the
+session limits checked on every request."""
 
 from __future__ import annotations
 
+from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+import segno
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_login.config import COOKIE_NAME as REMEMBER_COOKIE_NAME
 
-from ..errors import ServiceError
+from ..clock import utcnow
+from ..errors import BadRequest, ServiceError, ValidationFailed
 from ..extensions import current_settings, current_vault, login_manager
-from ..services import access, agents
+from ..services import access, agents, totp
 
 bp = Blueprint("agent", __name__)
 login_manager.login_view = "agent.login"
 login_manager.session_protection = "strong"
+
+# Epoch seconds in the signed session cookie. The cookie is signed, not encrypted: it holds
+# nothing but these times, flask-login's id (agent id and nonce) and, during enrolment, the
+# candidate TOTP secret encrypted under the server's key.
+AUTHENTICATED_AT = "auth_at"  # password (and code): the absolute timeout counts from here
+LAST_SEEN_AT = "seen_at"  # the last request: the idle timeout counts from here
+VERIFIED_AT = "reauth_at"  # the last code typed (login or re-prompt): reveals need it recent
+PENDING_TOTP = "totp_pending"
+# Agent views open to an agent without a second factor; every other one sends them to enrol.
+ENROLMENT_EXEMPT = frozenset(
+    {
+        "agent.login",
+        "agent.login_submit",
+        "agent.logout",
+        "agent.enrol_totp",
+        "agent.enrol_totp_submit",
+        "agent.change_password",
+        "agent.change_password_submit",
+    }
+)
+LOGIN_FAILED = "Invalid login."
 
 
 @login_manager.user_loader
 def load_user(session_id: str):
     """Resolve the session's agent; a rotated nonce or a disabled account ends the session."""
     return agents.load_agent(session_id)
+
+
+def _now() -> int:
+    return int(utcnow().timestamp())
+
+
+def _agent():
+    """The logged-in Agent itself (services take the model, not flask-login's proxy)."""
+    return current_user._get_current_object()
+
+
+@bp.before_app_request
+def enforce_session_limits():
+    """On every request: end a session past its idle or absolute limit (server-side, from the
+    signed timestamps), never honour a remember-me cookie, and keep agents without a second
+    factor on the enrolment page."""
+    if request.endpoint == "static":
+        return None  # cacheable responses must not carry a session cookie
+    remember_cookie = current_app.config.get("REMEMBER_COOKIE_NAME", REMEMBER_COOKIE_NAME)
+    if remember_cookie in request.cookies:
+        # We never issue one; flask-login then neither reads this one nor keeps it.
+        session["_remember"] = "clear"
+    session_id = session.get("_user_id")
+    if session_id is None:
+        return None
+    now = _now()
+    reason = agents.session_expiry(
+        current_settings(),
+        authenticated_at=session.get(AUTHENTICATED_AT),
+        last_seen_at=session.get(LAST_SEEN_AT),
+        now=now,
+    )
+    if reason is not None:
+        agents.record_session_expired(session_id, reason)
+        session.clear()
+        flash("Your session has ended. Please log in again.", "info")
+        return None  # the deny-by-default guard now sends the browser to the login page
+    if session.get(LAST_SEEN_AT) != now:
+        session[LAST_SEEN_AT] = now
+    endpoint = request.endpoint or ""
+    if (
+        endpoint.startswith("agent.")
+        and endpoint not in ENROLMENT_EXEMPT
+        and current_user.is_authenticated
+        and not current_user.totp_enrolled
+    ):
+        flash("Set up your second factor before anything else.", "info")
+        return redirect(url_for("agent.enrol_totp"))
+    return None
+
+
+def _start_session(agent, *, verified: bool) -> None:
+    """A brand-new session: nothing from before the login survives (no fixation), and no
+    remember-me cookie is ever set."""
+    session.clear()
+    login_user(agent, remember=False)
+    now = _now()
+    session[AUTHENTICATED_AT] = now
+    session[LAST_SEEN_AT] = now
+    if verified:
+        session[VERIFIED_AT] = now
+
+
+def _reissue_session(agent) -> None:
+    """After the agent's nonce rotated (password or factor change): a new session for this
+    browser, with the same age; every other session of the agent is over."""
+    kept = {k: session[k] for k in (AUTHENTICATED_AT, LAST_SEEN_AT, VERIFIED_AT) if k in session}
+    session.clear()
+    login_user(agent, remember=False)
+    session.update(kept)
+
+
+def _end_session() -> None:
+    logout_user()
+    session.clear()
+
+
+def recently_verified() -> bool:
+    """Whether this session typed a code recently enough for a reveal or an access request."""
+    return agents.is_recent(current_settings(), session.get(VERIFIED_AT), _now())
+
+
+def require_recent_verification(view):
+    """Send the agent to the code re-prompt (which returns to the ticket) when the last code is
+    older than VAULT_SERVICE_REAUTH_SECONDS. Nothing of the refused POST is done."""
+
+    @wraps(view)
+    def wrapped(ticket_ref: str):
+        if not recently_verified():
+            flash("Confirm it is you: enter a code from your authenticator app.", "info")
+            back = url_for("agent.ticket", ticket_ref=ticket_ref)
+            return redirect(url_for("agent.reauth", next=back))
+        return view(ticket_ref)
+
+    return wrapped
 
 
 def safe_next(target: str | None) -> str:
@@ -34,6 +165,15 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def _recovery_notice(left: int | None) -> None:
+    if left is not None:
+        flash(
+            f"You used a recovery code; {left} left. Each works once: set up your "
+            "authenticator again if you lost it.",
+            "info",
+        )
+
+
 @bp.get("/login")
 def login():
     """The login form."""
@@ -42,16 +182,23 @@ def login():
 
 @bp.post("/login")
 def login_submit():
-    """Check credentials; every failure gets the same answer."""
-    agent = agents.authenticate(request.form.get("username", ""), request.form.get("password", ""))
-    if agent is None:
-        return (
-            render_template(
-                "agent/login.html", next=request.form.get("next", ""), error="Invalid login."
-            ),
-            401,
+    """Password and code; every failure (unknown user, wrong password, wrong or reused code,
+    locked or disabled account) gets the same answer."""
+    result = agents.authenticate(
+        current_settings(),
+        request.form.get("username", ""),
+        request.form.get("password", ""),
+        request.form.get("code", ""),
+    )
+    if result is None:
+        page = render_template(
+            "agent/login.html", next=request.form.get("next", ""), error=LOGIN_FAILED
         )
-    login_user(agent)
+        return page, 401
+    _start_session(result.agent, verified=result.second_factor != "none")
+    _recovery_notice(result.recovery_codes_left)
+    if not result.agent.totp_enrolled:
+        return redirect(url_for("agent.enrol_totp"))
     return redirect(safe_next(request.form.get("next")))
 
 
@@ -59,9 +206,127 @@ def login_submit():
 @login_required
 def logout():
     """End this and every other session of the agent."""
-    agents.end_sessions(current_user, actor=f"agent:{current_user.username}")
-    logout_user()
+    agents.end_sessions(_agent(), actor=f"agent:{current_user.username}")
+    _end_session()
     return redirect(url_for("agent.login"))
+
+
+@bp.get("/reauth")
+@login_required
+def reauth():
+    """The code re-prompt before a reveal or an access request."""
+    return render_template("agent/reauth.html", next=request.args.get("next", ""))
+
+
+@bp.post("/reauth")
+@login_required
+def reauth_submit():
+    """Check a fresh code (or a recovery code), then return where the agent was going."""
+    try:
+        result = agents.reauthenticate(current_settings(), _agent(), request.form.get("code", ""))
+    except agents.AuthenticationFailed as failure:
+        if failure.session_ended:
+            _end_session()
+            flash("Too many wrong codes: every session of yours has ended.", "error")
+            return redirect(url_for("agent.login"))
+        page = render_template(
+            "agent/reauth.html", next=request.form.get("next", ""), error="Invalid code."
+        )
+        return page, 401
+    session[VERIFIED_AT] = _now()
+    _recovery_notice(result.recovery_codes_left)
+    return redirect(safe_next(request.form.get("next")))
+
+
+def _pending_secret(*, create: bool) -> str | None:
+    """The secret being enrolled, kept encrypted in the session until a code confirms it."""
+    settings = current_settings()
+    ciphertext = session.get(PENDING_TOTP)
+    secret = None
+    if isinstance(ciphertext, str):
+        secret = totp.decrypt_secret(settings.secret_key, ciphertext)
+    if secret is None and create:
+        secret = totp.new_secret()
+        session[PENDING_TOTP] = totp.encrypt_secret(settings.secret_key, secret)
+    return secret
+
+
+def _render_enrolment(secret: str, error: str | None = None):
+    uri = totp.provisioning_uri(secret, current_user.username)
+    # An SVG data: URI, which the CSP's img-src allows; no script, no request to anyone.
+    qr = segno.make(uri, error="m").svg_data_uri(scale=5, dark="#000", light="#fff")
+    grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+    return render_template(
+        "agent/enrol_totp.html",
+        qr=qr,
+        secret=grouped,
+        replacing=current_user.totp_enrolled,
+        error=error,
+    )
+
+
+@bp.get("/account/two-factor")
+@login_required
+def enrol_totp():
+    """The QR code and secret of a new TOTP factor (replacing one needs a recent code)."""
+    if current_user.totp_enrolled and not recently_verified():
+        return redirect(url_for("agent.reauth", next=url_for("agent.enrol_totp")))
+    return _render_enrolment(_pending_secret(create=True))
+
+
+@bp.post("/account/two-factor")
+@login_required
+def enrol_totp_submit():
+    """Confirm the new factor with a code; show the recovery codes, this once."""
+    if current_user.totp_enrolled and not recently_verified():
+        return redirect(url_for("agent.reauth", next=url_for("agent.enrol_totp")))
+    secret = _pending_secret(create=False)
+    if secret is None:
+        flash("That setup expired. Scan this new code instead.", "error")
+        return redirect(url_for("agent.enrol_totp"))
+    try:
+        codes = agents.enrol_totp(
+            current_settings(), _agent(), secret, request.form.get("code", "")
+        )
+    except ValidationFailed as error:
+        return _render_enrolment(secret, error=error.message), 400
+    session.pop(PENDING_TOTP, None)
+    _reissue_session(_agent())
+    session[VERIFIED_AT] = _now()
+    return render_template("agent/recovery_codes.html", codes=codes)
+
+
+@bp.get("/account/password")
+@login_required
+def change_password():
+    """The password change form."""
+    return render_template("agent/password.html", errors={})
+
+
+@bp.post("/account/password")
+@login_required
+def change_password_submit():
+    """Current password and the new one; every other session of the agent ends."""
+    form = request.form
+    try:
+        agents.change_password(
+            current_settings(),
+            _agent(),
+            form.get("current_password", ""),
+            form.get("new_password", ""),
+            form.get("confirm_password", ""),
+        )
+    except agents.AuthenticationFailed as failure:
+        if failure.session_ended:
+            _end_session()
+            flash("Too many failed attempts: every session of yours has ended.", "error")
+            return redirect(url_for("agent.login"))
+        return render_template("agent/password.html", errors=failure.fields), failure.status
+    except BadRequest as error:
+        return render_template("agent/password.html", errors=error.fields), error.status
+    _reissue_session(_agent())
+    flash("Password changed. Every other session of yours has ended.", "info")
+    return redirect(url_for("agent.dashboard"))
 
 
 @bp.get("/")
@@ -86,6 +351,7 @@ def ticket(ticket_ref: str):
 
 @bp.post("/tickets/<ticket_ref>/access")
 @login_required
+@require_recent_verification
 def request_access(ticket_ref: str):
     """Ask for a time-limited grant; a reason is required."""
     settings = current_settings()
@@ -113,6 +379,7 @@ def request_access(ticket_ref: str):
 
 @bp.post("/tickets/<ticket_ref>/reveal")
 @login_required
+@require_recent_verification
 def reveal(ticket_ref: str):
     """Decrypt and show the credentials: POST only, audited first, never cached."""
     result = access.reveal_credentials(

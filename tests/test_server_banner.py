@@ -1,0 +1,152 @@
+"""No response names the server software or its version: gunicorn started with
+vault_service/gunicorn_conf.py (as the Dockerfile and `make dev` start it) answers without its
+banner, on the app's pages and on gunicorn's own error responses."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from vault_service.embedded_openbao import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+GUNICORN_CONF = "python:vault_service.gunicorn_conf"
+VERSION = re.compile(r"\d+\.\d+")
+
+
+class Gunicorn:
+    """gunicorn serving the app on a free loopback port, with a minimal environment."""
+
+    def __init__(self, tmp_path: Path, openbao, app_token: str, database: Path, conf: bool):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        env = {
+            **inherited,
+            "VAULT_SERVICE_ENV": "testing",
+            "VAULT_SERVICE_DATABASE_URL": f"sqlite:///{database}",
+            "VAULT_ADDR": openbao.addr,
+            "VAULT_SERVICE_VAULT_TOKEN": app_token,
+            "VAULT_SERVICE_SECRET_KEY": secrets.token_urlsafe(48),
+            "VAULT_SERVICE_TICKET_API_TOKEN": secrets.token_urlsafe(32),
+            "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),
+            "VAULT_SERVICE_PUBLIC_URL": self.base,
+        }
+        argv = [str(BIN / "gunicorn")]
+        if conf:
+            argv += ["-c", GUNICORN_CONF]
+        argv += ["--bind", f"127.0.0.1:{self.port}", "--workers", "1", "vault_service.wsgi:app"]
+        self.log = tmp_path / f"gunicorn-{self.port}.log"
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
+            time.sleep(0.1)
+
+    def raw(self, request: bytes) -> bytes:
+        """Send bytes as they are (gunicorn's own parser errors never reach the app)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
+            connection.sendall(request)
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+@pytest.fixture
+def start_gunicorn(tmp_path, openbao, app_token, migrated_sqlite_template):
+    started: list[Gunicorn] = []
+
+    def start(conf: bool = True) -> Gunicorn:
+        database = tmp_path / f"db-{len(started)}.sqlite"
+        shutil.copyfile(migrated_sqlite_template, database)
+        server = Gunicorn(tmp_path, openbao, app_token, database, conf)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def banner_free(value: str | None) -> bool:
+    """A Server header (if any) that names no software we run and carries no version."""
+    if value is None:
+        return True
+    lowered = value.lower()
+    return not (
+        {"gunicorn", "werkzeug", "python", "flask"} & set(re.split(r"[^a-z]+", lowered))
+        or VERSION.search(value)
+    )
+
+
+def test_gunicorn_with_the_shipped_config_sends_no_banner(start_gunicorn):
+    server = start_gunicorn()
+    responses = {
+        "health": requests.get(f"{server.base}/healthz", timeout=5),
+        "login page": requests.get(f"{server.base}/login", timeout=5),
+        "gone link": requests.get(f"{server.base}/s/{secrets.token_urlsafe(32)}", timeout=5),
+        "not found": requests.get(f"{server.base}/no-such-page", timeout=5),
+        "api 401": requests.get(f"{server.base}/api/v1/tickets/T-1", timeout=5),
+        "method not allowed": requests.delete(f"{server.base}/healthz", timeout=5),
+    }
+    for kind, response in responses.items():
+        server_header = response.headers.get("Server")
+        assert banner_free(server_header), (kind, server_header)
+        assert server_header == "vault-service", kind
+        assert "gunicorn" not in response.text.lower(), kind
+    # gunicorn's own answer to a request it cannot parse never reaches Flask: it too is clean.
+    raw = server.raw(b"NOT A REQUEST\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 400"), raw[:200]
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    assert "gunicorn" not in head.lower()
+    assert not VERSION.search(head.split("\r\n", 1)[1])
+
+
+def test_without_the_config_gunicorn_would_name_itself(start_gunicorn):
+    """The control: proves the test above would see the banner if the config stopped working."""
+    server = start_gunicorn(conf=False)
+    response = requests.get(f"{server.base}/healthz", timeout=5)
+    assert not banner_free(response.headers.get("Server"))
+
+
+def test_the_test_client_and_app_never_add_a_server_header(client):
+    for path in ("/healthz", "/login", "/no-such-page"):
+        assert banner_free(client.get(path).headers.get("Server")), path

@@ -1,0 +1,117 @@
+"""Rate limits per client address on what can be hammered without an agent session.
+
+Limits attach to endpoints by name after the blueprints are registered, so the views stay free of
+limiter decorators; a renamed endpoint fails at startup instead of silently losing its limit.
+
+- the login steps (every public POST of the agent blueprint): `ratelimit_login`, against
+  password and second-factor guessing;
+- `/s/<token>`, GET and POST on one budget: `ratelimit_link`, against link-token guessing and
+  submission floods;
+- the ticket API (link creation, ticket status): `ratelimit_api`, against bearer-token guessing
+  and Vault load;
+- the webhook: `ratelimit_webhook`, generous, so a bulk close passes.
+
+The key is `request.remote_addr`. X-Forwarded-For is believed only through `ProxyFix` with the
+configured number of trusted proxies: with none (the default) the header is ignored, so a client
+cannot reset its budget by sending a new address in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from flask import Flask, request
+from flask_limiter import Limiter, RateLimitExceeded
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import Settings
+from .errors import render_error
+
+log = logging.getLogger(__name__)
+
+LINK_ENDPOINTS = ("customer.submission_form", "customer.submit")
+API_ENDPOINTS = ("api.create_submission_link", "api.get_ticket")
+WEBHOOK_ENDPOINTS = ("api.ticket_events",)
+TOO_MANY_REQUESTS = "Too many requests. Please wait a moment and try again."
+
+
+def client_address() -> str:
+    """The client's address: the socket peer, or what the trusted proxies say it is."""
+    return request.remote_addr or "unknown"
+
+
+def login_endpoints(app: Flask) -> list[str]:
+    """The agent views reachable without a session: the password step and any later login step
+    (a second factor), whatever its name."""
+    from .views import PUBLIC_ENDPOINTS
+
+    return sorted(e for e in PUBLIC_ENDPOINTS if e.startswith("agent.") and e in app.view_functions)
+
+
+def init_app(app: Flask, settings: Settings) -> Limiter:
+    """Trust X-Forwarded-For only as far as configured, and attach the limits by endpoint name."""
+    if settings.trusted_proxies:
+        # x_for only: the scheme, host and prefix the app uses come from its configuration.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    storage_options: dict[str, str | int] = {}
+    if settings.ratelimit_storage_url.startswith(("redis", "valkey")):
+        # A Redis that hangs must not hang every login: give up quickly, then fall back below.
+        storage_options = {"socket_connect_timeout": 1, "socket_timeout": 1}
+    limiter = Limiter(
+        key_func=client_address,
+        storage_uri=settings.ratelimit_storage_url,
+        storage_options=storage_options,
+        # Exact over any 60 s, not per calendar minute: no double burst across a window edge.
+        strategy="moving-window",
+        key_prefix="vault-service",
+        # Headers only on the 429 itself (Retry-After, below); nothing advertises the budget.
+        headers_enabled=False,
+        # When the shared storage (Redis) is unreachable, each process keeps limiting on its own
+        # in memory: weaker (per process) but still limits, and logins and links keep working.
+        in_memory_fallback_enabled=True,
+    )
+    limiter.init_app(app)
+    app.extensions["vault_service.limiter"] = limiter
+
+    def attach(endpoints, limit_value: str, scope: str, methods: list[str] | None = None):
+        for endpoint in endpoints:
+            view = app.view_functions.get(endpoint)
+            if view is None:
+                raise RuntimeError(f"rate limit for an endpoint that does not exist: {endpoint}")
+            # A shared limit: GET and POST of a link, or both API calls, draw on one budget.
+            decorate = limiter.shared_limit(limit_value, scope=scope, methods=methods)
+            app.view_functions[endpoint] = decorate(view)
+
+    attach(login_endpoints(app), settings.ratelimit_login, "login", methods=["POST"])
+    attach(LINK_ENDPOINTS, settings.ratelimit_link, "submission-link")
+    attach(API_ENDPOINTS, settings.ratelimit_api, "ticket-api")
+    attach(WEBHOOK_ENDPOINTS, settings.ratelimit_webhook, "webhook")
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many_requests(error: RateLimitExceeded):
+        # Through the app's one error renderer: JSON for the API and JSON callers, HTML else.
+        response = render_error(429, "too_many_requests", TOO_MANY_REQUESTS)
+        response.headers["Retry-After"] = str(retry_after_seconds(limiter, error))
+        log.warning(
+            "rate limited",
+            extra={
+                "fields": {
+                    "route": request.url_rule.rule if request.url_rule else "<unmatched>",
+                    "method": request.method,
+                    "client": client_address(),
+                }
+            },
+        )
+        return response
+
+    return limiter
+
+
+def retry_after_seconds(limiter: Limiter, error: RateLimitExceeded) -> int:
+    """Seconds until the breached limit admits a request again (at least 1)."""
+    current = limiter.current_limit
+    if current is not None and current.breached:
+        return max(1, math.ceil(current.reset_at - time.time()))
+    return max(1, error.limit.limit.get_expiry())
