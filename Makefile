@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format check-python clean
+.PHONY: dev test lint format bench check-python clean
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -30,6 +30,18 @@ format: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python scripts/run_tests.py $(PYTEST_ARGS)
+
+# What each request costs beside the raw Vault floor, and the scale curve (README "Performance").
+# Results in bench/results/; BENCH_* variables size the run, VAULT_SERVICE_BENCH_DATABASE_URL
+# switches to PostgreSQL.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -32,6 +32,7 @@ class Settings:
     vault_role_id: str = ""
     vault_secret_id: str = ""
     vault_timeout_seconds: float = 5.0
+    vault_ca_cert: str = ""
 
     link_ttl_seconds: int = 72 * 3600
     link_max_ttl_seconds: int = 30 * 24 * 3600
@@ -128,6 +129,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         "vault_token": environ.get("VAULT_SERVICE_VAULT_TOKEN", ""),
         "vault_role_id": environ.get("VAULT_SERVICE_VAULT_ROLE_ID", ""),
         "vault_secret_id": environ.get("VAULT_SERVICE_VAULT_SECRET_ID", ""),
+        "vault_ca_cert": environ.get("VAULT_SERVICE_VAULT_CA_CERT", ""),
         "vault_timeout_seconds": float(
             _int(
                 environ, "VAULT_SERVICE_VAULT_TIMEOUT_SECONDS", int(Settings.vault_timeout_seconds)

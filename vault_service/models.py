@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -159,6 +159,15 @@ class SubmissionLink(db.Model):
     """A one-time customer link; the token itself is never stored, only its keyed hash."""
 
     __tablename__ = "submission_links"
+    # The sweep records expired, unused links once: index only the ones not yet recorded.
+    __table_args__ = (
+        Index(
+            "ix_submission_links_unrecorded_expires_at",
+            "expires_at",
+            sqlite_where=text("consumed_at IS NULL AND expiry_recorded_at IS NULL"),
+            postgresql_where=text("consumed_at IS NULL AND expiry_recorded_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid_pk]
     ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -198,6 +207,16 @@ class Grant(db.Model):
     """An agent's time-limited access: a Vault child token of the lease, TTL = the window."""
 
     __tablename__ = "grants"
+    # The sweep looks for expired grants whose wrapped token is still stored: a handful among
+    # every grant ever made. Indexing only those keeps the sweep flat as history grows.
+    __table_args__ = (
+        Index(
+            "ix_grants_live_token_expires_at",
+            "expires_at",
+            sqlite_where=text("token_ciphertext IS NOT NULL"),
+            postgresql_where=text("token_ciphertext IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid_pk]
     lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), index=True)

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -202,6 +203,12 @@ class Vault:
     def __init__(self, settings: Settings, session: requests.Session | None = None):
         self._settings = settings
         self._session = session or requests.Session()
+        # Vault's address is explicit: no proxy, netrc or CA bundle from the environment (requests
+        # reads os.environ and ~/.netrc on every call otherwise). A private CA is configured
+        # explicitly instead (VAULT_SERVICE_VAULT_CA_CERT).
+        self._session.trust_env = False
+        if settings.vault_ca_cert:
+            self._session.verify = settings.vault_ca_cert
         addresses = settings.vault_addresses
         self._addr = addresses[0]
         if len(addresses) > 1:
@@ -216,6 +223,9 @@ class Vault:
         self._app_token_expires = 0.0 if settings.vault_role_id else float("inf")
         self._identity_checked = False
         self._app_client: hvac.Client | None = None
+        # Independent calls of one request (a submission's KV writes, a reveal's KV reads) run
+        # concurrently; each request's calls are few, so a small shared pool suffices.
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vault")
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -375,6 +385,18 @@ class Vault:
             raise VaultRequestFailed("encrypt: a batch item failed")
         return [result["ciphertext"] for result in results]
 
+    def _concurrently(self, calls: list[Callable[[], T]]) -> list[T]:
+        """Run independent Vault calls at once (one round trip instead of one per call). Every
+        call finishes before the first failure, if any, is raised: the caller knows the state."""
+        if len(calls) <= 1:
+            return [call() for call in calls]
+        futures = [self._pool.submit(call) for call in calls]
+        wait(futures)
+        for future in futures:
+            if future.exception() is not None:
+                raise future.exception()
+        return [future.result() for future in futures]
+
     def write_item(self, lease_id: str, item_id: str, ciphertext: str) -> None:
         """Store one item's ciphertext; cas=0 makes Vault refuse any second write."""
         app = self._app()
@@ -388,20 +410,34 @@ class Vault:
             ),
         )
 
+    def write_items(self, lease_id: str, items: list[tuple[str, str]]) -> None:
+        """Store several (item id, ciphertext) pairs concurrently; all or an error."""
+        self._concurrently(
+            [
+                lambda item_id=item_id, ciphertext=ciphertext: self.write_item(
+                    lease_id, item_id, ciphertext
+                )
+                for item_id, ciphertext in items
+            ]
+        )
+
     def read_items(self, grant_token: str, lease_id: str, item_ids: list[str]) -> list[str]:
         """Read and decrypt items with a grant token (Vault checks its TTL and policy)."""
         client = self._client(grant_token)
-        ciphertexts = [
-            self._call(
-                "read item",
-                lambda item_id=item_id: client.secrets.kv.v2.read_secret_version(
-                    path=f"{lease_id}/{item_id}",
-                    mount_point=KV_MOUNT,
-                    raise_on_deleted_version=True,
-                ),
-            )["data"]["data"]["ciphertext"]
-            for item_id in item_ids
-        ]
+        responses = self._concurrently(
+            [
+                lambda item_id=item_id: self._call(
+                    "read item",
+                    lambda: client.secrets.kv.v2.read_secret_version(
+                        path=f"{lease_id}/{item_id}",
+                        mount_point=KV_MOUNT,
+                        raise_on_deleted_version=True,
+                    ),
+                )
+                for item_id in item_ids
+            ]
+        )
+        ciphertexts = [response["data"]["data"]["ciphertext"] for response in responses]
         if not ciphertexts:
             return []
         results = self._call(
@@ -501,9 +537,19 @@ class Vault:
     def delete_ticket_key(self, lease_id: str) -> None:
         """Crypto-shred: delete the lease's transit key. Already gone counts as done."""
         name = ticket_key_name(lease_id)
+        app = self._app()
+        # Keys are created deletable, so one call usually does it. When Vault refuses (a key
+        # from a provisioning that died before allowing deletion, or already gone), fall back.
+        try:
+            self._app_call(
+                "delete transit key",
+                lambda: app.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
+            )
+            return
+        except VaultRequestFailed:
+            pass
         if not self.ticket_key_exists(lease_id):
             return
-        app = self._app()
         self._app_call(
             "configure transit key",
             lambda: app.secrets.transit.update_key_configuration(

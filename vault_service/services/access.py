@@ -100,6 +100,8 @@ def request_access(
         db.session.rollback()
         raise Conflict("This ticket has no credentials yet.")
     lease_id, lease_ciphertext = lease.id, lease.token_ciphertext
+    # Read before the rollback below expires them (each would be loaded again, one query each).
+    agent_id, actor, ticket_ref = agent.id, _actor(agent), ticket.ref
     # The grant never outlives the lease (Vault would end it with the lease anyway).
     ttl = min(duration_seconds, int((lease.expires_at - utcnow()).total_seconds()))
     db.session.rollback()
@@ -127,7 +129,7 @@ def request_access(
         raise Conflict("This ticket is closed; its credentials are no longer available.")
     grant = Grant(
         lease_id=lease_id,
-        agent_id=agent.id,
+        agent_id=agent_id,
         reason=reason,
         created_at=now,
         expires_at=now + timedelta(seconds=issued.ttl_seconds),
@@ -138,8 +140,8 @@ def request_access(
     db.session.flush()
     audit.record(
         "access.granted",
-        actor=_actor(agent),
-        ticket_ref=ticket.ref,
+        actor=actor,
+        ticket_ref=ticket_ref,
         grant_id=grant.id,
         reason=reason,
         expires_at=grant.expires_at.isoformat(),
@@ -177,16 +179,20 @@ def reveal_credentials(
     grant = db.session.get(Grant, grant_id) if isinstance(grant_id, str) else None
     now = utcnow()
     refusal = None
-    if grant is None or grant.agent_id != agent.id or grant.lease.ticket_id != ticket.id:
+    # The lease row is read once, locked: it names the ticket and says whether it is still live.
+    lease = (
+        db.session.scalar(select(Lease).where(Lease.id == grant.lease_id).with_for_update())
+        if grant is not None and grant.agent_id == agent.id
+        else None
+    )
+    if grant is None or lease is None or lease.ticket_id != ticket.id:
         refusal = "no such grant"
     elif grant.revoked_at is not None or grant.token_ciphertext is None:
         refusal = "grant revoked"
     elif grant.expires_at <= now:
         refusal = "grant expired"
-    else:
-        lease = db.session.scalar(select(Lease).where(Lease.id == grant.lease_id).with_for_update())
-        if ticket.status != "open" or lease is None or lease.status != "active":
-            refusal = "ticket closed"
+    elif ticket.status != "open" or lease.status != "active":
+        refusal = "ticket closed"
     if refusal is not None:
         _deny(agent, "credentials.revealed", ticket.ref, refusal)
         raise Forbidden("Access to these credentials has ended. Request access again if needed.")
@@ -246,25 +252,29 @@ def ticket_overview(agent: Agent, ticket_ref: str) -> dict:
         "items": sorted(items, key=lambda item: (item.created_at, item.position)),
         "grant": grant,
     }
-    db.session.rollback()
+    # End the read transaction without expiring what the template reads (a rollback would, and
+    # each object would be loaded again, one query each, while the page renders).
+    db.session.commit()
     return overview
 
 
 def dashboard_tickets(limit: int = 200) -> list[dict]:
     """Open tickets holding credentials, newest first: kinds and dates, never values."""
+    # Plain columns, not entities: cheaper to load, and nothing to reload once the transaction
+    # has ended (entities would be expired by the rollback and loaded again one by one).
     rows = db.session.execute(
-        select(Ticket, CredentialItem)
+        select(Ticket.id, Ticket.ref, CredentialItem.kind, CredentialItem.created_at)
         .join(Lease, Lease.ticket_id == Ticket.id)
         .join(CredentialItem, CredentialItem.lease_id == Lease.id)
         .where(Ticket.status == "open", Lease.status == "active")
         .order_by(CredentialItem.created_at.desc())
     ).all()
     tickets: dict[str, dict] = {}
-    for ticket, item in rows:
+    for ticket_id, ref, kind, created_at in rows:
         entry = tickets.setdefault(
-            ticket.id, {"ticket": ticket, "kinds": [], "last_submission": item.created_at}
+            ticket_id, {"ref": ref, "kinds": [], "last_submission": created_at}
         )
-        if item.kind not in entry["kinds"]:
-            entry["kinds"].append(item.kind)
+        if kind not in entry["kinds"]:
+            entry["kinds"].append(kind)
     db.session.rollback()
     return list(tickets.values())[:limit]

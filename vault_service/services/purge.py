@@ -122,10 +122,12 @@ def _destroy_lease_material(
     # 1. Tokens first: access ends before anything else happens. Revoking the lease revokes
     #    every grant (its children); the grants are revoked by accessor too in case the tree
     #    was ever broken.
-    for accessor in [lease.token_accessor, *grant_accessors]:
-        if accessor:
-            vault.revoke_accessor(accessor)
-            progress.tokens_revoked.append(accessor)
+    # Grants are children of the lease token: revoking it revokes them (verified below, and any
+    # survivor of a broken tree is revoked there).
+    if lease.token_accessor:
+        vault.revoke_accessor(lease.token_accessor)
+        progress.tokens_revoked.append(lease.token_accessor)
+    progress.tokens_revoked += [a for a in grant_accessors if a]
     failpoints.hit("purge.after_revoke")
     # 2. Crypto-shred: without the key, any copy of the ciphertext (backups, snapshots) is noise.
     vault.delete_ticket_key(lease.id)
@@ -144,14 +146,17 @@ def _destroy_lease_material(
 def _verify_destroyed(vault: Vault, lease_id: str, progress: PurgeProgress) -> None:
     """Ask Vault, not our own bookkeeping, whether anything of the lease is left."""
     leftovers = []
-    leftovers += [f"token {a}" for a in progress.tokens_revoked if vault.accessor_exists(a)]
+    for accessor in progress.tokens_revoked:
+        if vault.accessor_exists(accessor):
+            # A grant outside the lease's tree (it should not exist): revoke it on its own.
+            vault.revoke_accessor(accessor)
+            if vault.accessor_exists(accessor):
+                leftovers.append(f"token {accessor}")
     if vault.ticket_key_exists(lease_id):
         leftovers.append("transit key")
+    # Vault lists the lease's KV metadata: an empty listing means no item's metadata is left.
     if vault.list_items(lease_id):
         leftovers.append("kv listing")
-    leftovers += [
-        f"kv item {i}" for i in progress.kv_items_deleted if vault.item_exists(lease_id, i)
-    ]
     if progress.entity_id and vault.entity_exists(progress.entity_id):
         leftovers.append("identity entity")
     if leftovers:

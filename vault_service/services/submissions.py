@@ -8,6 +8,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select, update
@@ -180,15 +181,18 @@ def find_usable_link(settings: Settings, token: str) -> SubmissionLink:
     """The link for a token if it can still take a submission; one LinkGone for every other case."""
     if not token or len(token) > 128:
         raise LinkGone()
-    link = db.session.scalar(
-        select(SubmissionLink).where(SubmissionLink.token_hash == hash_link_token(settings, token))
-    )
-    now = utcnow()
-    if link is None or link.consumed_at is not None or link.expires_at <= now:
+    row = db.session.execute(
+        select(SubmissionLink, Lease.status, Ticket.status)
+        .join(Lease, Lease.id == SubmissionLink.lease_id)
+        .join(Ticket, Ticket.id == SubmissionLink.ticket_id)
+        .where(SubmissionLink.token_hash == hash_link_token(settings, token))
+    ).first()
+    if row is None:
         raise LinkGone()
-    lease = db.session.get(Lease, link.lease_id)
-    ticket = db.session.get(Ticket, link.ticket_id)
-    if lease is None or lease.status != "active" or ticket is None or ticket.status != "open":
+    link, lease_status, ticket_status = row
+    if link.consumed_at is not None or link.expires_at <= utcnow():
+        raise LinkGone()
+    if lease_status != "active" or ticket_status != "open":
         raise LinkGone()
     return link
 
@@ -238,6 +242,30 @@ def _discard_written(vault: Vault, lease_id: str, item_ids: list[str]) -> None:
             )
 
 
+def _fail_submission(
+    link_id: str, lease_id: str, error: VaultError, *, discard: list[str], vault: Vault
+) -> NoReturn:
+    """Undo what a failed submission wrote, free its link, and say why: 410 if the ticket
+    closed under it, 503 (retry) if Vault failed."""
+    _discard_written(vault, lease_id, discard)
+    _release_claim(link_id)
+    state = db.session.execute(
+        select(Lease.status, Ticket.status)
+        .join(Ticket, Lease.ticket_id == Ticket.id)
+        .where(Lease.id == lease_id)
+    ).one_or_none()
+    db.session.rollback()
+    if state is None or tuple(state) != ("active", "open"):
+        # The close won the race and its purge destroyed the key under us: the link is gone
+        # for good, so say so (410), not "retry later" (503).
+        raise LinkGone() from error
+    log.warning(
+        "submission not stored: vault error",
+        extra={"fields": {"link_id": link_id, "error": str(error)}},
+    )
+    raise ServiceUnavailable() from error
+
+
 @dataclass(frozen=True)
 class SubmissionReceipt:
     """What the customer is told: how many items were stored, and until when at most."""
@@ -261,30 +289,15 @@ def submit_credentials(
     if submission.notes:
         to_store.append(CredentialInput("notes", {"notes": submission.notes}))
     item_ids = [new_uuid() for _ in to_store]
-    written: list[str] = []
     try:
         ciphertexts = vault.encrypt_items(lease_id, [item.plaintext() for item in to_store])
-        for item_id, ciphertext in zip(item_ids, ciphertexts, strict=True):
-            vault.write_item(lease_id, item_id, ciphertext)
-            written.append(item_id)
     except VaultError as error:
-        _discard_written(vault, lease_id, written)
-        _release_claim(link_id)
-        state = db.session.execute(
-            select(Lease.status, Ticket.status)
-            .join(Ticket, Lease.ticket_id == Ticket.id)
-            .where(Lease.id == lease_id)
-        ).one_or_none()
-        db.session.rollback()
-        if state is None or tuple(state) != ("active", "open"):
-            # The close won the race and its purge destroyed the key under us: the link is gone
-            # for good, so say so (410), not "retry later" (503).
-            raise LinkGone() from error
-        log.warning(
-            "submission not stored: vault error",
-            extra={"fields": {"link_id": link_id, "error": str(error)}},
-        )
-        raise ServiceUnavailable() from error
+        _fail_submission(link_id, lease_id, error, discard=[], vault=vault)
+    try:
+        vault.write_items(lease_id, list(zip(item_ids, ciphertexts, strict=True)))
+    except VaultError as error:
+        # Some writes may have landed; deleting an item that was never written is a no-op.
+        _fail_submission(link_id, lease_id, error, discard=item_ids, vault=vault)
 
     # The final step re-checks under the lease's row lock: a close that won the race means the
     # purge may already have run, so what we wrote must go and the customer is told so.
@@ -292,7 +305,7 @@ def submit_credentials(
     ticket = db.session.get(Ticket, ticket_id)
     if lease is None or lease.status != "active" or ticket is None or ticket.status != "open":
         db.session.rollback()
-        _discard_written(vault, lease_id, written)
+        _discard_written(vault, lease_id, item_ids)
         _release_claim(link_id)
         raise LinkGone()
     now = utcnow()

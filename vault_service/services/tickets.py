@@ -94,8 +94,9 @@ def describe_ticket(ticket_ref: str) -> TicketStatus:
         .order_by(PurgeJob.completed_at.desc())
         .limit(1)
     )
-    db.session.rollback()
-    return TicketStatus(ticket.ref, ticket.status, count or 0, receipt)
+    status = TicketStatus(ticket.ref, ticket.status, count or 0, receipt)
+    db.session.rollback()  # after reading: a rollback expires the loaded ticket
+    return status
 
 
 def _get_or_create_open_ticket(ticket_ref: str) -> Ticket:

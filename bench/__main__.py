@@ -1,0 +1,7 @@
+"""`python -m bench`: run the whole benchmark once and write bench/results/<timestamp>.{json,md}."""
+
+import sys
+
+from bench.run import main
+
+sys.exit(main())

@@ -1,0 +1,346 @@
+"""Summaries, targets and the Markdown table, from what the phases measured."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bench.lifecycle import FLOORED, MINIMUM_CALLS, OPERATIONS, OpRecord
+from bench.pyspy import SHARED
+from bench.scale import SCALE_MEASUREMENTS
+from bench.stats import most_common, ratio, summarize
+
+RATIO_TARGET = 1.5
+RATIO_OPERATIONS = ("submit", "reveal", "purge")
+SCALE_TARGET = 2.0
+
+
+def _ms_per(seconds: float, count: int) -> float:
+    return seconds / count * 1000 if count else math.nan
+
+
+def summarize_op(op: str, record: OpRecord, items: int = 2, grants: int = 1) -> dict:
+    """One operation's numbers: latency, throughput, Vault calls, CPU, and the floor beside."""
+    service = summarize(record.seconds, record.wall)
+    count = len(record.seconds)
+    out = {
+        **service,
+        "vault_calls": most_common(record.calls),
+        "vault_calls_seen": sorted(set(record.calls)),
+        "vault_call_shapes": record.shapes,
+        "minimum_vault_calls": MINIMUM_CALLS[op](items, grants),
+        "app_cpu_ms_per_request": _ms_per(record.app_cpu, count),
+        "vault_cpu_ms_per_request": _ms_per(record.vault_cpu, count),
+        "floor": None,
+        "ratio_p50": None,
+        "ratio_p99": None,
+    }
+    if record.floor_seconds:
+        floor = summarize(record.floor_seconds, record.floor_wall)
+        floor_count = len(record.floor_seconds)
+        out["floor"] = {
+            **floor,
+            "vault_calls": most_common(record.floor_calls),
+            "vault_call_shapes": record.floor_shapes,
+            "client_cpu_ms_per_request": _ms_per(record.floor_client_cpu, floor_count),
+            "vault_cpu_ms_per_request": _ms_per(record.floor_vault_cpu, floor_count),
+        }
+        out["ratio_p50"] = ratio(service["p50_ms"], floor["p50_ms"])
+        out["ratio_p99"] = ratio(service["p99_ms"], floor["p99_ms"])
+    return out
+
+
+def summarize_phase(records: dict[str, OpRecord]) -> dict:
+    return {op: summarize_op(op, records[op]) for op in OPERATIONS}
+
+
+def summarize_scale(scale: dict) -> dict:
+    out: dict = {"sizes": {}, "ratios": {}}
+    for size, data in scale.items():
+        entry = {"seed_seconds": data["seed_seconds"], "peak_rss_mib": data["peak_rss_mib"]}
+        if "profile" in data:
+            entry["profile"] = data["profile"]
+        for name, samples in data["samples"].items():
+            entry[name] = {
+                **summarize(samples),
+                "cpu_ms_per_request": _ms_per(data["cpu_seconds"][name], len(samples)),
+                "vault_calls": data["vault_calls"][name],
+            }
+        out["sizes"][size] = entry
+    sizes = sorted(out["sizes"], key=int)
+    if len(sizes) >= 2:
+        small, large = out["sizes"][sizes[0]], out["sizes"][sizes[-1]]
+        out["ratio_label"] = f"{_size(sizes[-1])}/{_size(sizes[0])}"
+        for name in SCALE_MEASUREMENTS:
+            out["ratios"][name] = {
+                "p50": ratio(large[name]["p50_ms"], small[name]["p50_ms"]),
+                "p99": ratio(large[name]["p99_ms"], small[name]["p99_ms"]),
+            }
+    return out
+
+
+@dataclass
+class Verdict:
+    target: str
+    value: str
+    met: bool | None
+
+
+def verdicts(summary: dict) -> list[Verdict]:
+    """Each target of the issue, met or missed, from the summaries."""
+    out = []
+    for phase in ("sequential", "concurrent"):
+        for op in RATIO_OPERATIONS:
+            value = summary[phase][op]["ratio_p50"]
+            out.append(
+                Verdict(
+                    f"{op}: service/floor p50 ≤ {RATIO_TARGET} ({phase})",
+                    _x(value),
+                    None if value is None else value <= RATIO_TARGET,
+                )
+            )
+    for op in OPERATIONS:
+        counted = summary["sequential"][op]["vault_calls"]
+        minimum = summary["sequential"][op]["minimum_vault_calls"]
+        if counted is None:
+            continue
+        out.append(
+            Verdict(
+                f"{op}: no avoidable Vault call",
+                f"{counted} (fewest {minimum})",
+                counted <= minimum,
+            )
+        )
+    large = summary.get("large_purge")
+    if large:
+        out.append(
+            Verdict(
+                f"purge of {large['items']} items + {large['grants']} live grants: "
+                "no avoidable Vault call",
+                f"{large['vault_calls']} (fewest {large['minimum_vault_calls']})",
+                large["vault_calls"] <= large["minimum_vault_calls"],
+            )
+        )
+    scale = summary.get("scale")
+    if scale and scale["ratios"]:
+        for name, label in SCALE_MEASUREMENTS.items():
+            value = scale["ratios"][name]["p50"]
+            out.append(
+                Verdict(
+                    f"{label}: {scale['ratio_label']} p50 ≤ {SCALE_TARGET}",
+                    _x(value),
+                    None if value is None else value <= SCALE_TARGET,
+                )
+            )
+    return out
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _size(size: str | int) -> str:
+    size = int(size)
+    return f"{size // 1000}k" if size >= 1000 and size % 1000 == 0 else str(size)
+
+
+def _calls(op_summary: dict) -> str:
+    service = op_summary["vault_calls"]
+    floor = op_summary["floor"]["vault_calls"] if op_summary["floor"] else None
+    text = (
+        f"{service} / {floor if floor is not None else '–'} / {op_summary['minimum_vault_calls']}"
+    )
+    if floor is not None and floor != service:
+        text += " ⚠"
+    return text
+
+
+def _loads(machine: dict, when: str) -> str:
+    return " / ".join(str(x) for x in machine.get(f"load_average_at_{when}", []))
+
+
+def _label(op: str) -> str:
+    return "healthz (reference)" if op == "healthz" else op.replace("_", " ")
+
+
+def lifecycle_table(phase: dict) -> list[str]:
+    lines = [
+        "| operation | n | p50 ms | p95 ms | p99 ms | ops/s | Vault calls svc / floor / fewest "
+        "| app CPU ms/op | floor p50 ms | floor p99 ms | ratio p50 | ratio p99 |",
+        "|---|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|--:|",
+    ]
+    for op in OPERATIONS:
+        s = phase[op]
+        floor = s["floor"] or {}
+        lines.append(
+            f"| {_label(op)} | {s['n']} | {_f(s['p50_ms'])} | {_f(s['p95_ms'])} "
+            f"| {_f(s['p99_ms'])} | {_f(s['throughput_per_s'])} | {_calls(s)} "
+            f"| {_f(s['app_cpu_ms_per_request'])} | {_f(floor.get('p50_ms'))} "
+            f"| {_f(floor.get('p99_ms'))} | {_x(s['ratio_p50'])} | {_x(s['ratio_p99'])} |"
+        )
+    return lines
+
+
+def markdown(results: dict) -> str:
+    summary = results["summary"]
+    machine = results["machine"]
+    config = results["config"]
+    lines = [
+        f"# vault_service benchmark, {results['started_at']}",
+        "",
+        f"Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), "
+        f"{machine['memory_gib']} GiB RAM, {machine['platform']}; Python {machine['python']}, "
+        f"{machine['openbao']} (pebbledb), database {machine['database']}. "
+        f"Code: {machine['git']}. App: gunicorn `{machine['gunicorn']}` "
+        f"({machine['gunicorn_source']}), VAULT_SERVICE_ENV=production, AppRole. "
+        f"`make bench` took {results['duration_seconds']:.0f} s; load average "
+        f"{_loads(machine, 'start')} at the start, {_loads(machine, 'end')} at the end "
+        "(2 cores: the benchmark itself keeps about 1.5 busy).",
+        "",
+        "Latencies are end to end at the client (purge: the worker's own timing of one job). "
+        "ops/s: one client's operations per second of busy time, or a concurrent stage's "
+        "operations per second of wall time. Vault calls are counted in OpenBao's audit log: "
+        "the service's, the floor's (the same calls made directly with hvac), and the fewest "
+        "the operation can make; ⚠ marks a floor that did not make the service's calls. app "
+        "CPU: CPU time of the gunicorn workers (purge: the worker) per operation. ratio: "
+        "service / floor.",
+        "",
+        f"### Lifecycle, one client (n = {config['iterations']} lifecycles)",
+        "",
+        *lifecycle_table(summary["sequential"]),
+        "",
+        f"### Lifecycle, {config['concurrency']} concurrent clients "
+        f"({config['concurrent_lifecycles']} lifecycles, stage by stage; purge: one worker "
+        "draining the queue)",
+        "",
+        *lifecycle_table(summary["concurrent"]),
+        "",
+    ]
+    large = summary.get("large_purge")
+    if large:
+        floor = large["floor"] or {}
+        lines += [
+            f"### Purge of a ticket with {large['items']} items and {large['grants']} live grants",
+            "",
+            "| n | p50 ms | p95 ms | p99 ms | Vault calls svc / floor / fewest | worker CPU ms "
+            "| floor p50 ms | floor p99 ms | ratio p50 | ratio p99 |",
+            "|--:|--:|--:|--:|:-:|--:|--:|--:|--:|--:|",
+            f"| {large['n']} | {_f(large['p50_ms'])} | {_f(large['p95_ms'])} "
+            f"| {_f(large['p99_ms'])} | {_calls(large)} | {_f(large['app_cpu_ms_per_request'])} "
+            f"| {_f(floor.get('p50_ms'))} | {_f(floor.get('p99_ms'))} | {_x(large['ratio_p50'])} "
+            f"| {_x(large['ratio_p99'])} |",
+            "",
+        ]
+    scale = summary.get("scale")
+    if scale:
+        sizes = sorted(scale["sizes"], key=int)
+        header = " | ".join(f"{_size(s)} p50 / p99 ms" for s in sizes)
+        lines += [
+            f"### Scale ({config['scale_open']} open tickets, the rest purged history; "
+            f"n = {config['scale_requests']} each)",
+            "",
+            f"| measurement | {header} | {scale.get('ratio_label', '')} p50 | app CPU ms "
+            f"at {_size(sizes[-1])} | Vault calls |",
+            "|---|" + "--:|" * (len(sizes) + 3),
+        ]
+        for name, label in SCALE_MEASUREMENTS.items():
+            cells = " | ".join(
+                f"{_f(scale['sizes'][s][name]['p50_ms'])} / {_f(scale['sizes'][s][name]['p99_ms'])}"
+                for s in sizes
+            )
+            ratio_value = scale["ratios"].get(name, {}).get("p50")
+            largest = scale["sizes"][sizes[-1]][name]
+            lines.append(
+                f"| {label} | {cells} | {_x(ratio_value)} | {_f(largest['cpu_ms_per_request'])} "
+                f"| {largest['vault_calls']} |"
+            )
+        lines += [
+            "",
+            "| peak RSS MiB | " + " | ".join(_size(s) for s in sizes) + " |",
+            "|---|" + "--:|" * len(sizes),
+        ]
+        roles = sorted({role for s in sizes for role in scale["sizes"][s]["peak_rss_mib"]})
+        for role in roles:
+            cells = " | ".join(_f(scale["sizes"][s]["peak_rss_mib"].get(role)) for s in sizes)
+            lines.append(f"| {role} | {cells} |")
+        lines.append("")
+    memory = summary.get("lifecycle_peak_rss_mib")
+    if memory:
+        lines += [
+            "Peak RSS during the lifecycle phases (MiB): "
+            + ", ".join(f"{role} {value}" for role, value in memory.items()),
+            "",
+        ]
+    lines += ["### Targets", "", "| target | measured | verdict |", "|---|--:|:-:|"]
+    for verdict in verdicts(summary):
+        mark = {True: "met", False: "**missed**", None: "–"}[verdict.met]
+        lines.append(f"| {verdict.target} | {verdict.value} | {mark} |")
+    lines.append("")
+    profile = summary.get("profile")
+    if profile:
+        lines += [
+            f"### Where the app's CPU goes (py-spy, {profile['iterations']} lifecycles, "
+            "samples holding the GIL; shares of each operation's samples; sampled ms are "
+            "approximate)",
+            "",
+            *profile_lines(profile["table"], [*OPERATIONS, SHARED]),
+            "",
+        ]
+    if scale:
+        for size in sorted(scale["sizes"], key=int):
+            sized = scale["sizes"][size].get("profile")
+            if sized:
+                lines += [
+                    f"### Where the CPU goes at {_size(size)} tickets (py-spy)",
+                    "",
+                    *profile_lines(sized["table"], ["dashboard", "ticket_api", "sweep", SHARED]),
+                    "",
+                ]
+    return "\n".join(lines)
+
+
+PROFILE_COLUMNS = [
+    ("Vault client (hvac, requests, urllib3, http.client)", "Vault client"),
+    ("database (SQLAlchemy, driver)", "database"),
+    ("templates (Jinja2)", "templates"),
+    ("session, login, CSRF", "session/login/CSRF"),
+    ("logging", "logging"),
+    ("Flask, Werkzeug", "Flask/Werkzeug"),
+    ("gunicorn", "gunicorn"),
+    ("service code", "service code"),
+    ("other (stdlib, interpreter)", "other"),
+]
+
+
+def profile_lines(table: dict, operations: list[str]) -> list[str]:
+    lines = [
+        "| operation | sampled CPU ms/req | " + " | ".join(c for _, c in PROFILE_COLUMNS) + " |",
+        "|---|--:|" + "--:|" * len(PROFILE_COLUMNS),
+    ]
+    for op in operations:
+        row = table.get(op)
+        if not row:
+            continue
+        shares = " | ".join(
+            f"{row['share'].get(key, 0) * 100:.0f}%" if row["share"].get(key) else ""
+            for key, _ in PROFILE_COLUMNS
+        )
+        label = op.replace("_", " ") if op != SHARED else f"*{op}*"
+        lines.append(f"| {label} | {_f(row['sampled_cpu_ms_per_request'])} | {shares} |")
+    return lines
+
+
+def summarize_large_purge(record: OpRecord, items: int, grants: int) -> dict:
+    return {**summarize_op("purge", record, items, grants), "items": items, "grants": grants}
+
+
+__all__ = ["FLOORED", "markdown", "summarize_large_purge", "summarize_phase", "summarize_scale"]

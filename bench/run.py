@@ -1,0 +1,273 @@
+"""`python -m bench`: one run, one machine, every phase; results as JSON and Markdown.
+
+Configuration (environment):
+
+    BENCH_ITERATIONS=100            sequential lifecycles measured (after BENCH_WARMUP=5)
+    BENCH_CONCURRENCY=8             concurrent clients
+    BENCH_CONCURRENT_LIFECYCLES=96  lifecycles driven by them
+    BENCH_LARGE_PURGE=5             purges of a ticket with 10 items and 5 live grants
+    BENCH_SCALE=1000,10000,100000   ticket counts of the scale curve (empty: skip it)
+    BENCH_SCALE_OPEN=300            open tickets among them (the rest is purged history)
+    BENCH_SCALE_REQUESTS=50         measurements per size and endpoint
+    BENCH_PROFILE=1                 py-spy profiles of the app and the worker (0: none)
+    BENCH_PROFILE_ITERATIONS=20     lifecycles sampled for the profile
+    BENCH_RESULTS_DIR=bench/results
+    BENCH_KEEP=1                    keep the throwaway run directory (logs) afterwards
+    VAULT_SERVICE_BENCH_DATABASE_URL=postgresql+psycopg://...   PostgreSQL instead of SQLite
+        (the benchmark works in a schema of its own and drops it; it never touches others)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from bench import pyspy, report
+from bench.auditlog import AuditLog
+from bench.floor import Floor
+from bench.lifecycle import Lifecycles, profile_lifecycles
+from bench.procs import MemorySampler
+from bench.scale import measure_scale
+from bench.stack import (
+    ROOT,
+    App,
+    Database,
+    Secrets,
+    app_environment,
+    make_run_dir,
+    openbao_version,
+    production_gunicorn_args,
+    remove_run_dir,
+    start_vault,
+)
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    iterations: int = 100
+    warmup: int = 5
+    concurrency: int = 8
+    concurrent_lifecycles: int = 96
+    large_purge: int = 5
+    large_purge_items: int = 10
+    large_purge_grants: int = 5
+    scale: tuple[int, ...] = (1000, 10000, 100000)
+    scale_open: int = 300
+    scale_requests: int = 50
+    profile: bool = True
+    profile_iterations: int = 20
+    results_dir: str = str(ROOT / "bench" / "results")
+    keep: bool = False
+    database_url: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls) -> BenchConfig:
+        scale = os.environ.get("BENCH_SCALE", "1000,10000,100000")
+        return cls(
+            iterations=_int("BENCH_ITERATIONS", cls.iterations),
+            warmup=_int("BENCH_WARMUP", cls.warmup),
+            concurrency=_int("BENCH_CONCURRENCY", cls.concurrency),
+            concurrent_lifecycles=_int("BENCH_CONCURRENT_LIFECYCLES", cls.concurrent_lifecycles),
+            large_purge=_int("BENCH_LARGE_PURGE", cls.large_purge),
+            scale=tuple(sorted(int(s) for s in scale.replace(",", " ").split())),
+            scale_open=_int("BENCH_SCALE_OPEN", cls.scale_open),
+            scale_requests=_int("BENCH_SCALE_REQUESTS", cls.scale_requests),
+            profile=os.environ.get("BENCH_PROFILE", "1") not in ("0", "false"),
+            profile_iterations=_int("BENCH_PROFILE_ITERATIONS", cls.profile_iterations),
+            results_dir=os.environ.get("BENCH_RESULTS_DIR") or cls.results_dir,
+            keep=os.environ.get("BENCH_KEEP", "") in ("1", "true"),
+            database_url=os.environ.get("VAULT_SERVICE_BENCH_DATABASE_URL", ""),
+        )
+
+    def public(self) -> dict:
+        """The configuration for the report: without the database URL (it may hold a password)."""
+        values = asdict(self)
+        values.pop("database_url")
+        values["database"] = "postgresql" if self.database_url else "sqlite"
+        return values
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _git() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "vault_service"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" + uncommitted changes in vault_service/" if dirty else "")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _database_version(config: BenchConfig) -> str:
+    if not config.database_url:
+        return f"SQLite {sqlite3.sqlite_version}"
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(config.database_url)
+    with engine.connect() as connection:
+        version = connection.execute(text("SHOW server_version")).scalar()
+    engine.dispose()
+    return f"PostgreSQL {version}"
+
+
+def machine_info(config: BenchConfig) -> dict:
+    args, source = production_gunicorn_args(0)
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "openbao": openbao_version(),
+        "database": _database_version(config),
+        "git": _git(),
+        "gunicorn": " ".join(a for a in args if a not in ("--bind", "127.0.0.1:0")),
+        "gunicorn_source": source,
+        # Anything else running shows here: the numbers are only as quiet as the machine.
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def main() -> int:
+    config = BenchConfig.from_env()
+    started = time.monotonic()
+    stamp = datetime.now(UTC)
+    out_dir = Path(config.results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = out_dir / stamp.strftime("%Y%m%dT%H%M%SZ")
+    profiling = config.profile and pyspy.available()
+    results: dict = {
+        "started_at": stamp.isoformat(timespec="seconds"),
+        "config": config.public(),
+        "machine": machine_info(config),
+    }
+    summary: dict = {}
+    run_dir = make_run_dir()
+    sampler = MemorySampler()
+    vault = None
+    apps: list[App] = []
+    databases: list[Database] = []
+    failed = True
+    try:
+        log(f"OpenBao (pebbledb) in {run_dir}")
+        vault = start_vault(run_dir)
+        sampler.watch("openbao", [vault.pid])
+        sampler.start()
+        keys = Secrets()
+        audit = AuditLog(vault.server.audit_log)
+
+        def start_app(name: str) -> App:
+            database = Database.create(run_dir, name, config.database_url)
+            databases.append(database)
+            app = App(app_environment(vault, database, run_dir, keys), run_dir, name)
+            apps.append(app)
+            app.prepare(keys.agent_password, agents=config.concurrency)
+            app.start()
+            sampler.watch("app (each gunicorn worker)", app.gunicorn_worker_pids())
+            sampler.watch("worker", [app.worker.pid])
+            sampler.reset()
+            return app
+
+        app = start_app("lifecycle")
+        lifecycles = Lifecycles(app, vault.addr, vault.floor_token, vault.pid, audit, keys)
+        log(f"sequential: {config.warmup} + {config.iterations} lifecycles beside the floor")
+        sequential = lifecycles.sequential(config.iterations, config.warmup)
+        summary["sequential"] = report.summarize_phase(sequential)
+        log(f"concurrent: {config.concurrent_lifecycles} lifecycles, {config.concurrency} clients")
+        concurrent = lifecycles.concurrent(config.concurrent_lifecycles, config.concurrency)
+        summary["concurrent"] = report.summarize_phase(concurrent)
+        if config.large_purge:
+            log(f"large purge: {config.large_purge} tickets of 10 items and 5 live grants")
+            summary["large_purge"] = report.summarize_large_purge(
+                lifecycles.large_purge(
+                    config.large_purge, config.large_purge_items, config.large_purge_grants
+                ),
+                config.large_purge_items,
+                config.large_purge_grants,
+            )
+        summary["lifecycle_peak_rss_mib"] = sampler.peaks_mib()
+        if profiling:
+            log(f"profile: {config.profile_iterations} lifecycles under py-spy")
+            summary["profile"] = profile_lifecycles(lifecycles, config.profile_iterations, prefix)
+        results["raw_latencies_ms"] = {
+            phase: {op: [round(x * 1000, 3) for x in rec.seconds] for op, rec in records.items()}
+            for phase, records in (("sequential", sequential), ("concurrent", concurrent))
+        }
+        app.stop()
+
+        if config.scale:
+            app = start_app("scale")
+            log(f"scale: {', '.join(map(str, config.scale))} tickets")
+            floors = [Floor(vault.addr, vault.floor_token) for _ in range(config.concurrency)]
+            scale = measure_scale(
+                app, databases[-1], keys, floors, audit, config.public(), sampler,
+                prefix if profiling else None,
+            )  # fmt: skip
+            summary["scale"] = report.summarize_scale(scale)
+            app.stop()
+        failed = False
+    finally:
+        for running in apps:
+            running.stop()
+        sampler.stop()
+        if vault is not None:
+            vault.server.stop()
+        for database in databases:
+            database.dispose(config.database_url)
+        if config.keep or failed:
+            log(f"run directory kept (logs; throwaway secrets only): {run_dir}")
+        else:
+            remove_run_dir(run_dir)
+
+    results["duration_seconds"] = time.monotonic() - started
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["summary"] = summary
+    results["targets"] = [asdict(v) for v in report.verdicts(summary)]
+    prefix.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    table = report.markdown(results)
+    prefix.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    log(f"results: {prefix}.json and .md ({results['duration_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
