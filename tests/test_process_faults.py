@@ -25,7 +25,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -39,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from vault_service import schema
 from vault_service.clock import utcnow
-from vault_service.embedded_openbao import EmbeddedOpenBao, _die_with_parent, free_port
+from vault_service.embedded_openbao import EmbeddedOpenBao, free_port
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import AuditEvent, CredentialItem, Lease, PurgeJob, SubmissionLink, Ticket
 from vault_service.services import purge
@@ -53,6 +52,7 @@ from vault_service.vault import (
 )
 
 from .conftest import SAMPLE_ITEMS, TicketSystem
+from .processes import Process
 
 T = TypeVar("T")
 
@@ -215,52 +215,6 @@ def bao(tmp_path_factory) -> Iterator[DedicatedVault]:
 
 
 # -- processes --------------------------------------------------------------------------------
-
-
-class Process:
-    """A child in its own process group, so that a kill reaches gunicorn's workers as well."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path):
-        self.name = name
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                # If pytest itself dies, the kernel stops the child (embedded_openbao does it too).
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
-            )
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def _signal_group(self, sig: int) -> None:
-        with suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, sig)
-
-    def kill(self) -> int:
-        """SIGKILL the whole group: a crash, no shutdown code runs anywhere."""
-        self._signal_group(signal.SIGKILL)
-        return self.popen.wait(10)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (graceful), SIGKILL after `timeout`; stragglers of the group go too."""
-        if self.popen.poll() is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
-                self.popen.wait(10)
-        self._signal_group(signal.SIGKILL)
 
 
 class Stack:

@@ -9,9 +9,7 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +18,8 @@ import pytest
 import requests
 
 from vault_service.embedded_openbao import free_port
+
+from .processes import Process
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -50,19 +50,10 @@ class Gunicorn:
             argv += ["-c", GUNICORN_CONF]
         argv += ["--bind", f"127.0.0.1:{self.port}", "--workers", "1", "vault_service.wsgi:app"]
         self.log = tmp_path / f"gunicorn-{self.port}.log"
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = Process("gunicorn", argv, env, self.log)
         deadline = time.monotonic() + 30
         while True:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            assert self.process.popen.poll() is None, self.log.read_text()[-3000:]
             try:
                 if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
                     return
@@ -81,13 +72,7 @@ class Gunicorn:
         return b"".join(chunks)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        self.process.stop()
 
 
 @pytest.fixture
