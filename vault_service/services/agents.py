@@ -100,6 +100,17 @@ def _lock_row(agent_id: int) -> Agent | None:
     )
 
 
+def _relock_session_agent(agent: Agent, now: datetime, failure: str) -> Agent:
+    """The logged-in agent's row, locked and re-read, for a step inside a session; a deleted or
+    disabled account ends the session. An expired lockout is lifted on the way."""
+    locked = _lock_row(agent.id)
+    if locked is None or not locked.is_active:
+        db.session.rollback()
+        raise AuthenticationFailed(failure, session_ended=True)
+    _lift_expired_lock(locked, now)
+    return locked
+
+
 # --- lockout --------------------------------------------------------------------------------
 
 
@@ -339,12 +350,7 @@ def reauthenticate(settings: Settings, agent: Agent, code: str) -> Login:
     Raises AuthenticationFailed; with `session_ended` when the failures locked the account.
     """
     now = utcnow()
-    locked = _lock_row(agent.id)
-    if locked is None or not locked.is_active:
-        db.session.rollback()
-        raise AuthenticationFailed("Invalid code.", session_ended=True)
-    agent = locked
-    _lift_expired_lock(agent, now)
+    agent = _relock_session_agent(agent, now, "Invalid code.")
     if is_locked(agent, now):
         reason, second_factor = "locked", None
     elif not agent.totp_enrolled:
@@ -378,12 +384,7 @@ def change_password(
         message = "The two new passwords differ."
         raise BadRequest(message, fields={"confirm_password": message})
     now = utcnow()
-    locked = _lock_row(agent.id)
-    if locked is None or not locked.is_active:
-        db.session.rollback()
-        raise AuthenticationFailed("Invalid password.", session_ended=True)
-    agent = locked
-    _lift_expired_lock(agent, now)
+    agent = _relock_session_agent(agent, now, "Invalid password.")
     current_ok = check_password_hash(agent.password_hash, current)
     if not current_ok or is_locked(agent, now):
         reason = "locked" if is_locked(agent, now) else "wrong current password"
