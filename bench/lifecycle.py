@@ -35,8 +35,6 @@ OPERATIONS = (
     # Not a lifecycle step: the framework's own cost per request (no database, no Vault).
     "healthz",
 )
-# The app's own authentication, made once per process (and on expiry), not per operation.
-LOGIN_PATHS = ("auth/approle/login", "auth/token/lookup-self")
 # Operations whose Vault calls the floor makes too (the others make none).
 FLOORED = ("create_link", "submit", "request_access", "reveal", "purge")
 
@@ -113,9 +111,6 @@ class Lifecycles:
         self._counter = 0
         self._lock = threading.Lock()
         self._clients: dict[int, Client] = {}
-        # Whether the service purges in the fewest calls; the floor then does the same (decided
-        # during the warm-up, before any floor purge is measured).
-        self.fewest_purge: bool | None = None
 
     # -- building blocks --------------------------------------------------------------------
 
@@ -182,7 +177,7 @@ class Lifecycles:
             if not all(any(m in p for p in plaintexts) for m in ticket.markers):
                 raise RuntimeError("floor reveal: values differ")
         elif op == "purge":
-            floor.purge(ticket.floor, fewest=bool(self.fewest_purge))
+            floor.purge(ticket.floor)
 
     def _measure_service(
         self, record: OpRecord, op: str, client: Client, ticket: Ticket, keep: bool
@@ -196,11 +191,6 @@ class Lifecycles:
         app_cpu = group_cpu_seconds(pids) - app_cpu
         vault_cpu = cpu_seconds(self.vault_pid) - vault_cpu
         calls = self.audit.take()
-        if op == "purge" and not keep:
-            # Warm-up decides (its last purge counts): a process's first Vault call also logs in.
-            fewest = MINIMUM_CALLS["purge"](len(ticket.items), ticket.grants)
-            own = [c for c in calls if not c.endswith(LOGIN_PATHS)]
-            self.fewest_purge = len(own) == fewest
         if keep:
             record.seconds.append(inner if inner is not None else elapsed)
             record.calls.append(len(calls))
