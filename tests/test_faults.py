@@ -245,3 +245,24 @@ def test_a_purge_failing_again_and_again_is_surfaced_but_never_dropped(
         db.session.commit()
     assert run_worker_pass(app).purges_completed == 1
     assert app.test_client().get("/readyz").get_json()["purge_jobs"] == "ok"
+
+
+def test_purge_holds_no_database_transaction_while_it_talks_to_vault(
+    app, ticket_system, agent, submitted_ticket, vault, monkeypatch
+):
+    """On SQLite an open transaction is the write lock: held across Vault calls, it would stall
+    every other writer for the whole purge."""
+    agent.login()
+    agent.request_access(submitted_ticket)
+    ticket_system.close(submitted_ticket)
+    real_app_call = type(vault)._app_call
+    seen = []
+
+    def checked_app_call(self, operation, fn):
+        seen.append((operation, db.session().in_transaction()))
+        return real_app_call(self, operation, fn)
+
+    monkeypatch.setattr(type(vault), "_app_call", checked_app_call)
+    assert run_worker_pass(app).purges_completed == 1
+    assert len(seen) >= 8  # revoke, key, listing, items, entity, and the checks after
+    assert [operation for operation, in_transaction in seen if in_transaction] == []

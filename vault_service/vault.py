@@ -475,22 +475,6 @@ class Vault:
             ),
         )
 
-    def item_exists(self, lease_id: str, item_id: str) -> bool:
-        """Whether Vault still has metadata for the item."""
-        app = self._app()
-        try:
-            self._app_call(
-                "read item metadata",
-                lambda: app.secrets.kv.v2.read_secret_metadata(
-                    path=f"{lease_id}/{item_id}", mount_point=KV_MOUNT
-                ),
-            )
-        except VaultNotFound:
-            return False
-        return True
-
-    # -- the app key: wraps tokens kept in the database --------------------------------------
-
     def seal_token(self, token: str) -> str:
         """Encrypt a Vault token with the app key before it is stored."""
         app = self._app()

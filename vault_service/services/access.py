@@ -12,7 +12,7 @@ from sqlalchemy import select
 from ..clock import utcnow
 from ..config import Settings
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
-from ..extensions import db
+from ..extensions import db, release_transaction
 from ..models import Agent, CredentialItem, Grant, Lease, Ticket
 from ..vault import Vault, VaultError, VaultForbidden, VaultNotFound
 from . import audit
@@ -100,11 +100,10 @@ def request_access(
         db.session.rollback()
         raise Conflict("This ticket has no credentials yet.")
     lease_id, lease_ciphertext = lease.id, lease.token_ciphertext
-    # Read before the rollback below expires them (each would be loaded again, one query each).
     agent_id, actor, ticket_ref = agent.id, _actor(agent), ticket.ref
     # The grant never outlives the lease (Vault would end it with the lease anyway).
     ttl = min(duration_seconds, int((lease.expires_at - utcnow()).total_seconds()))
-    db.session.rollback()
+    release_transaction()  # no database transaction is held across the Vault calls below
     if ttl < settings.grant_min_seconds or lease_ciphertext is None:
         _deny(agent, "access.requested", ticket_ref, "retention ending")
         raise Conflict("The ticket's retention period is about to end.")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from ..extensions import db
+from ..extensions import db, release_transaction
 from ..models import Lease
 from ..vault import Vault, ticket_key_name
 from . import audit
@@ -54,7 +54,7 @@ def sweep_orphans(vault: Vault) -> OrphanReport:
             select(Lease.id).where(Lease.id.in_(candidates), Lease.status.in_(OWNED_STATES))
         )
     )
-    db.session.rollback()  # no transaction across the Vault calls below
+    release_transaction()  # no database transaction is held across the Vault calls below
     report = OrphanReport()
     for lease_id in sorted(candidates - owned):
         if lease_id in kv_leases:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -13,7 +11,7 @@ from sqlalchemy import delete, or_, select, update
 from .. import failpoints
 from ..clock import utcnow
 from ..config import Settings
-from ..extensions import db
+from ..extensions import db, release_transaction
 from ..models import CredentialItem, Grant, Lease, PurgeJob, SubmissionLink, Ticket
 from ..vault import Vault, VaultError, ticket_key_name
 from . import audit
@@ -182,9 +180,7 @@ def run_purge_job(settings: Settings, vault: Vault, job_id: str) -> dict:
         db.session.scalars(select(CredentialItem.id).where(CredentialItem.lease_id == lease.id))
     )
     requested_at = job.created_at
-    # No database transaction is held across Vault calls (on SQLite it would hold the write
-    # lock), so everything the Vault steps need is read above.
-    db.session.rollback()
+    release_transaction()  # no database transaction is held across the Vault calls below
 
     progress = _destroy_lease_material(vault, lease, item_ids, grant_accessors)
     _verify_destroyed(vault, lease.id, progress)
@@ -249,11 +245,6 @@ def run_purge_job(settings: Settings, vault: Vault, job_id: str) -> dict:
         extra={"fields": {"ticket_ref": ticket.ref, "lease_id": lease.id, "job_id": job_id}},
     )
     return receipt
-
-
-def worker_id() -> str:
-    """Who holds a job: host and pid, for operators reading the table."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def claim_next_job() -> str | None:
