@@ -118,10 +118,8 @@ def _destroy_lease_material(
     """Each step treats 'already gone' as done, so a retried purge repeats it safely."""
     progress = PurgeProgress()
     # 1. Tokens first: access ends before anything else happens. Revoking the lease revokes
-    #    every grant (its children); the grants are revoked by accessor too in case the tree
-    #    was ever broken.
-    # Grants are children of the lease token: revoking it revokes them (verified below, and any
-    # survivor of a broken tree is revoked there).
+    #    every grant with it (they are its children); _verify_destroyed looks each grant up and
+    #    revokes any survivor of a broken tree on its own.
     if lease.token_accessor:
         vault.revoke_accessor(lease.token_accessor)
         progress.tokens_revoked.append(lease.token_accessor)
