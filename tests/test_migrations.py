@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, func, inspect, select, table, text
 
 from vault_service import schema
 from vault_service.extensions import db
@@ -55,6 +55,50 @@ def test_a_database_made_before_migrations_is_adopted_not_recreated(empty_databa
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     finally:
         engine.dispose()
+
+
+def test_every_migration_applies_to_a_populated_database_through_the_apps_own_engine(
+    make_settings, empty_database_url
+):
+    """`init-db` upgrades with the app's engine, whose SQLite connections enforce foreign keys:
+    a migration that copies and drops a referenced table (Alembic's batch mode) fails there as
+    soon as rows reference it, though it passes on an empty database."""
+    from vault_service import create_app
+
+    app = create_app(make_settings(database_url=empty_database_url))
+    # One row per table along the foreign keys down to a credential item (plain SQL: the rows
+    # are written at revision 0004, whose schema the models no longer describe).
+    rows = [
+        "INSERT INTO tickets (id, ref, status, created_at) VALUES ('t1', 'T-1', 'open', {now})",
+        "INSERT INTO leases (id, ticket_id, status, created_at, expires_at) "
+        "VALUES ('l1', 't1', 'active', {now}, {now})",
+        "INSERT INTO submission_links (id, ticket_id, lease_id, token_hash, created_at, "
+        "expires_at, consumed_at) VALUES ('s1', 't1', 'l1', 'h1', {now}, {now}, {now})",
+        "INSERT INTO credential_items (id, lease_id, link_id, kind, position, created_at) "
+        "VALUES ('i1', 'l1', 's1', 'ftp', 0, {now})",
+    ]
+    tables = ("tickets", "leases", "submission_links", "credential_items")
+    with app.app_context():
+        try:
+            for revision in ("0001", "0002", "0003", "0004"):
+                schema.upgrade(db.engine, revision)
+            with db.engine.begin() as connection:
+                for row in rows:
+                    connection.execute(text(row.format(now="CURRENT_TIMESTAMP")))
+            schema.upgrade(db.engine)
+            schema.downgrade(db.engine, "0004")
+            schema.upgrade(db.engine)
+            with db.engine.connect() as connection:
+                counts = {
+                    name: connection.execute(select(func.count()).select_from(table(name))).scalar()
+                    for name in tables
+                }
+                assert counts == dict.fromkeys(tables, 1)
+                context = MigrationContext.configure(connection, opts={"compare_type": True})
+                assert compare_metadata(context, db.metadata) == []
+        finally:
+            db.session.remove()
+            db.engine.dispose()
 
 
 def test_sqlite_runs_with_wal_full_sync_and_secure_delete(app, database_url):

@@ -591,8 +591,8 @@ def test_a_submission_while_vault_is_down_is_a_clear_503_and_the_link_works_once
     stack, bao, outage
 ):
     """Outcome: with OpenBao stopped or sealed, a customer's submission answers 503 "Nothing was
-    stored" promptly, twice in a row (the link is not left claimed): no credential row, no audit
-    event, the link neither consumed nor claimed, and once OpenBao is back its KV listing under
+    stored" promptly, twice in a row (the link stays usable): no credential row, no audit
+    event, the link not consumed, and once OpenBao is back its KV listing under
     the lease is 404. The same link then stores the submission (201) and Vault lists the items."""
     stack.start_app()
     ref = new_ref("SUBDOWN")
@@ -609,7 +609,7 @@ def test_a_submission_while_vault_is_down_is_a_clear_503_and_the_link_works_once
         assert stack.credential_item_count() == 0
         assert stack.audit_count("submission.received", ref) == 0
         (link,) = stack.links()
-        assert link.consumed_at is None and link.claimed_until is None
+        assert link.consumed_at is None
     finally:
         bao.bring_back()
     recovered = time.monotonic()
@@ -921,9 +921,8 @@ def test_a_vault_that_never_answers_costs_each_request_at_most_its_timeout(stack
         assert max(e for e, _ in eight) <= 2 * timeout + SLACK_SECONDS
 
         assert stack.credential_item_count() == 0
-        # Every link is still usable: neither consumed nor left claimed by the failed posts.
+        # Every link is still usable: none consumed by the failed posts.
         assert all(link.consumed_at is None for link in stack.links())
-        assert all(link.claimed_until is None for link in stack.links())
     finally:
         blackhole.stop()
     record(

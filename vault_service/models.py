@@ -175,8 +175,6 @@ class SubmissionLink(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[created_at]
     expires_at: Mapped[timestamp]
-    # A submission holds the claim while it writes to Vault; a crash releases it when it lapses.
-    claimed_until: Mapped[optional_timestamp]
     consumed_at: Mapped[optional_timestamp]
     # When a sweep recorded this link's expiry (unused links only), so it is recorded once.
     expiry_recorded_at: Mapped[optional_timestamp]

@@ -7,16 +7,16 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, select, update
 
 from ..clock import utcnow
 from ..config import Settings
-from ..errors import Conflict, LinkGone, ServiceUnavailable, ValidationFailed
-from ..extensions import db
+from ..errors import LinkGone, ServiceUnavailable, ValidationFailed
+from ..extensions import db, release_transaction
 from ..models import CredentialItem, Lease, SubmissionLink, Ticket, new_uuid
 from ..vault import Vault, VaultError
 from . import audit
@@ -51,9 +51,12 @@ FIELD_MAX_LENGTHS = {
     "notes": 4000,
 }
 MAX_ITEMS = 20
-# The claim a submission holds on its link while it writes to Vault; long enough for every
-# Vault call to time out once, short enough that a crashed worker frees the link quickly.
-CLAIM_SECONDS = 120
+# The submission's statements run as Core on the session's connection: they read and write plain
+# values, and the ORM's per-statement machinery would be most of a submission's own cost.
+_LINKS = SubmissionLink.__table__
+_LEASES = Lease.__table__
+_TICKETS = Ticket.__table__
+_ITEMS = CredentialItem.__table__
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
@@ -177,56 +180,49 @@ def validate_submission(payload: object) -> SubmissionInput:
     return SubmissionInput(items, notes)
 
 
-def find_usable_link(settings: Settings, token: str) -> SubmissionLink:
+@dataclass(frozen=True)
+class UsableLink:
+    """A link that can still take a submission, read as plain values (no ORM entity to
+    reload once the read transaction ends, which it does before any Vault call)."""
+
+    id: str
+    ticket_id: str
+    lease_id: str
+    ticket_ref: str
+    expires_at: datetime
+
+
+def find_usable_link(settings: Settings, token: str) -> UsableLink:
     """The link for a token if it can still take a submission; one LinkGone for every other case."""
     if not token or len(token) > 128:
         raise LinkGone()
-    row = db.session.execute(
-        select(SubmissionLink, Lease.status, Ticket.status)
-        .join(Lease, Lease.id == SubmissionLink.lease_id)
-        .join(Ticket, Ticket.id == SubmissionLink.ticket_id)
-        .where(SubmissionLink.token_hash == hash_link_token(settings, token))
-    ).first()
+    row = (
+        db.session.connection()
+        .execute(
+            select(
+                _LINKS.c.id,
+                _LINKS.c.ticket_id,
+                _LINKS.c.lease_id,
+                _TICKETS.c.ref,
+                _LINKS.c.expires_at,
+                _LINKS.c.consumed_at,
+                _LEASES.c.status,
+                _TICKETS.c.status,
+            )
+            .join(_LEASES, _LEASES.c.id == _LINKS.c.lease_id)
+            .join(_TICKETS, _TICKETS.c.id == _LINKS.c.ticket_id)
+            .where(_LINKS.c.token_hash == hash_link_token(settings, token))
+        )
+        .first()
+    )
     if row is None:
         raise LinkGone()
-    link, lease_status, ticket_status = row
-    if link.consumed_at is not None or link.expires_at <= utcnow():
+    link_id, ticket_id, lease_id, ticket_ref, expires_at, consumed_at, lease_status, status = row
+    if consumed_at is not None or expires_at <= utcnow():
         raise LinkGone()
-    if lease_status != "active" or ticket_status != "open":
+    if lease_status != "active" or status != "open":
         raise LinkGone()
-    return link
-
-
-def _claim_link(link_id: str) -> None:
-    now = utcnow()
-    claimed = db.session.execute(
-        update(SubmissionLink)
-        .where(
-            SubmissionLink.id == link_id,
-            SubmissionLink.consumed_at.is_(None),
-            SubmissionLink.expires_at > now,
-            or_(SubmissionLink.claimed_until.is_(None), SubmissionLink.claimed_until <= now),
-        )
-        .values(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
-    ).rowcount
-    db.session.commit()
-    if claimed != 1:
-        # Either it was consumed a moment ago (410 from now on) or another post is mid-flight.
-        link = db.session.get(SubmissionLink, link_id)
-        db.session.rollback()
-        if link is None or link.consumed_at is not None:
-            raise LinkGone()
-        raise Conflict("A submission for this link is already being processed.")
-
-
-def _release_claim(link_id: str) -> None:
-    db.session.rollback()
-    db.session.execute(
-        update(SubmissionLink)
-        .where(SubmissionLink.id == link_id, SubmissionLink.consumed_at.is_(None))
-        .values(claimed_until=None)
-    )
-    db.session.commit()
+    return UsableLink(link_id, ticket_id, lease_id, ticket_ref, expires_at)
 
 
 def _discard_written(vault: Vault, lease_id: str, item_ids: list[str]) -> None:
@@ -243,16 +239,15 @@ def _discard_written(vault: Vault, lease_id: str, item_ids: list[str]) -> None:
 
 
 def _fail_submission(
-    link_id: str, lease_id: str, error: VaultError, *, discard: list[str], vault: Vault
+    link: UsableLink, error: VaultError, *, discard: list[str], vault: Vault
 ) -> NoReturn:
-    """Undo what a failed submission wrote, free its link, and say why: 410 if the ticket
-    closed under it, 503 (retry) if Vault failed."""
-    _discard_written(vault, lease_id, discard)
-    _release_claim(link_id)
+    """Undo what a failed submission wrote and say why: 410 if the ticket closed under it,
+    503 (retry: the link was never consumed) if Vault failed."""
+    _discard_written(vault, link.lease_id, discard)
     state = db.session.execute(
         select(Lease.status, Ticket.status)
         .join(Ticket, Lease.ticket_id == Ticket.id)
-        .where(Lease.id == lease_id)
+        .where(Lease.id == link.lease_id)
     ).one_or_none()
     db.session.rollback()
     if state is None or tuple(state) != ("active", "open"):
@@ -261,7 +256,7 @@ def _fail_submission(
         raise LinkGone() from error
     log.warning(
         "submission not stored: vault error",
-        extra={"fields": {"link_id": link_id, "error": str(error)}},
+        extra={"fields": {"link_id": link.id, "error": str(error)}},
     )
     raise ServiceUnavailable() from error
 
@@ -276,59 +271,103 @@ class SubmissionReceipt:
     retention_until: str
 
 
+def _consume_link(
+    link: UsableLink,
+    received_at: datetime,
+    stored: list[tuple[str, CredentialInput]],
+    client: str,
+) -> SubmissionReceipt | None:
+    """One transaction, after the Vault writes: consume the link if no other post did and the
+    ticket is still open, record the items and the audit event. None if the post lost."""
+    connection = db.session.connection()
+    # Locking the lease row orders this against a close (which locks it too) on PostgreSQL;
+    # SQLite's IMMEDIATE transaction already admits one writer at a time.
+    state = connection.execute(
+        select(_LEASES.c.status, _LEASES.c.expires_at, _TICKETS.c.status)
+        .join(_TICKETS, _LEASES.c.ticket_id == _TICKETS.c.id)
+        .where(_LEASES.c.id == link.lease_id)
+        .with_for_update(of=_LEASES)
+    ).one_or_none()
+    if state is None or state[0] != "active" or state[2] != "open":
+        db.session.rollback()
+        return None
+    # The guard decides the race between posts: only one can move consumed_at off NULL. The
+    # expiry is judged at arrival, so a post that started in time is not refused for Vault's
+    # latency.
+    now = utcnow()
+    consumed = connection.execute(
+        update(_LINKS)
+        .where(
+            _LINKS.c.id == link.id,
+            _LINKS.c.consumed_at.is_(None),
+            _LINKS.c.expires_at > received_at,
+        )
+        .values(consumed_at=now)
+    ).rowcount
+    if consumed != 1:
+        db.session.rollback()
+        return None
+    connection.execute(
+        insert(_ITEMS),
+        [
+            {
+                "id": item_id,
+                "lease_id": link.lease_id,
+                "link_id": link.id,
+                "kind": item.kind,
+                "position": position,
+                "created_at": now,
+            }
+            for position, (item_id, item) in enumerate(stored)
+        ],
+    )
+    kinds = [item.kind for _, item in stored]
+    audit.record(
+        "submission.received",
+        actor=client,
+        ticket_ref=link.ticket_ref,
+        link_id=link.id,
+        item_count=len(stored),
+        kinds=kinds,
+    )
+    db.session.commit()
+    return SubmissionReceipt(link.ticket_ref, len(stored), kinds, state[1].isoformat())
+
+
 def submit_credentials(
     settings: Settings, vault: Vault, token: str, payload: object, *, client: str = "customer"
 ) -> SubmissionReceipt:
-    """Store a submission in Vault under the link's lease and consume the link atomically."""
+    """Store a submission in Vault under the link's lease, then consume the link atomically.
+
+    Nothing is held while Vault works: no database transaction and no claim on the link. Two
+    posts racing on one link both write; the one whose transaction consumes the link wins and
+    the other deletes what it wrote (410). A post that fails or crashes midway leaves the link
+    usable at once; an item it could not delete sits under the lease's path in Vault, which the
+    purge lists, and no database row names it.
+    """
+    received_at = utcnow()
     link = find_usable_link(settings, token)
     submission = validate_submission(payload)
-    link_id, lease_id, ticket_id = link.id, link.lease_id, link.ticket_id
-    _claim_link(link_id)
+    release_transaction()
 
     to_store = list(submission.items)
     if submission.notes:
         to_store.append(CredentialInput("notes", {"notes": submission.notes}))
     item_ids = [new_uuid() for _ in to_store]
     try:
-        ciphertexts = vault.encrypt_items(lease_id, [item.plaintext() for item in to_store])
+        ciphertexts = vault.encrypt_items(link.lease_id, [item.plaintext() for item in to_store])
     except VaultError as error:
-        _fail_submission(link_id, lease_id, error, discard=[], vault=vault)
+        _fail_submission(link, error, discard=[], vault=vault)
     try:
-        vault.write_items(lease_id, list(zip(item_ids, ciphertexts, strict=True)))
+        vault.write_items(link.lease_id, list(zip(item_ids, ciphertexts, strict=True)))
     except VaultError as error:
         # Some writes may have landed; deleting an item that was never written is a no-op.
-        _fail_submission(link_id, lease_id, error, discard=item_ids, vault=vault)
+        _fail_submission(link, error, discard=item_ids, vault=vault)
 
-    # The final step re-checks under the lease's row lock: a close that won the race means the
-    # purge may already have run, so what we wrote must go and the customer is told so.
-    lease = db.session.scalar(select(Lease).where(Lease.id == lease_id).with_for_update())
-    ticket = db.session.get(Ticket, ticket_id)
-    if lease is None or lease.status != "active" or ticket is None or ticket.status != "open":
-        db.session.rollback()
-        _discard_written(vault, lease_id, item_ids)
-        _release_claim(link_id)
+    receipt = _consume_link(link, received_at, list(zip(item_ids, to_store, strict=True)), client)
+    if receipt is None:
+        # Another post consumed the link first, or the close won the race (its purge may
+        # already have listed the lease's path): what this post wrote must go.
+        _discard_written(vault, link.lease_id, item_ids)
         raise LinkGone()
-    now = utcnow()
-    db.session.add_all(
-        CredentialItem(
-            id=item_id, lease_id=lease_id, link_id=link_id, kind=item.kind, position=position
-        )
-        for position, (item_id, item) in enumerate(zip(item_ids, to_store, strict=True))
-    )
-    db.session.execute(
-        update(SubmissionLink)
-        .where(SubmissionLink.id == link_id)
-        .values(consumed_at=now, claimed_until=None)
-    )
-    kinds = [item.kind for item in to_store]
-    audit.record(
-        "submission.received",
-        actor=client,
-        ticket_ref=ticket.ref,
-        link_id=link_id,
-        item_count=len(to_store),
-        kinds=kinds,
-    )
-    retention_until = lease.expires_at.isoformat()
-    db.session.commit()
-    return SubmissionReceipt(ticket.ref, len(to_store), kinds, retention_until)
+    return receipt

@@ -6,7 +6,6 @@ from flask import Blueprint, jsonify, render_template, request
 
 from ..errors import ValidationFailed
 from ..extensions import csrf, current_settings, current_vault, db
-from ..models import Ticket
 from ..services.submissions import FILE_TRANSFER_KINDS, find_usable_link, submit_credentials
 
 bp = Blueprint("customer", __name__)
@@ -22,9 +21,8 @@ SECTION_KIND = {"ap": "admin_panel", "ot": "other"}
 
 def _page_context(link, **extra) -> dict:
     settings = current_settings()
-    ticket = db.session.get(Ticket, link.ticket_id)
     context = {
-        "ticket_ref": ticket.ref,
+        "ticket_ref": link.ticket_ref,
         "expires_at": link.expires_at,
         "retention": settings.max_retention_seconds,
         "grant_max": settings.grant_max_seconds,
