@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -396,6 +396,11 @@ class Vault:
             if future.exception() is not None:
                 raise future.exception()
         return [future.result() for future in futures]
+
+    def in_background(self, call: Callable[..., T], *args: object) -> Future[T]:
+        """Start one Vault call on the shared pool and return at once, so a request can do its
+        own database work meanwhile. Whoever starts it must wait for it on every path."""
+        return self._pool.submit(call, *args)
 
     def write_item(self, lease_id: str, item_id: str, ciphertext: str) -> None:
         """Store one item's ciphertext; cas=0 makes Vault refuse any second write."""
