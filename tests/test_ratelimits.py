@@ -7,12 +7,15 @@ import json
 import logging
 import secrets
 import socket
+import threading
+import time
 import uuid
 
 import pytest
+from freezegun import freeze_time
 from sqlalchemy import func, select
 
-from vault_service import create_app, schema
+from vault_service import create_app, ratelimits, schema
 from vault_service.config import ConfigError, Settings, load_settings
 from vault_service.embedded_openbao import free_port
 from vault_service.extensions import db
@@ -307,3 +310,45 @@ def test_the_429_body_is_the_apps_own_error_and_holds_no_limit_internals(
     assert_too_many_requests(response, as_json=True)
     body = json.dumps(response.get_json())
     assert "per 1 minute" not in body and "127.0.0.1" not in body
+
+
+# -- the in-memory storage ----------------------------------------------------------------------
+
+
+def test_in_memory_limits_start_no_thread_per_request(client, monkeypatch):
+    """limits' stock MemoryStorage starts a new thread on any write 10 ms after its last sweep,
+    i.e. on nearly every request of a quiet server; ours sweeps inline at most once a second."""
+    assert isinstance(
+        client.application.extensions["vault_service.limiter"].storage,
+        ratelimits.SweptMemoryStorage,
+    )
+    started = []
+    real_start = threading.Thread.start
+
+    def counting_start(thread):
+        started.append(thread.name)
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    statuses = []
+    for _ in range(5):
+        time.sleep(0.02)  # past the stock storage's 10 ms timer, as between real requests
+        statuses.append(client.get(f"/s/{random_token()}").status_code)
+    assert statuses == [410] * 5  # limited (the limiter counted each) but not refused
+    assert started == []
+
+
+def test_in_memory_limits_forget_expired_entries_within_a_second():
+    """The sweep is what trims every client's list of requests: it must still run (it calls
+    into limits' MemoryStorage by its private names, which a new limits could rename)."""
+    storage = ratelimits.SweptMemoryStorage()
+    with freeze_time("2026-11-26 12:00:00") as frozen:
+        assert storage.acquire_entry("client-a", limit=5, expiry=1)
+        assert storage.events["client-a"]
+        frozen.tick(0.5)
+        assert storage.acquire_entry("client-b", limit=5, expiry=1)
+        assert len(storage.events["client-a"]) == 1  # not yet expired, and no sweep due
+        frozen.tick(1.0)
+        assert storage.acquire_entry("client-b", limit=5, expiry=1)
+        assert storage.events["client-a"] == []  # expired, and swept by this write
+        assert storage.get_moving_window("client-b", limit=5, expiry=1)[1] == 1
