@@ -102,13 +102,18 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _send(self, method: str, path: str, **kwargs) -> requests.Response:
+    def _send(self, method: str, path: str, *, agent: bool = False, **kwargs) -> requests.Response:
+        """One request. Only the agent's carry the agent's session cookie: the ticket system, a
+        customer's browser and a health probe have none (sending it would make the app verify
+        and re-sign a session on requests that in reality come without one)."""
         headers = kwargs.pop("headers", {})
-        if self.cookies:
+        if agent and self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         response = self.http.request(
             method, self.base + path, headers=headers, allow_redirects=False, timeout=30, **kwargs
         )
+        if not agent:
+            return response
         for header in response.raw.headers.getlist("Set-Cookie"):
             jar = SimpleCookie()
             jar.load(header)
@@ -161,19 +166,19 @@ class Client:
 
     def login(self, username: str, password: str) -> None:
         """Log in; a new agent sets up its second factor on the way, as a person would."""
-        page = _expect(self._send("GET", "/login"), 200, "login page").text
+        page = _expect(self._send("GET", "/login", agent=True), 200, "login page").text
         self.csrf_token = _hidden_input(page, "csrf_token")
         form = {"username": username, "password": password, "csrf_token": self.csrf_token}
-        response = _expect(self._send("POST", "/login", data=form), 302, "login")
+        response = _expect(self._send("POST", "/login", agent=True, data=form), 302, "login")
         location = urlsplit(response.headers.get("Location", "")).path
         if location.startswith("/account/"):
             # First login of an agent without a second factor: enrol a throwaway TOTP secret.
-            page = _expect(self._send("GET", location), 200, "enrolment page").text
+            page = _expect(self._send("GET", location, agent=True), 200, "enrolment page").text
             secret = enrolment_secret(page)
             form = {"code": totp_code(secret), "csrf_token": _hidden_input(page, "csrf_token")}
-            _expect(self._send("POST", location, data=form), 200, "enrolment")
+            _expect(self._send("POST", location, agent=True, data=form), 200, "enrolment")
         # The session changed at login; take the CSRF token its forms carry now.
-        page = _expect(self._send("GET", "/"), 200, "dashboard").text
+        page = _expect(self._send("GET", "/", agent=True), 200, "dashboard").text
         if 'name="csrf_token"' in page:
             self.csrf_token = _hidden_input(page, "csrf_token")
 
@@ -181,6 +186,7 @@ class Client:
         response = self._send(
             "POST",
             f"/tickets/{ticket_ref}/access",
+            agent=True,
             data={
                 "reason": "benchmark",
                 "duration_minutes": str(minutes),
@@ -191,7 +197,9 @@ class Client:
 
     def ticket_page(self, ticket_ref: str) -> str:
         """The ticket page; returns the agent's grant id (the reveal form's hidden input)."""
-        page = _expect(self._send("GET", f"/tickets/{ticket_ref}"), 200, "ticket page").text
+        page = _expect(
+            self._send("GET", f"/tickets/{ticket_ref}", agent=True), 200, "ticket page"
+        ).text
         if 'name="grant_id"' not in page:
             raise UnexpectedResponse("ticket page: no grant (the access request failed)")
         return _hidden_input(page, "grant_id")
@@ -200,6 +208,7 @@ class Client:
         response = self._send(
             "POST",
             f"/tickets/{ticket_ref}/reveal",
+            agent=True,
             data={"grant_id": grant_id, "csrf_token": self.csrf_token},
         )
         return _expect(response, 200, "reveal").text
@@ -215,4 +224,4 @@ class Client:
         self.healthz()
 
     def dashboard(self) -> str:
-        return _expect(self._send("GET", "/"), 200, "dashboard").text
+        return _expect(self._send("GET", "/", agent=True), 200, "dashboard").text
