@@ -34,6 +34,7 @@ import psutil
 
 from bench import pyspy, report
 from bench.auditlog import AuditLog
+from bench.commitprobe import durable_commit_seconds
 from bench.floor import Floor
 from bench.lifecycle import Lifecycles, profile_lifecycles
 from bench.procs import MemorySampler
@@ -50,6 +51,7 @@ from bench.stack import (
     remove_run_dir,
     start_vault,
 )
+from bench.stats import summarize
 
 
 def _int(name: str, default: int) -> int:
@@ -211,6 +213,8 @@ def main() -> int:
         log(f"sequential: {config.warmup} + {config.iterations} lifecycles beside the floor")
         sequential = lifecycles.sequential(config.iterations, config.warmup)
         summary["sequential"] = report.summarize_phase(sequential)
+        log("durable commit: 200 one-row commits beside the app's database")
+        summary["durable_commit"] = summarize(durable_commit_seconds(run_dir, config.database_url))
         log(f"concurrent: {config.concurrent_lifecycles} lifecycles, {config.concurrency} clients")
         concurrent = lifecycles.concurrent(config.concurrent_lifecycles, config.concurrency)
         summary["concurrent"] = report.summarize_phase(concurrent)

@@ -18,7 +18,7 @@ from .vault import Vault
 access_log = logging.getLogger("vault_service.access")
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def configure_sqlite(engine: Engine) -> None:
     """WAL for concurrent readers, FULL sync for durability, secure_delete so freed pages are
     zeroed, and IMMEDIATE transactions so writers queue instead of failing mid-transaction."""
 
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            _configure_sqlite(db.engine)
+            configure_sqlite(db.engine)
     csrf.init_app(app)
     login_manager.init_app(app)
     errors.init_app(app)
