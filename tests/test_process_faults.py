@@ -583,6 +583,50 @@ def test_a_worker_killed_mid_purge_leaves_the_job_to_the_next_worker_once_its_lo
     )
 
 
+# -- 3b. gunicorn SIGKILLed between a submission's Vault writes and its commit -----------------
+
+
+def test_a_submission_killed_after_its_vault_writes_leaves_the_link_usable_at_once(stack, bao):
+    """Outcome: with the submission.after_vault_writes failpoint the gunicorn worker dies by
+    SIGKILL after Vault stored a submission's entries and before the transaction that consumes
+    the link: the customer gets no answer (the connection drops), the database holds nothing of
+    it (no item, no audit record, the link unused) while Vault holds its entries. The same link
+    then takes the customer's retry at once (201, nothing to wait for), and the agent-facing
+    count shows only the retry's items. The close's purge lists the dead post's entries from
+    Vault and destroys them with the rest: Vault empty."""
+    ref = new_ref("KILLSUBMIT")
+    crashing = stack.start_app(VAULT_SERVICE_FAILPOINTS="submission.after_vault_writes")
+    url = stack.create_link(ref)
+    lease = stack.lease(ref)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        stack.submit(url)
+    crashing.stop()  # its master would fork a worker with the same failpoint
+
+    assert stack.credential_item_count() == 0
+    assert stack.audit_count("submission.received", ref) == 0
+    (link,) = stack.links()
+    assert link.consumed_at is None
+    assert vault_view(bao.admin(), lease).kv_items == STORED_ITEMS  # the dead post's entries
+
+    stack.start_app()
+    retried, _ = timed(stack.submit_ok, url)
+    assert stack.status(ref)["credential_count"] == STORED_ITEMS
+    assert vault_view(bao.admin(), lease) == VaultView(True, 2 * STORED_ITEMS, True, True)
+
+    assert stack.close_ticket(ref).status_code == 202
+    worker = stack.start_worker()
+    job = wait_for(lambda: stack.completed_job(ref), PURGE_DEADLINE_SECONDS, "purge", worker)
+    assert job.receipt["destroyed"]["kv_entries"] == 2 * STORED_ITEMS
+    assert job.receipt["destroyed"]["credential_records"] == STORED_ITEMS
+    assert vault_view(bao.admin(), lease) == NOTHING_LEFT
+    record(
+        "gunicorn SIGKILLed between a submission's Vault writes and its commit",
+        1,
+        "no answer; nothing in the database, link unused; retry 201 at once "
+        f"({retried:.2f} s); purge destroyed both posts' entries; Vault empty",
+    )
+
+
 # -- 4. a submission while Vault is down ------------------------------------------------------
 
 

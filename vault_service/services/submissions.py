@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import insert, select, update
 
+from .. import failpoints
 from ..clock import utcnow
 from ..config import Settings
 from ..errors import LinkGone, ServiceUnavailable, ValidationFailed
@@ -363,6 +364,7 @@ def submit_credentials(
     except VaultError as error:
         # Some writes may have landed; deleting an item that was never written is a no-op.
         _fail_submission(link, error, discard=item_ids, vault=vault)
+    failpoints.hit("submission.after_vault_writes")
 
     receipt = _consume_link(link, received_at, list(zip(item_ids, to_store, strict=True)), client)
     if receipt is None:
