@@ -224,34 +224,15 @@ def audit_verify() -> None:
 @with_appcontext
 def audit_export(fmt: str, output) -> None:
     """Write the audit trail as JSON Lines or CSV."""
-    from .services.audit import iter_events
+    from .services.audit import RECORD_FIELDS, iter_events
 
-    columns = [
-        "id",
-        "occurred_at",
-        "actor",
-        "action",
-        "outcome",
-        "ticket_ref",
-        "details",
-        "prev_hash",
-        "hash",
-    ]
+    columns = ["id", *RECORD_FIELDS]
     writer = csv.writer(output) if fmt == "csv" else None
     if writer:
         writer.writerow(columns)
     for event in iter_events():
-        row = {
-            "id": event.id,
-            "occurred_at": event.occurred_at.isoformat(),
-            "actor": event.actor,
-            "action": event.action,
-            "outcome": event.outcome,
-            "ticket_ref": event.ticket_ref,
-            "details": event.details,
-            "prev_hash": event.prev_hash,
-            "hash": event.hash,
-        }
+        row = {column: getattr(event, column) for column in columns}
+        row["occurred_at"] = event.occurred_at.isoformat()
         if writer:
             writer.writerow(
                 [json.dumps(row[c], sort_keys=True) if c == "details" else row[c] for c in columns]

@@ -25,7 +25,8 @@ _SAFE_VALUE_TYPES = (str, int, float, bool, type(None))
 _EVENTS = AuditEvent.__table__
 _CHAIN_HEAD = select(_EVENTS.c.hash).order_by(_EVENTS.c.id.desc()).limit(1)
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
-_WRITTEN_COLUMNS = (
+# What a record holds besides its id, in chain order: written once, hashed, exported.
+RECORD_FIELDS = (
     "occurred_at",
     "actor",
     "action",
@@ -88,7 +89,7 @@ def record(
         prev_hash=head or GENESIS_HASH,
     )
     event.hash = compute_hash(event)
-    row = {column: getattr(event, column) for column in _WRITTEN_COLUMNS}
+    row = {field: getattr(event, field) for field in RECORD_FIELDS}
     event.id = connection.execute(insert(_EVENTS), row).inserted_primary_key[0]
     log.info(
         "audit",
