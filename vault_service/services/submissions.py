@@ -187,7 +187,6 @@ class UsableLink:
     reload once the read transaction ends, which it does before any Vault call)."""
 
     id: str
-    ticket_id: str
     lease_id: str
     ticket_ref: str
     expires_at: datetime
@@ -202,7 +201,6 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
         .execute(
             select(
                 _LINKS.c.id,
-                _LINKS.c.ticket_id,
                 _LINKS.c.lease_id,
                 _TICKETS.c.ref,
                 _LINKS.c.expires_at,
@@ -218,12 +216,12 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
     )
     if row is None:
         raise LinkGone()
-    link_id, ticket_id, lease_id, ticket_ref, expires_at, consumed_at, lease_status, status = row
+    link_id, lease_id, ticket_ref, expires_at, consumed_at, lease_status, status = row
     if consumed_at is not None or expires_at <= utcnow():
         raise LinkGone()
     if lease_status != "active" or status != "open":
         raise LinkGone()
-    return UsableLink(link_id, ticket_id, lease_id, ticket_ref, expires_at)
+    return UsableLink(link_id, lease_id, ticket_ref, expires_at)
 
 
 def _discard_written(vault: Vault, lease_id: str, item_ids: list[str]) -> None:
