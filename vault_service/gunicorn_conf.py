@@ -32,3 +32,7 @@ gunicorn.http.wsgi.SERVER_SOFTWARE = SERVER_HEADER
 # each request itself with the route pattern instead (SECURITY.md C17). None is gunicorn's default;
 # it is spelled out so that nobody turns it on here without reading this.
 accesslog = None
+
+# gunicorn 27 opens a control socket in ~/.gunicorn by default: an admin interface nobody here
+# uses, a file outside the deployment, and a path two servers on one host would share.
+control_socket_disable = True
