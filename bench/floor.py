@@ -26,7 +26,7 @@ from vault_service.vault import (
     LEASE_TOKEN_ROLE,
     REVEAL_POLICY,
     TRANSIT_MOUNT,
-    ticket_key_name,
+    lease_key_name,
 )
 
 
@@ -69,7 +69,7 @@ class Floor:
         self, ttl_seconds: int = 30 * 24 * 3600, lease_id: str | None = None
     ) -> FloorLease:
         lease = FloorLease(lease_id or str(uuid.uuid4()))
-        name = ticket_key_name(lease.lease_id)
+        name = lease_key_name(lease.lease_id)
         transit = self.client.secrets.transit
         transit.create_key(
             name=name,
@@ -108,7 +108,7 @@ class Floor:
             for item in items
         ]
         results = self.client.secrets.transit.encrypt_data(
-            name=ticket_key_name(lease.lease_id),
+            name=lease_key_name(lease.lease_id),
             plaintext="",
             batch_input=[{"plaintext": _b64(text)} for text in plaintexts],
             mount_point=TRANSIT_MOUNT,
@@ -151,7 +151,7 @@ class Floor:
                 for item_id in lease.item_ids
             ]
             results = client.secrets.transit.decrypt_data(
-                name=ticket_key_name(lease.lease_id),
+                name=lease_key_name(lease.lease_id),
                 ciphertext="",
                 batch_input=[{"ciphertext": c} for c in ciphertexts],
                 mount_point=TRANSIT_MOUNT,
@@ -166,7 +166,7 @@ class Floor:
         # Destroy: the lease token (its grants are its children and go with it), the key (one
         # delete: it was created deletable), every item from Vault's listing, the entity.
         self.client.auth.token.revoke_accessor(lease.accessor)
-        name = ticket_key_name(lease.lease_id)
+        name = lease_key_name(lease.lease_id)
         self.client.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT)
         item_ids = sorted(set(lease.item_ids) | set(self._list(lease.lease_id)))
         for item_id in item_ids:

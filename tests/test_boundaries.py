@@ -9,7 +9,7 @@ import pytest
 from freezegun import freeze_time
 
 from vault_service.services.tickets import get_ticket
-from vault_service.vault import TRANSIT_MOUNT, ticket_key_name
+from vault_service.vault import TRANSIT_MOUNT, lease_key_name
 
 from .conftest import SAMPLE_ITEMS
 from .test_lifecycle import lease_of, run_worker_pass
@@ -98,7 +98,7 @@ def test_retention_purges_nothing_one_second_early_and_everything_exactly_at_30_
     assert status["purge_receipt"]["reason"] == "retention_expired"
     with pytest.raises(hvac.exceptions.InvalidPath):
         openbao.admin().secrets.transit.read_key(
-            name=ticket_key_name(lease.id), mount_point=TRANSIT_MOUNT
+            name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT
         )
     with app.app_context():
         assert get_ticket("T-retention").status == "purged"

@@ -22,7 +22,7 @@ from vault_service.vault import (
     bootstrap_vault,
     policy_dir,
     read_admin_posture,
-    ticket_key_name,
+    lease_key_name,
 )
 
 from .conftest import SAMPLE_ITEMS
@@ -150,7 +150,7 @@ def test_doctor_fails_naming_a_ticket_key_made_exportable(
             select(Lease.id).join(Ticket).where(Ticket.ref == "T-doctor-export")
         )
         db.session.rollback()
-    key = ticket_key_name(lease_id)
+    key = lease_key_name(lease_id)
     admin = openbao.admin()
     try:
         # Exportable is a one-way switch in transit: this key can only be deleted afterwards.

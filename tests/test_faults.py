@@ -10,7 +10,7 @@ from vault_service import create_app
 from vault_service.extensions import db
 from vault_service.models import CredentialItem, PurgeJob, Ticket
 from vault_service.services import audit
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, ticket_key_name
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
 
 from .conftest import SAMPLE_ITEMS
 from .test_lifecycle import lease_of, run_worker_pass
@@ -80,7 +80,7 @@ def test_close_during_a_vault_outage_is_accepted_and_purged_once_vault_returns(
     assert ticket_system.status(submitted_ticket).get_json()["status"] == "purged"
     with pytest.raises(hvac.exceptions.InvalidPath):
         openbao.admin().secrets.transit.read_key(
-            name=ticket_key_name(lease.id), mount_point=TRANSIT_MOUNT
+            name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT
         )
 
 
@@ -109,9 +109,9 @@ def test_purge_completes_when_some_of_its_steps_were_already_done(
     # As if an earlier attempt died half-way: token revoked, key deleted, entity gone.
     admin.auth.token.revoke_accessor(lease.token_accessor)
     admin.secrets.transit.update_key_configuration(
-        name=ticket_key_name(lease.id), deletion_allowed=True, mount_point=TRANSIT_MOUNT
+        name=lease_key_name(lease.id), deletion_allowed=True, mount_point=TRANSIT_MOUNT
     )
-    admin.secrets.transit.delete_key(name=ticket_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+    admin.secrets.transit.delete_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
     admin.delete(f"identity/entity/id/{lease.entity_id}")
 
     assert ticket_system.close(submitted_ticket).status_code == 202
@@ -211,7 +211,7 @@ def test_close_during_provisioning_leaves_nothing_behind_in_vault(
     with pytest.raises(hvac.exceptions.InvalidRequest):
         admin.auth.token.lookup_accessor(issued.accessor)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.transit.read_key(name=ticket_key_name(lease_id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=lease_key_name(lease_id), mount_point=TRANSIT_MOUNT)
     assert admin.read(f"identity/entity/id/{issued.entity_id}") is None
     assert ticket_system.status("T-race").get_json()["status"] == "purged"
 

@@ -21,7 +21,7 @@ from vault_service.vault import (
     TRANSIT_MOUNT,
     bootstrap_vault,
     issue_app_token,
-    ticket_key_name,
+    lease_key_name,
 )
 
 from .test_lifecycle import lease_of, run_worker_pass
@@ -148,7 +148,7 @@ def test_leader_killed_during_a_purge_the_purge_still_completes(cluster, cluster
     with pytest.raises(hvac.exceptions.InvalidPath):
         admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.transit.read_key(name=ticket_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
     with app.app_context():
         assert db.session.scalars(select(CredentialItem)).all() == []
     restart(cluster, old_leader)

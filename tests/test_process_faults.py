@@ -48,7 +48,7 @@ from vault_service.vault import (
     TRANSIT_MOUNT,
     bootstrap_vault,
     issue_app_token,
-    ticket_key_name,
+    lease_key_name,
 )
 
 from .conftest import SAMPLE_ITEMS, TicketSystem
@@ -144,7 +144,7 @@ def vault_view(admin: hvac.Client, lease: Lease) -> VaultView:
     """Ask Vault (root client), not the app, what is left of a lease."""
     assert lease.token_accessor and lease.entity_id, "the lease was never provisioned"
     try:
-        admin.secrets.transit.read_key(name=ticket_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
         key = True
     except hvac.exceptions.InvalidPath:
         key = False
@@ -408,7 +408,7 @@ def assert_purged_once(stack: Stack, bao: DedicatedVault, ref: str, lease: Lease
     assert receipt["lease_id"] == lease.id
     assert receipt["destroyed"]["kv_entries"] == STORED_ITEMS
     assert receipt["destroyed"]["credential_records"] == STORED_ITEMS
-    assert receipt["destroyed"]["transit_key"] == ticket_key_name(lease.id)
+    assert receipt["destroyed"]["transit_key"] == lease_key_name(lease.id)
     assert receipt["destroyed"]["identity_entity"] == lease.entity_id
     assert receipt["destroyed"]["token_accessors"] == [lease.token_accessor]
     assert stack.audit_count("ticket.closed", ref) == 1

@@ -14,7 +14,7 @@ from vault_service.clock import utcnow
 from vault_service.extensions import current_vault, db
 from vault_service.models import AuditEvent, Grant, SubmissionLink
 from vault_service.services.orphans import sweep_orphans
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, ticket_key_name
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
 
 from .test_lifecycle import lease_of, run_worker_pass
 
@@ -29,7 +29,7 @@ def plant_orphan(openbao, lease_id: str, with_key: bool = True) -> None:
         mount_point=KV_MOUNT,
     )
     if with_key:
-        admin.secrets.transit.create_key(name=ticket_key_name(lease_id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.create_key(name=lease_key_name(lease_id), mount_point=TRANSIT_MOUNT)
 
 
 def orphan_sweep(app):
@@ -57,7 +57,7 @@ def test_orphaned_kv_entries_and_keys_are_removed_and_audited(
     with pytest.raises(hvac.exceptions.InvalidPath):
         admin.secrets.kv.v2.list_secrets(path=orphan, mount_point=KV_MOUNT)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.transit.read_key(name=ticket_key_name(orphan), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=lease_key_name(orphan), mount_point=TRANSIT_MOUNT)
     # The live ticket's material is untouched and still revealable.
     assert admin.secrets.kv.v2.list_secrets(path=live.id, mount_point=KV_MOUNT)["data"]["keys"]
     events = {e.details["lease_id"]: e for e in audit_actions(app, "sweep.orphan_removed")}

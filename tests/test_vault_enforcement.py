@@ -24,7 +24,7 @@ from vault_service.vault import (
     TRANSIT_MOUNT,
     RootTokenRefused,
     VaultForbidden,
-    ticket_key_name,
+    lease_key_name,
 )
 
 from .conftest import SAMPLE_ITEMS
@@ -34,7 +34,7 @@ from .test_lifecycle import lease_of
 def unseal_grant_token(app, grant_id: str) -> str:
     with app.app_context():
         ciphertext = db.session.get(Grant, grant_id).token_ciphertext
-    return app.extensions["vault_service.vault"].unseal_token(ciphertext)
+    return app.extensions["vault_service.vault"].decrypt_token(ciphertext)
 
 
 def client_for(openbao, token: str) -> hvac.Client:
@@ -129,11 +129,11 @@ def test_app_token_cannot_read_or_decrypt_credentials(app, submitted_ticket, ope
     assert stored.startswith("vault:v1:")
     with pytest.raises(hvac.exceptions.Forbidden):
         app_client.secrets.transit.decrypt_data(
-            name=ticket_key_name(lease.id), ciphertext=stored, mount_point=TRANSIT_MOUNT
+            name=lease_key_name(lease.id), ciphertext=stored, mount_point=TRANSIT_MOUNT
         )
     with pytest.raises(hvac.exceptions.Forbidden):
         app_client.secrets.transit.export_key(
-            name=ticket_key_name(lease.id), key_type="encryption-key", mount_point=TRANSIT_MOUNT
+            name=lease_key_name(lease.id), key_type="encryption-key", mount_point=TRANSIT_MOUNT
         )
     with pytest.raises(hvac.exceptions.Forbidden):
         app_client.sys.create_or_update_acl_policy(name="anything-else", policy='path "*" {}')

@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import errors, ratelimits, security
+from . import errors, ratelimits, security, transactions
 from .config import Settings, load_settings
 from .extensions import csrf, db, login_manager
 from .logs import configure_logging
@@ -57,7 +57,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         TESTING=settings.env == "testing",
     )
     app.extensions["vault_service.settings"] = settings
-    app.extensions["vault_service.vault"] = Vault(settings)
+    app.extensions["vault_service.vault"] = Vault(
+        settings, before_call=transactions.refuse_open_transaction
+    )
 
     db.init_app(app)
     with app.app_context():

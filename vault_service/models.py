@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, text
@@ -33,6 +34,67 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class StatusType(TypeDecorator):
+    """A status column: a StrEnum in Python, its plain value in the database.
+
+    Binding refuses a value that is not a member, so a misspelt status fails at the statement
+    instead of being stored; loading gives the member back, so code compares enums, not strings.
+    """
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum_type: type[StrEnum]):
+        super().__init__()
+        self.enum_type = enum_type
+
+    def process_bind_param(self, value: Any, dialect) -> str | None:
+        return None if value is None else self.enum_type(value).value
+
+    def process_result_value(self, value: Any, dialect) -> StrEnum | None:
+        return None if value is None else self.enum_type(value)
+
+
+class TicketStatus(StrEnum):
+    """A ticket's place in its life; transitions live in services/lifecycle.py."""
+
+    OPEN = "open"
+    CLOSING = "closing"  # close acknowledged, purge pending: nothing can be revealed any more
+    PURGED = "purged"
+
+
+class LeaseStatus(StrEnum):
+    """One Vault generation of a ticket: provisioning -> active -> purging -> purged."""
+
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    PURGING = "purging"
+    PURGED = "purged"
+
+
+# A lease in these states may still gain Vault material or serve reveals.
+LIVE_LEASE_STATES = (LeaseStatus.PROVISIONING, LeaseStatus.ACTIVE)
+# A lease in these states owns Vault material: live ones use it, a purging one has a purge job.
+OWNED_LEASE_STATES = (*LIVE_LEASE_STATES, LeaseStatus.PURGING)
+
+
+class LinkState(StrEnum):
+    """A submission link's state, derived from its timestamps (services/lifecycle.py)."""
+
+    OPEN = "open"
+    USED = "used"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class GrantState(StrEnum):
+    """An agent's grant's state, derived from its timestamps (services/lifecycle.py)."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
 
 
 def new_uuid() -> str:
@@ -115,7 +177,9 @@ class Ticket(db.Model):
     id: Mapped[uuid_pk]
     ref: Mapped[str] = mapped_column(String(64), unique=True)
     # open -> closing (close acknowledged, purge pending) -> purged; reopened -> open again.
-    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    status: Mapped[TicketStatus] = mapped_column(
+        StatusType(TicketStatus), default=TicketStatus.OPEN, index=True
+    )
     created_at: Mapped[created_at]
     closed_at: Mapped[optional_timestamp]
     purged_at: Mapped[optional_timestamp]
@@ -137,8 +201,9 @@ class Lease(db.Model):
 
     id: Mapped[uuid_pk]
     ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
-    # provisioning -> active -> purging -> purged
-    status: Mapped[str] = mapped_column(String(16), default="provisioning", index=True)
+    status: Mapped[LeaseStatus] = mapped_column(
+        StatusType(LeaseStatus), default=LeaseStatus.PROVISIONING, index=True
+    )
     created_at: Mapped[created_at]
     expires_at: Mapped[timestamp] = mapped_column(index=True)
     token_accessor: Mapped[str | None] = mapped_column(String(64))

@@ -75,7 +75,7 @@ def policy_dir() -> Path:
     return Path(str(resources.files("vault_service") / "_policies"))
 
 
-def ticket_key_name(lease_id: str) -> str:
+def lease_key_name(lease_id: str) -> str:
     """The transit key of one lease."""
     return f"{TICKET_KEY_PREFIX}{lease_id}"
 
@@ -156,7 +156,7 @@ def _unb64(data: str) -> str:
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """A freshly minted token. `token` must be wrapped (seal_token) before it is stored."""
+    """A freshly minted token. `token` must be wrapped (encrypt_token) before it is stored."""
 
     token: str
     accessor: str
@@ -200,8 +200,17 @@ def translate_errors(operation: str) -> Iterator[None]:
 class Vault:
     """Our vocabulary over Vault: per-lease keys, policies and tokens; items; the app key."""
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        session: requests.Session | None = None,
+        *,
+        before_call: Callable[[str], None] | None = None,
+    ):
         self._settings = settings
+        # Called with the operation's name before every request to Vault: the app installs the
+        # guard that refuses a call made inside an open database transaction.
+        self._before_call = before_call
         self._session = session or requests.Session()
         # Vault's address is explicit: no proxy, netrc or CA bundle from the environment (requests
         # reads os.environ and ~/.netrc on every call otherwise). A private CA is configured
@@ -270,6 +279,8 @@ class Vault:
         self._identity_checked = True
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        if self._before_call is not None:
+            self._before_call(operation)
         with translate_errors(operation):
             return fn()
 
@@ -290,6 +301,8 @@ class Vault:
 
     def health(self) -> dict:
         """Vault's own health: initialized, sealed, standby (unauthenticated endpoint)."""
+        if self._before_call is not None:
+            self._before_call("health")
         with translate_errors("health"):
             response = self._session.get(
                 f"{self._addr}/v1/sys/health",
@@ -307,9 +320,9 @@ class Vault:
 
     # -- per-lease provisioning --------------------------------------------------------------
 
-    def create_ticket_key(self, lease_id: str) -> None:
+    def create_lease_key(self, lease_id: str) -> None:
         """A per-lease AES-GCM key that can never leave Vault and can be deleted at purge."""
-        name = ticket_key_name(lease_id)
+        name = lease_key_name(lease_id)
         app = self._app()
         self._app_call(
             "create transit key",
@@ -375,7 +388,7 @@ class Vault:
         results = self._app_call(
             "encrypt",
             lambda: app.secrets.transit.encrypt_data(
-                name=ticket_key_name(lease_id),
+                name=lease_key_name(lease_id),
                 plaintext="",
                 batch_input=[{"plaintext": _b64(text)} for text in plaintexts],
                 mount_point=TRANSIT_MOUNT,
@@ -388,6 +401,9 @@ class Vault:
     def _concurrently(self, calls: list[Callable[[], T]]) -> list[T]:
         """Run independent Vault calls at once (one round trip instead of one per call). Every
         call finishes before the first failure, if any, is raised: the caller knows the state."""
+        if self._before_call is not None:
+            # The calls run on pool threads, which hold no session: check the caller's here.
+            self._before_call("concurrent calls")
         if len(calls) <= 1:
             return [call() for call in calls]
         futures = [self._pool.submit(call) for call in calls]
@@ -448,7 +464,7 @@ class Vault:
         results = self._call(
             "decrypt",
             lambda: client.secrets.transit.decrypt_data(
-                name=ticket_key_name(lease_id),
+                name=lease_key_name(lease_id),
                 ciphertext="",
                 batch_input=[{"ciphertext": c} for c in ciphertexts],
                 mount_point=TRANSIT_MOUNT,
@@ -480,7 +496,7 @@ class Vault:
             ),
         )
 
-    def seal_token(self, token: str) -> str:
+    def encrypt_token(self, token: str) -> str:
         """Encrypt a Vault token with the app key before it is stored."""
         app = self._app()
         return self._app_call(
@@ -490,7 +506,7 @@ class Vault:
             ),
         )["data"]["ciphertext"]
 
-    def unseal_token(self, ciphertext: str) -> str:
+    def decrypt_token(self, ciphertext: str) -> str:
         """Decrypt a stored Vault token with the app key."""
         app = self._app()
         return _unb64(
@@ -523,9 +539,9 @@ class Vault:
             return False
         return True
 
-    def delete_ticket_key(self, lease_id: str) -> None:
+    def delete_lease_key(self, lease_id: str) -> None:
         """Crypto-shred: delete the lease's transit key. Already gone counts as done."""
-        name = ticket_key_name(lease_id)
+        name = lease_key_name(lease_id)
         app = self._app()
         # Keys are created deletable, so one call usually does it. When Vault refuses (a key
         # from a provisioning that died before allowing deletion, or already gone), fall back.
@@ -537,7 +553,7 @@ class Vault:
             return
         except VaultRequestFailed:
             pass
-        if not self.ticket_key_exists(lease_id):
+        if not self.lease_key_exists(lease_id):
             return
         self._app_call(
             "configure transit key",
@@ -550,14 +566,14 @@ class Vault:
             lambda: app.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
         )
 
-    def ticket_key_exists(self, lease_id: str) -> bool:
+    def lease_key_exists(self, lease_id: str) -> bool:
         """Whether the lease's transit key still exists."""
         app = self._app()
         try:
             self._app_call(
                 "read transit key",
                 lambda: app.secrets.transit.read_key(
-                    name=ticket_key_name(lease_id), mount_point=TRANSIT_MOUNT
+                    name=lease_key_name(lease_id), mount_point=TRANSIT_MOUNT
                 ),
             )
         except VaultNotFound:
@@ -576,7 +592,7 @@ class Vault:
             return []
         return [key.rstrip("/") for key in response["data"]["keys"] if key.endswith("/")]
 
-    def list_ticket_keys(self) -> list[str]:
+    def list_lease_keys(self) -> list[str]:
         """Lease ids that have a transit key."""
         app = self._app()
         try:
@@ -776,14 +792,14 @@ def read_posture(vault: Vault) -> dict:
         "app_key_exportable": app_key.get("exportable"),
         "app_key_plaintext_backup": app_key.get("allow_plaintext_backup"),
         "direct_kv_read": direct_read,
-        "ticket_keys": _read_ticket_keys(vault._call, app),
+        "ticket_keys": _read_lease_keys(vault._call, app),
     }
 
 
 KEY_PROPERTIES = ("type", "exportable", "allow_plaintext_backup", "deletion_allowed")
 
 
-def _read_ticket_keys(call: Callable[[str, Callable[[], T]], T], client: hvac.Client) -> dict:
+def _read_lease_keys(call: Callable[[str, Callable[[], T]], T], client: hvac.Client) -> dict:
     """Every per-ticket transit key and the properties that decide whether it can leave Vault.
 
     The app's policy may list and read `keys/ticket-*`, so this works with either identity. A key
@@ -862,7 +878,7 @@ def read_admin_posture(addr: str, admin_token: str, timeout: float = 10.0) -> di
         "kv_max_versions": kv_config.get("max_versions"),
         "kv_cas_required": kv_config.get("cas_required"),
         "app_key": {prop: app_key.get(prop) for prop in KEY_PROPERTIES},
-        "ticket_keys": _read_ticket_keys(call, client),
+        "ticket_keys": _read_lease_keys(call, client),
         "policies": policies,
         "expected_policies": expected,
         "lease_role": lease_role["data"] if lease_role else None,

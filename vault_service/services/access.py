@@ -114,9 +114,9 @@ def request_access(
         raise Conflict("The ticket's retention period is about to end.")
 
     try:
-        lease_token = vault.unseal_token(lease_ciphertext)
+        lease_token = vault.decrypt_token(lease_ciphertext)
         issued = vault.mint_grant_token(lease_token, lease_id, ttl)
-        sealed = vault.seal_token(issued.token)
+        sealed = vault.encrypt_token(issued.token)
     except VaultError as error:
         _deny(agent, "access.requested", ticket_ref, "vault unavailable", error=str(error))
         raise ServiceUnavailable(
@@ -223,7 +223,7 @@ def reveal_credentials(
     # the customer's) while the items are listed and the audit record is written, so the one
     # Vault call the record does not guard costs no time of its own. The transaction never
     # waits on it.
-    unwrapping = vault.in_background(vault.unseal_token, grant.token_ciphertext)
+    unwrapping = vault.in_background(vault.decrypt_token, grant.token_ciphertext)
     try:
         items = connection.execute(
             select(_ITEMS.c.id, _ITEMS.c.created_at)

@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from ..config import Settings
 from ..extensions import db
+from ..transactions import read_only
 from ..vault import (
     APP_POLICY,
     APPROLE_ROLE,
@@ -46,8 +47,8 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
         findings.append(Finding("database", False, type(error).__name__))
     finally:
         db.session.rollback()
-    failing = failing_jobs()
-    db.session.rollback()
+    with read_only():
+        failing = failing_jobs()
     findings.append(
         Finding(
             "purge jobs",

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ..extensions import db, release_transaction
 from ..models import Lease
-from ..vault import Vault, ticket_key_name
+from ..vault import Vault, lease_key_name
 from . import audit
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def sweep_orphans(vault: Vault) -> OrphanReport:
     without an owning row can belong to no request in flight.
     """
     kv_leases = set(vault.list_kv_leases())
-    key_leases = set(vault.list_ticket_keys())
+    key_leases = set(vault.list_lease_keys())
     candidates = kv_leases | key_leases
     if not candidates:
         return OrphanReport()
@@ -63,8 +63,8 @@ def sweep_orphans(vault: Vault) -> OrphanReport:
                 vault.delete_item(lease_id, item_id)
             report.kv_entries[lease_id] = len(item_ids)
         if lease_id in key_leases:
-            vault.delete_ticket_key(lease_id)
-            report.transit_keys.append(ticket_key_name(lease_id))
+            vault.delete_lease_key(lease_id)
+            report.transit_keys.append(lease_key_name(lease_id))
         audit.record(
             "sweep.orphan_removed",
             actor="worker",

@@ -13,7 +13,7 @@ from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db, release_transaction
 from ..models import CredentialItem, Grant, Lease, PurgeJob, SubmissionLink, Ticket
-from ..vault import Vault, VaultError, ticket_key_name
+from ..vault import Vault, VaultError, lease_key_name
 from . import audit
 from . import orphans as orphans_module
 from .tickets import get_ticket
@@ -126,8 +126,8 @@ def _destroy_lease_material(
     progress.tokens_revoked += [a for a in grant_accessors if a]
     failpoints.hit("purge.after_revoke")
     # 2. Crypto-shred: without the key, any copy of the ciphertext (backups, snapshots) is noise.
-    vault.delete_ticket_key(lease.id)
-    progress.transit_key = ticket_key_name(lease.id)
+    vault.delete_lease_key(lease.id)
+    progress.transit_key = lease_key_name(lease.id)
     # 3. Every KV entry under the lease, from Vault's own listing plus the ones we recorded.
     for item_id in sorted(set(known_item_ids) | set(vault.list_items(lease.id))):
         vault.delete_item(lease.id, item_id)
@@ -148,7 +148,7 @@ def _verify_destroyed(vault: Vault, lease_id: str, progress: PurgeProgress) -> N
             vault.revoke_accessor(accessor)
             if vault.accessor_exists(accessor):
                 leftovers.append(f"token {accessor}")
-    if vault.ticket_key_exists(lease_id):
+    if vault.lease_key_exists(lease_id):
         leftovers.append("transit key")
     # Vault lists the lease's KV metadata: an empty listing means no item's metadata is left.
     if vault.list_items(lease_id):

@@ -143,10 +143,10 @@ def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime) -> None:
     ttl_seconds = int((expires_at - now).total_seconds())
     if ttl_seconds < 60:
         raise Conflict("The ticket's retention period has ended.")
-    vault.create_ticket_key(lease_id)
+    vault.create_lease_key(lease_id)
     issued = vault.create_lease_token(lease_id, ttl_seconds)
     try:
-        sealed = vault.seal_token(issued.token)
+        sealed = vault.encrypt_token(issued.token)
         claimed = db.session.execute(
             update(Lease)
             .where(Lease.id == lease_id, Lease.status == "provisioning")
@@ -174,7 +174,7 @@ def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime) -> None:
         if status not in LIVE_LEASE_STATES:
             # Closed while we provisioned: its purge may have run before our key and entity
             # existed, so they are ours to destroy (both steps tolerate "already gone").
-            vault.delete_ticket_key(lease_id)
+            vault.delete_lease_key(lease_id)
             vault.delete_entity(issued.entity_id)
 
 

@@ -1,0 +1,85 @@
+"""The one owner of database transactions: services open them here, views never touch the session.
+
+Two shapes, and a guard:
+
+- `transaction()`: a unit of work that commits on success and rolls back (and re-raises) on any
+  failure. Nested uses join the outermost one, which alone commits.
+- `read_only()`: a read that must end before Vault is called. It ends with a commit, not a
+  rollback: with expire_on_commit=False the loaded attributes stay readable afterwards, whereas
+  a rollback expires them and the next attribute read silently opens a new transaction, which on
+  SQLite holds the write lock across every Vault call that follows. It refuses pending changes,
+  so nothing is ever committed by accident.
+- `refuse_open_transaction()`: the Vault gateway calls it before every request to Vault (see
+  create_app). A transaction held across a Vault call would hold SQLite's write lock (and
+  PostgreSQL row locks) for a network round trip; the guard turns that mistake into an error
+  at the first test that takes the path, instead of a stall under load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import has_app_context
+from sqlalchemy.orm import Session
+
+from .extensions import db
+
+_DEPTH = "vault_service.transaction_depth"
+
+
+class TransactionHeldAcrossVaultCall(RuntimeError):
+    """A Vault call was attempted while this request's database transaction was open (a bug)."""
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """Commit on success, roll back and re-raise on failure; an inner use joins the outer one."""
+    session = db.session()
+    depth = session.info.get(_DEPTH, 0)
+    session.info[_DEPTH] = depth + 1
+    try:
+        yield session
+        if depth == 0:
+            session.commit()
+    except BaseException:
+        if depth == 0:
+            session.rollback()
+        raise
+    finally:
+        session.info[_DEPTH] = depth
+
+
+@contextmanager
+def read_only() -> Iterator[Session]:
+    """A read whose loaded objects stay usable after it ends; refuses to end with changes."""
+    session = db.session()
+    if session.info.get(_DEPTH, 0):
+        # Inside a unit of work, a read is part of it: the outer block decides how it ends.
+        yield session
+        return
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    if session.new or session.dirty or session.deleted:
+        session.rollback()
+        raise RuntimeError("read_only() block made changes; use transaction() to write")
+    session.commit()
+
+
+def in_open_transaction() -> bool:
+    """Whether this app context's session holds a database transaction right now."""
+    if not has_app_context():
+        return False  # a pool thread or a command without an app: no session of ours
+    session = db.session()
+    return session.in_transaction()
+
+
+def refuse_open_transaction(operation: str) -> None:
+    """Raise if a Vault call is about to run inside an open database transaction."""
+    if in_open_transaction():
+        raise TransactionHeldAcrossVaultCall(
+            f"{operation}: a database transaction is open; end it before calling Vault"
+        )
