@@ -20,9 +20,9 @@ from vault_service.vault import (
     REVEAL_POLICY,
     TRANSIT_MOUNT,
     bootstrap_vault,
+    lease_key_name,
     policy_dir,
     read_admin_posture,
-    lease_key_name,
 )
 
 from .conftest import SAMPLE_ITEMS
