@@ -36,3 +36,7 @@ accesslog = None
 # gunicorn 27 opens a control socket in ~/.gunicorn by default: an admin interface nobody here
 # uses, a file outside the deployment, and a path two servers on one host would share.
 control_socket_disable = True
+
+# gunicorn's own lines (worker start and stop, malformed requests, worker errors) in the app's JSON
+# shape, with link and status tokens redacted: a malformed request line is logged raw otherwise.
+logger_class = "vault_service.gunicorn_logging.JsonLogger"
