@@ -29,8 +29,10 @@ def init_app(app: Flask, settings: Settings) -> None:
         SESSION_COOKIE_NAME="__Host-session" if settings.is_production else "session",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.is_production,
-        PERMANENT_SESSION_LIFETIME=8 * 3600,
     )
+    # No PERMANENT_SESSION_LIFETIME: sessions are never marked permanent, so the cookie ends with
+    # the browser, and the idle and absolute limits are enforced server-side from the session's
+    # signed timestamps (VAULT_SERVICE_SESSION_IDLE_SECONDS / _ABSOLUTE_SECONDS).
 
     @app.after_request
     def set_security_headers(response: Response) -> Response:
