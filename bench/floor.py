@@ -1,10 +1,10 @@
 """The floor: the Vault calls the service makes for each operation, made directly with hvac.
 
 No Flask, no database, no HTTP in front: one hvac client (the token swapped per call) with a
-token holding the app's policy. Each method mirrors, call for call, what vault_service/vault.py
-does for the operation (services/tickets.py, submissions.py, access.py, purge.py); the benchmark
-counts both sides in OpenBao's audit log and reports a mismatch, so the mirror cannot drift
-silently.
+token holding the app's policy. Each method mirrors, call for call, what the gateway
+(vault_service/vault/gateway.py) does for the operation (services/tickets.py, submissions.py,
+access.py, purge.py); the benchmark counts both sides in OpenBao's audit log and reports a
+mismatch, so the mirror cannot drift silently.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from bench.stack import BIN
 CATEGORIES = [
     ("Vault client (hvac, requests, urllib3, http.client)",
      ("hvac/", "requests/", "urllib3/", "http/client", "email/", "socket.py", "ssl.py",
-      "vault_service/vault.py")),
+      "vault_service/vault/")),
     ("database (SQLAlchemy, driver)",
      ("sqlalchemy/", "sqlite3/", "psycopg", "<sqlalchemy")),
     ("templates (Jinja2)", ("jinja2/", "markupsafe/", "vault_service/templates/")),

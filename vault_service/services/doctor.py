@@ -14,7 +14,10 @@ from ..vault import (
     APP_POLICY,
     APPROLE_ROLE,
     LEASE_POLICY,
+    POLICY_FILES,
     REVEAL_POLICY,
+    TRANSIT_KEY_TYPE,
+    AdminPosture,
     Vault,
     VaultError,
     read_admin_posture,
@@ -24,7 +27,6 @@ from .purge import FAILING_AFTER_ATTEMPTS, failing_jobs
 
 # An AppRole login's token lives at most this long: a stolen token soon needs the secret id again.
 APPROLE_MAX_TOKEN_TTL_SECONDS = 3600
-TICKET_KEY_TYPE = "aes256-gcm96"
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
         ),
     ]
     if admin_token is None:
-        findings.append(check_ticket_keys(posture["ticket_keys"], "as seen by the app token"))
+        findings.append(check_lease_keys(posture["lease_keys"], "as seen by the app token"))
         return findings
     try:
         admin = read_admin_posture(
@@ -98,13 +100,13 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
     except VaultError as error:
         findings.append(Finding("vault admin checks", False, str(error)))
         return findings
-    findings.append(check_ticket_keys(admin["ticket_keys"], "as seen by the admin token"))
+    findings.append(check_lease_keys(admin["lease_keys"], "as seen by the admin token"))
     findings += admin_findings(admin)
     return findings
 
 
-def check_ticket_keys(keys: dict[str, dict], seen_by: str) -> Finding:
-    """Every per-ticket key stays inside Vault: not exportable, no plaintext backup.
+def check_lease_keys(keys: dict[str, dict], seen_by: str) -> Finding:
+    """Every lease key stays inside Vault: not exportable, no plaintext backup.
     (`deletion_allowed` is true on purpose: the purge deletes the key.)"""
     problems = []
     for name, props in keys.items():
@@ -113,7 +115,7 @@ def check_ticket_keys(keys: dict[str, dict], seen_by: str) -> Finding:
             for label, bad in (
                 ("exportable", props.get("exportable") is not False),
                 ("plaintext backup allowed", props.get("allow_plaintext_backup") is not False),
-                (f"type {props.get('type')}", props.get("type") != TICKET_KEY_TYPE),
+                (f"type {props.get('type')}", props.get("type") != TRANSIT_KEY_TYPE),
             )
             if bad
         ]
@@ -139,7 +141,7 @@ def _policy_finding(name: str, stored: str | None, expected: str, source: str) -
     return Finding(label, False, f"differs: {shown}" if shown else "differs in whitespace")
 
 
-def admin_findings(admin: dict) -> list[Finding]:
+def admin_findings(admin: AdminPosture) -> list[Finding]:
     """Verdicts on what the operator's token reads (see vault.read_admin_posture)."""
     findings = [
         Finding(
@@ -163,13 +165,12 @@ def admin_findings(admin: dict) -> list[Finding]:
         )
     )
     expected = admin["expected_policies"]
-    sources = {
-        APP_POLICY: "policies/vault-service.hcl",
-        REVEAL_POLICY: f"policies/{REVEAL_POLICY}.hcl.tmpl",
-        LEASE_POLICY: f"policies/{LEASE_POLICY}.hcl.tmpl",
-    }
-    for name, source in sources.items():
-        findings.append(_policy_finding(name, admin["policies"].get(name), expected[name], source))
+    for name, file_name in POLICY_FILES.items():
+        findings.append(
+            _policy_finding(
+                name, admin["policies"].get(name), expected[name], f"policies/{file_name}"
+            )
+        )
     findings.append(check_lease_role(admin["lease_role"]))
     findings.append(check_approle(admin["approle"]))
     return findings

@@ -1,0 +1,64 @@
+"""Everything that talks to Vault (OpenBao), and the only package that imports hvac.
+
+Its modules, one job each: `layout` (what things are called in Vault), `errors` (our exception
+per failure mode), `transport` (the HTTP session and cluster failover), `gateway` (the runtime
+`Vault` the app uses), `bootstrap` (the operator's set-up with an admin token) and `posture`
+(what `doctor` reads). The rest of the app imports from here.
+"""
+
+from .bootstrap import bootstrap_vault, issue_app_token
+from .errors import (
+    RootTokenRefused,
+    VaultError,
+    VaultForbidden,
+    VaultNotFound,
+    VaultRequestFailed,
+    VaultUnavailable,
+)
+from .gateway import IssuedToken, Vault
+from .layout import (
+    APP_KEY,
+    APP_POLICY,
+    APPROLE_ROLE,
+    KV_MOUNT,
+    LEASE_POLICY,
+    LEASE_TOKEN_ROLE,
+    POLICY_FILES,
+    REVEAL_POLICY,
+    TRANSIT_KEY_TYPE,
+    TRANSIT_MOUNT,
+    lease_id_of_key,
+    lease_key_name,
+    policy_dir,
+)
+from .posture import AdminPosture, Posture, read_admin_posture, read_posture
+
+__all__ = [
+    "APPROLE_ROLE",
+    "APP_KEY",
+    "APP_POLICY",
+    "KV_MOUNT",
+    "LEASE_POLICY",
+    "LEASE_TOKEN_ROLE",
+    "POLICY_FILES",
+    "REVEAL_POLICY",
+    "TRANSIT_KEY_TYPE",
+    "TRANSIT_MOUNT",
+    "AdminPosture",
+    "IssuedToken",
+    "Posture",
+    "RootTokenRefused",
+    "Vault",
+    "VaultError",
+    "VaultForbidden",
+    "VaultNotFound",
+    "VaultRequestFailed",
+    "VaultUnavailable",
+    "bootstrap_vault",
+    "issue_app_token",
+    "lease_id_of_key",
+    "lease_key_name",
+    "policy_dir",
+    "read_admin_posture",
+    "read_posture",
+]

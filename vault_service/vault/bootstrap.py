@@ -1,0 +1,165 @@
+"""The operator's side: set Vault up for the app with an admin token, never run by the app."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from string import Template
+from typing import TypeVar
+
+import hvac
+import hvac.exceptions
+
+from .errors import VaultRequestFailed, translate_errors
+from .gateway import IssuedToken
+from .layout import (
+    APP_KEY,
+    APP_POLICY,
+    APPROLE_ROLE,
+    KV_MOUNT,
+    LEASE_POLICY,
+    LEASE_TOKEN_ROLE,
+    POLICY_FILES,
+    REVEAL_POLICY,
+    TRANSIT_KEY_TYPE,
+    TRANSIT_MOUNT,
+    policy_dir,
+)
+
+T = TypeVar("T")
+
+
+def admin_client(addr: str, admin_token: str, timeout: float = 10.0) -> hvac.Client:
+    """A client holding an operator's token, for one node of the cluster."""
+    return hvac.Client(url=addr, token=admin_token, timeout=timeout)
+
+
+def _retry_while_mount_upgrades(fn: Callable[[], T], timeout: float = 30.0) -> T:
+    """A KV v2 mount refuses requests for a moment after it is enabled ("Upgrading from
+    non-versioned to versioned data"); wait that out instead of failing the bootstrap."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except hvac.exceptions.InvalidRequest as error:
+            if "Upgrading" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def render_policies(token_accessor: str) -> dict[str, str]:
+    """The three policies as bootstrap writes them: the app's verbatim, the two ticket policies
+    rendered from their templates with the token mount's accessor."""
+    directory = policy_dir()
+    policies = {APP_POLICY: (directory / POLICY_FILES[APP_POLICY]).read_text()}
+    for name in (REVEAL_POLICY, LEASE_POLICY):
+        template = Template((directory / POLICY_FILES[name]).read_text())
+        policies[name] = template.substitute(token_accessor=token_accessor)
+    return policies
+
+
+def bootstrap_vault(
+    addr: str,
+    admin_token: str,
+    *,
+    max_retention_seconds: int = 30 * 24 * 3600,
+    enable_approle: bool = False,
+) -> list[str]:
+    """Create or repair the mounts, app key, app policy and lease role; require an audit device.
+
+    Idempotent: run it again after an upgrade and it converges. Returns what it did, line by line.
+    """
+    client = admin_client(addr, admin_token)
+    done: list[str] = []
+    with translate_errors("bootstrap"):
+        mounts = client.sys.list_mounted_secrets_engines()["data"]
+        if f"{KV_MOUNT}/" not in mounts:
+            client.sys.enable_secrets_engine("kv", path=KV_MOUNT, options={"version": "2"})
+            done.append(f"enabled kv-v2 at {KV_MOUNT}/")
+        # One version, and every write must say which version it expects (cas): a credential is
+        # written once and never overwritten, and no old version lingers after a delete.
+        _retry_while_mount_upgrades(
+            lambda: client.secrets.kv.v2.configure(
+                max_versions=1, cas_required=True, mount_point=KV_MOUNT
+            )
+        )
+        done.append(f"{KV_MOUNT}: max_versions=1 cas_required=true")
+        if f"{TRANSIT_MOUNT}/" not in mounts:
+            client.sys.enable_secrets_engine("transit", path=TRANSIT_MOUNT)
+            done.append(f"enabled transit at {TRANSIT_MOUNT}/")
+        try:
+            client.secrets.transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT)
+        except hvac.exceptions.InvalidPath:
+            client.secrets.transit.create_key(
+                name=APP_KEY,
+                key_type=TRANSIT_KEY_TYPE,
+                exportable=False,
+                allow_plaintext_backup=False,
+                mount_point=TRANSIT_MOUNT,
+            )
+            done.append(f"created app key {APP_KEY}")
+        # The ticket policies name the token mount by accessor in their identity templates.
+        token_accessor = client.sys.list_auth_methods()["data"]["token/"]["accessor"]
+        for name, text in render_policies(token_accessor).items():
+            client.sys.create_or_update_acl_policy(name=name, policy=text)
+        done.append(f"policies {APP_POLICY}, {REVEAL_POLICY}, {LEASE_POLICY} written")
+        # Token TTLs are capped by the token backend's max; retention must fit under it.
+        client.sys.tune_auth_method("token", max_lease_ttl=f"{max_retention_seconds + 86400}s")
+        # hvac's role helper predates allowed_entity_aliases, so the role is written directly.
+        client.write_data(
+            f"auth/token/roles/{LEASE_TOKEN_ROLE}",
+            data={
+                "allowed_policies": [REVEAL_POLICY, LEASE_POLICY],
+                # Written empty on purpose: a role update keeps fields it is not given, and a
+                # glob left behind would widen the allowed policies past the two above.
+                "allowed_policies_glob": [],
+                "disallowed_policies": ["default"],
+                "disallowed_policies_glob": [],
+                "allowed_entity_aliases": ["*"],
+                "orphan": True,
+                "renewable": False,
+                "token_type": "service",
+                "token_explicit_max_ttl": f"{max_retention_seconds}s",
+            },
+        )
+        done.append(
+            f"token role {LEASE_TOKEN_ROLE} (orphan, non-renewable, the two ticket policies)"
+        )
+        # OpenBao takes audit devices only from its server configuration; refuse to carry on
+        # without one, since every reveal must also be on Vault's own record.
+        devices = client.sys.list_enabled_audit_devices()["data"]
+        if not devices:
+            raise VaultRequestFailed(
+                "no audit device is enabled: declare one in the server configuration"
+            )
+        done.append(f"audit devices present: {', '.join(sorted(devices))}")
+        if enable_approle:
+            auth_methods = client.sys.list_auth_methods()["data"]
+            if "approle/" not in auth_methods:
+                client.sys.enable_auth_method("approle")
+            client.auth.approle.create_or_update_approle(
+                APPROLE_ROLE,
+                token_policies=[APP_POLICY],
+                token_no_default_policy=True,
+                token_ttl="1h",
+                token_max_ttl="4h",
+                secret_id_ttl="0",
+                bind_secret_id=True,
+            )
+            done.append(f"approle role {APPROLE_ROLE} (policy {APP_POLICY}, 1h tokens)")
+    return done
+
+
+def issue_app_token(addr: str, admin_token: str, ttl_seconds: int) -> IssuedToken:
+    """A token with only the app policy, for development and tests (production uses AppRole)."""
+    client = admin_client(addr, admin_token)
+    with translate_errors("issue app token"):
+        auth = client.auth.token.create(
+            policies=[APP_POLICY],
+            no_default_policy=True,
+            ttl=f"{ttl_seconds}s",
+            renewable=True,
+            no_parent=True,
+            meta={"purpose": "vault-service app"},
+        )["auth"]
+    return IssuedToken.from_auth(auth)

@@ -1,0 +1,516 @@
+"""The runtime gateway: the app's own vocabulary over Vault (per-lease keys and tokens, items,
+the app key, health), and the reads `doctor` judges.
+
+Nothing here swallows an error. Every call has a timeout. Response bodies are never logged: they
+can carry tokens or plaintext.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TypeVar
+
+import hvac
+import requests
+
+from ..config import Settings
+from .errors import (
+    RootTokenRefused,
+    VaultForbidden,
+    VaultNotFound,
+    VaultRequestFailed,
+    VaultUnavailable,
+    translate_errors,
+)
+from .layout import (
+    APP_KEY,
+    KV_MOUNT,
+    LEASE_POLICY,
+    LEASE_TOKEN_ROLE,
+    REVEAL_POLICY,
+    TRANSIT_KEY_TYPE,
+    TRANSIT_MOUNT,
+    is_lease_key,
+    lease_id_of_key,
+    lease_key_name,
+)
+from .transport import build_session
+
+T = TypeVar("T")
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def _unb64(data: str) -> str:
+    return base64.b64decode(data).decode("utf-8")
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly minted token. `token` must be wrapped (encrypt_token) before it is stored."""
+
+    token: str
+    accessor: str
+    ttl_seconds: int
+    entity_id: str = ""
+
+    @classmethod
+    def from_auth(cls, auth: dict) -> IssuedToken:
+        return cls(
+            auth["client_token"],
+            auth["accessor"],
+            auth["lease_duration"],
+            auth.get("entity_id") or "",
+        )
+
+
+class Vault:
+    """Our vocabulary over Vault: per-lease keys and tokens; items; the app key; health."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: requests.Session | None = None,
+        *,
+        before_call: Callable[[str], None] | None = None,
+    ):
+        self._settings = settings
+        # Called with the operation's name before every request to Vault: the app installs the
+        # guard that refuses a call made inside an open database transaction.
+        self._before_call = before_call
+        self._session, self._addr = build_session(settings, session)
+        self._lock = threading.Lock()
+        self._app_token = settings.vault_token
+        # With AppRole there is no token until the first login; a given token never "expires" here
+        # (Vault tells us when it does).
+        self._app_token_expires = 0.0 if settings.vault_role_id else float("inf")
+        self._identity_checked = False
+        self._app_client: hvac.Client | None = None
+        # Independent calls of one request (a submission's KV writes, a reveal's KV reads) run
+        # concurrently; each request's calls are few, so a small shared pool suffices.
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vault")
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def _client(self, token: str) -> hvac.Client:
+        # Explicit url and token: never hvac's implicit VAULT_TOKEN / ~/.vault-token fallback.
+        return hvac.Client(
+            url=self._addr,
+            token=token,
+            timeout=self._settings.vault_timeout_seconds,
+            session=self._session,
+        )
+
+    def _app(self) -> hvac.Client:
+        """The client with the app's own identity, logging in with AppRole when configured.
+
+        One client object for the process: a re-login changes its token in place, so a call
+        retried after a re-login uses the new token.
+        """
+        if self._settings.vault_role_id and time.monotonic() >= self._app_token_expires - 60:
+            with self._lock, translate_errors("approle login"):
+                if time.monotonic() >= self._app_token_expires - 60:  # another thread did it
+                    auth = self._client("").auth.approle.login(
+                        role_id=self._settings.vault_role_id,
+                        secret_id=self._settings.vault_secret_id,
+                    )["auth"]
+                    self._app_token = auth["client_token"]
+                    self._app_token_expires = time.monotonic() + auth["lease_duration"]
+                    self._identity_checked = False
+                    if self._app_client is not None:
+                        self._app_client.token = self._app_token
+        if self._app_client is None:
+            self._app_client = self._client(self._app_token)
+        if not self._identity_checked:
+            self._refuse_root(self._app_client)
+        return self._app_client
+
+    def _refuse_root(self, client: hvac.Client) -> None:
+        """Fail closed on a root token: the guarantees assume the app's own policy binds it."""
+        data = self._call("lookup-self", lambda: client.auth.token.lookup_self()["data"])
+        if "root" in (data.get("policies") or []):
+            raise RootTokenRefused("the app refuses to run with a root token")
+        self._identity_checked = True
+
+    def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        if self._before_call is not None:
+            self._before_call(operation)
+        with translate_errors(operation):
+            return fn()
+
+    def _app_call(self, operation: str, fn: Callable[[], T]) -> T:
+        """A call with the app's identity. With AppRole, a refusal may mean our token expired or
+        was revoked early: log in again once and retry before giving up."""
+        try:
+            return self._call(operation, fn)
+        except VaultForbidden:
+            if not self._settings.vault_role_id:
+                raise
+            with self._lock:
+                self._app_token_expires = 0.0
+            self._app()
+            return self._call(operation, fn)
+
+    # -- health -----------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        """Vault's own health: initialized, sealed, standby (unauthenticated endpoint)."""
+        if self._before_call is not None:
+            self._before_call("health")
+        with translate_errors("health"):
+            response = self._session.get(
+                f"{self._addr}/v1/sys/health",
+                params={"standbyok": "true", "perfstandbyok": "true"},
+                timeout=self._settings.vault_timeout_seconds,
+            )
+        if response.status_code not in (200, 429, 472, 473):
+            raise VaultUnavailable(f"health: status {response.status_code}")
+        return response.json()
+
+    def lookup_self(self) -> dict:
+        """The app token's own properties (policies, ttl)."""
+        app = self._app()
+        return self._app_call("lookup-self", lambda: app.auth.token.lookup_self()["data"])
+
+    # -- per-lease provisioning --------------------------------------------------------------
+
+    def create_lease_key(self, lease_id: str) -> None:
+        """A per-lease AES-GCM key that can never leave Vault and can be deleted at purge."""
+        name = lease_key_name(lease_id)
+        app = self._app()
+        self._app_call(
+            "create transit key",
+            lambda: app.secrets.transit.create_key(
+                name=name,
+                key_type=TRANSIT_KEY_TYPE,
+                exportable=False,
+                allow_plaintext_backup=False,
+                mount_point=TRANSIT_MOUNT,
+            ),
+        )
+        self._app_call(
+            "configure transit key",
+            lambda: app.secrets.transit.update_key_configuration(
+                name=name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
+            ),
+        )
+
+    def create_lease_token(self, lease_id: str, ttl_seconds: int) -> IssuedToken:
+        """The lease: an orphan token (via the role) whose TTL is the maximum retention.
+
+        Its entity alias is named by the lease id; the static reveal policy reads that name, so
+        the token (and every child) reaches this lease's paths and key only.
+        """
+        app = self._app()
+        auth = self._app_call(
+            "create lease token",
+            lambda: app.auth.token.create(
+                role_name=LEASE_TOKEN_ROLE,
+                policies=[REVEAL_POLICY, LEASE_POLICY],
+                ttl=f"{ttl_seconds}s",
+                explicit_max_ttl=f"{ttl_seconds}s",
+                renewable=False,
+                no_default_policy=True,
+                entity_alias=lease_id,
+            ),
+        )["auth"]
+        if not auth.get("entity_id"):
+            raise VaultRequestFailed("create lease token: no entity bound to the token")
+        return IssuedToken.from_auth(auth)
+
+    def mint_grant_token(self, lease_token: str, lease_id: str, ttl_seconds: int) -> IssuedToken:
+        """A grant: child of the lease token (inheriting its entity), reveal policy only,
+        non-renewable, TTL = window."""
+        lease_client = self._client(lease_token)
+        auth = self._call(
+            "mint grant token",
+            lambda: lease_client.auth.token.create(
+                policies=[REVEAL_POLICY],
+                ttl=f"{ttl_seconds}s",
+                explicit_max_ttl=f"{ttl_seconds}s",
+                renewable=False,
+                no_default_policy=True,
+            ),
+        )["auth"]
+        return IssuedToken.from_auth(auth)
+
+    # -- items --------------------------------------------------------------------------------
+
+    def encrypt_items(self, lease_id: str, plaintexts: list[str]) -> list[str]:
+        """Encrypt with the lease's key in one batch call; returns transit ciphertexts."""
+        app = self._app()
+        results = self._app_call(
+            "encrypt",
+            lambda: app.secrets.transit.encrypt_data(
+                name=lease_key_name(lease_id),
+                plaintext="",
+                batch_input=[{"plaintext": _b64(text)} for text in plaintexts],
+                mount_point=TRANSIT_MOUNT,
+            ),
+        )["data"]["batch_results"]
+        if any("error" in result and result["error"] for result in results):
+            raise VaultRequestFailed("encrypt: a batch item failed")
+        return [result["ciphertext"] for result in results]
+
+    def _concurrently(self, calls: list[Callable[[], T]]) -> list[T]:
+        """Run independent Vault calls at once (one round trip instead of one per call). Every
+        call finishes before the first failure, if any, is raised: the caller knows the state."""
+        if self._before_call is not None:
+            # The calls run on pool threads, which hold no session: check the caller's here.
+            self._before_call("concurrent calls")
+        if len(calls) <= 1:
+            return [call() for call in calls]
+        futures = [self._pool.submit(call) for call in calls]
+        wait(futures)
+        for future in futures:
+            if future.exception() is not None:
+                raise future.exception()
+        return [future.result() for future in futures]
+
+    def in_background(self, call: Callable[..., T], *args: object) -> Future[T]:
+        """Start one Vault call on the shared pool and return at once, so a request can do its
+        own database work meanwhile. Whoever starts it must wait for it on every path."""
+        return self._pool.submit(call, *args)
+
+    def write_item(self, lease_id: str, item_id: str, ciphertext: str) -> None:
+        """Store one item's ciphertext; cas=0 makes Vault refuse any second write."""
+        app = self._app()
+        self._app_call(
+            "write item",
+            lambda: app.secrets.kv.v2.create_or_update_secret(
+                path=f"{lease_id}/{item_id}",
+                secret={"ciphertext": ciphertext},
+                cas=0,
+                mount_point=KV_MOUNT,
+            ),
+        )
+
+    def write_items(self, lease_id: str, items: list[tuple[str, str]]) -> None:
+        """Store several (item id, ciphertext) pairs concurrently; all or an error."""
+        self._concurrently(
+            [
+                lambda item_id=item_id, ciphertext=ciphertext: self.write_item(
+                    lease_id, item_id, ciphertext
+                )
+                for item_id, ciphertext in items
+            ]
+        )
+
+    def read_items(self, grant_token: str, lease_id: str, item_ids: list[str]) -> list[str]:
+        """Read and decrypt items with a grant token (Vault checks its TTL and policy)."""
+        client = self._client(grant_token)
+        responses = self._concurrently(
+            [
+                lambda item_id=item_id: self._call(
+                    "read item",
+                    lambda: client.secrets.kv.v2.read_secret_version(
+                        path=f"{lease_id}/{item_id}",
+                        mount_point=KV_MOUNT,
+                        raise_on_deleted_version=True,
+                    ),
+                )
+                for item_id in item_ids
+            ]
+        )
+        ciphertexts = [response["data"]["data"]["ciphertext"] for response in responses]
+        if not ciphertexts:
+            return []
+        results = self._call(
+            "decrypt",
+            lambda: client.secrets.transit.decrypt_data(
+                name=lease_key_name(lease_id),
+                ciphertext="",
+                batch_input=[{"ciphertext": c} for c in ciphertexts],
+                mount_point=TRANSIT_MOUNT,
+            ),
+        )["data"]["batch_results"]
+        if any(result.get("error") for result in results):
+            raise VaultRequestFailed("decrypt: a batch item failed")
+        return [_unb64(result["plaintext"]) for result in results]
+
+    def list_items(self, lease_id: str) -> list[str]:
+        """Item ids stored under a lease, from Vault's own listing (empty when none)."""
+        app = self._app()
+        try:
+            response = self._app_call(
+                "list items",
+                lambda: app.secrets.kv.v2.list_secrets(path=lease_id, mount_point=KV_MOUNT),
+            )
+        except VaultNotFound:
+            return []
+        return [key.rstrip("/") for key in response["data"]["keys"]]
+
+    def delete_item(self, lease_id: str, item_id: str) -> None:
+        """Destroy an item: metadata and every version. Already gone counts as done."""
+        app = self._app()
+        self._app_call(
+            "delete item",
+            lambda: app.secrets.kv.v2.delete_metadata_and_all_versions(
+                path=f"{lease_id}/{item_id}", mount_point=KV_MOUNT
+            ),
+        )
+
+    def encrypt_token(self, token: str) -> str:
+        """Encrypt a Vault token with the app key before it is stored."""
+        app = self._app()
+        return self._app_call(
+            "encrypt token",
+            lambda: app.secrets.transit.encrypt_data(
+                name=APP_KEY, plaintext=_b64(token), mount_point=TRANSIT_MOUNT
+            ),
+        )["data"]["ciphertext"]
+
+    def decrypt_token(self, ciphertext: str) -> str:
+        """Decrypt a stored Vault token with the app key."""
+        app = self._app()
+        return _unb64(
+            self._app_call(
+                "decrypt token",
+                lambda: app.secrets.transit.decrypt_data(
+                    name=APP_KEY, ciphertext=ciphertext, mount_point=TRANSIT_MOUNT
+                ),
+            )["data"]["plaintext"]
+        )
+
+    # -- purge --------------------------------------------------------------------------------
+
+    def revoke_accessor(self, accessor: str) -> None:
+        """Revoke a token and its children by accessor (Vault answers 204 when already gone)."""
+        app = self._app()
+        try:
+            self._app_call("revoke token", lambda: app.auth.token.revoke_accessor(accessor))
+        except VaultRequestFailed:
+            if self.accessor_exists(accessor):
+                raise
+
+    def accessor_exists(self, accessor: str) -> bool:
+        """Whether a token with this accessor is still alive."""
+        app = self._app()
+        try:
+            self._app_call("lookup accessor", lambda: app.auth.token.lookup_accessor(accessor))
+        except VaultRequestFailed:
+            # Vault answers 400 "invalid accessor" for a revoked or expired token.
+            return False
+        return True
+
+    def delete_lease_key(self, lease_id: str) -> None:
+        """Crypto-shred: delete the lease's transit key. Already gone counts as done."""
+        name = lease_key_name(lease_id)
+        app = self._app()
+        # Keys are created deletable, so one call usually does it. When Vault refuses (a key
+        # from a provisioning that died before allowing deletion, or already gone), fall back.
+        try:
+            self._app_call(
+                "delete transit key",
+                lambda: app.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
+            )
+            return
+        except VaultRequestFailed:
+            pass
+        if not self.lease_key_exists(lease_id):
+            return
+        self._app_call(
+            "configure transit key",
+            lambda: app.secrets.transit.update_key_configuration(
+                name=name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
+            ),
+        )
+        self._app_call(
+            "delete transit key",
+            lambda: app.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
+        )
+
+    def lease_key_exists(self, lease_id: str) -> bool:
+        """Whether the lease's transit key still exists."""
+        return self.read_lease_key(lease_id) is not None
+
+    def read_lease_key(self, lease_id: str) -> dict | None:
+        """The lease's transit key as Vault describes it (type, exportable, ...); None if gone."""
+        app = self._app()
+        try:
+            return self._app_call(
+                "read transit key",
+                lambda: app.secrets.transit.read_key(
+                    name=lease_key_name(lease_id), mount_point=TRANSIT_MOUNT
+                ),
+            )["data"]
+        except VaultNotFound:
+            return None
+
+    def list_kv_leases(self) -> list[str]:
+        """Lease ids that have entries in the KV mount, from Vault's own listing."""
+        app = self._app()
+        try:
+            response = self._app_call(
+                "list kv leases",
+                lambda: app.secrets.kv.v2.list_secrets(path="", mount_point=KV_MOUNT),
+            )
+        except VaultNotFound:
+            return []
+        return [key.rstrip("/") for key in response["data"]["keys"] if key.endswith("/")]
+
+    def list_lease_keys(self) -> list[str]:
+        """Lease ids that have a transit key."""
+        app = self._app()
+        try:
+            response = self._app_call(
+                "list transit keys",
+                lambda: app.secrets.transit.list_keys(mount_point=TRANSIT_MOUNT),
+            )
+        except VaultNotFound:
+            return []
+        return [lease_id_of_key(key) for key in response["data"]["keys"] if is_lease_key(key)]
+
+    def delete_entity(self, entity_id: str) -> None:
+        """Delete the lease's identity entity (and its alias, which names the lease)."""
+        app = self._app()
+        self._app_call("delete entity", lambda: app.delete(f"identity/entity/id/{entity_id}"))
+
+    def entity_exists(self, entity_id: str) -> bool:
+        """Whether the lease's identity entity still exists."""
+        app = self._app()
+        path = f"identity/entity/id/{entity_id}"
+        response = self._app_call("read entity", lambda: app.read(path))
+        return response is not None
+
+    # -- posture: what `doctor` reads of the app's own identity ------------------------------
+
+    def read_kv_configuration(self) -> dict:
+        """The KV mount's configuration (max_versions, cas_required)."""
+        app = self._app()
+        return self._app_call(
+            "read kv config", lambda: app.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)
+        )["data"]
+
+    def read_app_key(self) -> dict:
+        """The app key as Vault describes it (type, exportable, allow_plaintext_backup, ...)."""
+        app = self._app()
+        return self._app_call(
+            "read app key",
+            lambda: app.secrets.transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT),
+        )["data"]
+
+    def probe_direct_kv_read(self) -> bool:
+        """Whether the app's own token may read a credential from KV; its policy must deny it."""
+        app = self._app()
+        try:
+            # _call, not _app_call: a refusal is the answer sought here, not a sign that the
+            # app's token expired, so it must not trigger a re-login.
+            self._call(
+                "probe kv read",
+                lambda: app.secrets.kv.v2.read_secret_version(
+                    path="doctor-probe/none", mount_point=KV_MOUNT, raise_on_deleted_version=True
+                ),
+            )
+        except VaultForbidden:
+            return False
+        except VaultNotFound:
+            return True  # a 404 means the policy let the read through
+        return True
