@@ -9,7 +9,7 @@ limiter decorators; a renamed endpoint fails at startup instead of silently losi
   submission floods;
 - the ticket API (link creation, ticket status): `ratelimit_api`, against bearer-token guessing
   and Vault load;
-- the webhook: `ratelimit_webhook`, generous, so a bulk close passes.
+- the webhooks of every inbound provider: `ratelimit_webhook`, generous, so a bulk close passes.
 
 The key is `request.remote_addr`. X-Forwarded-For is believed only through `ProxyFix` with the
 configured number of trusted proxies: with none (the default) the header is ignored, so a client
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 LINK_ENDPOINTS = ("customer.submission_form", "customer.submit")
 API_ENDPOINTS = ("api.create_submission_link", "api.get_ticket")
-WEBHOOK_ENDPOINTS = ("api.ticket_events",)
+WEBHOOK_ENDPOINTS = ("api.receive_webhook",)
 TOO_MANY_REQUESTS = "Too many requests. Please wait a moment and try again."
 
 

@@ -22,7 +22,9 @@ PUBLIC_ENDPOINTS = frozenset(
 )
 # Views for the ticket system: each authenticates the machine itself (bearer token or
 # webhook signature) instead of an agent session.
-MACHINE_ENDPOINTS = frozenset({"api.create_submission_link", "api.get_ticket", "api.ticket_events"})
+MACHINE_ENDPOINTS = frozenset(
+    {"api.create_submission_link", "api.get_ticket", "api.receive_webhook"}
+)
 
 
 def register_blueprints(app: Flask) -> None:
