@@ -24,7 +24,7 @@ from flask_login.config import COOKIE_NAME as REMEMBER_COOKIE_NAME
 from ..clock import utcnow
 from ..errors import BadRequest, ServiceError, ValidationFailed
 from ..extensions import current_settings, current_vault, login_manager
-from ..services import access, agents, totp
+from ..services import access, agents, authentication, totp
 
 bp = Blueprint("agent", __name__)
 login_manager.login_view = "agent.login"
@@ -55,7 +55,7 @@ LOGIN_FAILED = "Invalid login."
 @login_manager.user_loader
 def load_user(session_id: str):
     """Resolve the session's agent; a rotated nonce or a disabled account ends the session."""
-    return agents.load_agent(session_id)
+    return authentication.load_agent(session_id)
 
 
 def _now() -> int:
@@ -82,14 +82,14 @@ def enforce_session_limits():
     if session_id is None:
         return None
     now = _now()
-    reason = agents.session_expiry(
+    reason = authentication.session_expiry(
         current_settings(),
         authenticated_at=session.get(AUTHENTICATED_AT),
         last_seen_at=session.get(LAST_SEEN_AT),
         now=now,
     )
     if reason is not None:
-        agents.record_session_expired(session_id, reason)
+        authentication.record_session_expired(session_id, reason)
         session.clear()
         flash("Your session has ended. Please log in again.", "info")
         return None  # the deny-by-default guard now sends the browser to the login page
@@ -135,7 +135,7 @@ def _end_session() -> None:
 
 def recently_verified() -> bool:
     """Whether this session typed a code recently enough for a reveal or an access request."""
-    return agents.is_recent(current_settings(), session.get(VERIFIED_AT), _now())
+    return authentication.is_recent(current_settings(), session.get(VERIFIED_AT), _now())
 
 
 def require_recent_verification(view):
@@ -184,7 +184,7 @@ def login():
 def login_submit():
     """Password and code; every failure (unknown user, wrong password, wrong or reused code,
     locked or disabled account) gets the same answer."""
-    result = agents.authenticate(
+    result = authentication.authenticate(
         current_settings(),
         request.form.get("username", ""),
         request.form.get("password", ""),
@@ -206,7 +206,7 @@ def login_submit():
 @login_required
 def logout():
     """End this and every other session of the agent."""
-    agents.end_sessions(_agent(), actor=f"agent:{current_user.username}")
+    authentication.end_sessions(_agent())
     _end_session()
     return redirect(url_for("agent.login"))
 
@@ -223,8 +223,10 @@ def reauth():
 def reauth_submit():
     """Check a fresh code (or a recovery code), then return where the agent was going."""
     try:
-        result = agents.reauthenticate(current_settings(), _agent(), request.form.get("code", ""))
-    except agents.AuthenticationFailed as failure:
+        result = authentication.reauthenticate(
+            current_settings(), _agent(), request.form.get("code", "")
+        )
+    except authentication.AuthenticationFailed as failure:
         if failure.session_ended:
             _end_session()
             flash("Too many wrong codes: every session of yours has ended.", "error")
@@ -309,14 +311,14 @@ def change_password_submit():
     """Current password and the new one; every other session of the agent ends."""
     form = request.form
     try:
-        agents.change_password(
+        authentication.change_password(
             current_settings(),
             _agent(),
             form.get("current_password", ""),
             form.get("new_password", ""),
             form.get("confirm_password", ""),
         )
-    except agents.AuthenticationFailed as failure:
+    except authentication.AuthenticationFailed as failure:
         if failure.session_ended:
             _end_session()
             flash("Too many failed attempts: every session of yours has ended.", "error")
