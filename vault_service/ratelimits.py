@@ -3,7 +3,7 @@
 Limits attach to endpoints by name after the blueprints are registered, so the views stay free of
 limiter decorators; a renamed endpoint fails at startup instead of silently losing its limit.
 
-- the login steps (every public POST of the agent blueprint): `ratelimit_login`, against
+- the login steps (every public POST of the authentication blueprint): `ratelimit_login`, against
   password and second-factor guessing;
 - `/s/<token>`, GET and POST on one budget: `ratelimit_link`, against link-token guessing and
   submission floods;
@@ -70,11 +70,11 @@ def client_address() -> str:
 
 
 def login_endpoints(app: Flask) -> list[str]:
-    """The agent views reachable without a session: the password step and any later login step
-    (a second factor), whatever its name."""
+    """The authentication views reachable without a session: the password step and any later
+    login step (a second factor), whatever its name."""
     from .views import PUBLIC_ENDPOINTS
 
-    return sorted(e for e in PUBLIC_ENDPOINTS if e.startswith("agent.") and e in app.view_functions)
+    return sorted(e for e in PUBLIC_ENDPOINTS if e.startswith("auth.") and e in app.view_functions)
 
 
 def init_app(app: Flask, settings: Settings) -> Limiter:

@@ -34,9 +34,9 @@ def require_ticket_api_token() -> None:
         raise Unauthorized("Invalid bearer token.")
 
 
-def json_body(optional: bool = False) -> dict:
-    """The request's JSON object; 415 for another media type, 400 when malformed."""
-    if optional and not request.get_data():
+def optional_json_body() -> dict:
+    """The request's JSON object ({} for no body); 415 for another media type, 400 malformed."""
+    if not request.get_data():
         return {}
     if not request.is_json:
         raise UnsupportedMediaType()
@@ -51,7 +51,7 @@ def create_submission_link(ticket_ref: str):
     """Create a one-time submission link for a ticket (creating the ticket on first use)."""
     require_ticket_api_token()
     tickets.validate_ticket_ref(ticket_ref)
-    body = json_body(optional=True)
+    body = optional_json_body()
     unknown = set(body) - {"ttl_seconds"}
     if unknown:
         raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}.")
