@@ -15,13 +15,12 @@ import json
 import secrets
 import struct
 import time
-import uuid
 from http.cookies import SimpleCookie
 from urllib.parse import urlsplit
 
 import requests
 
-from vault_service.services.webhooks import sign
+from vault_service.services.providers.standard_webhooks import signed_headers
 
 
 class UnexpectedResponse(RuntimeError):
@@ -146,13 +145,7 @@ class Client:
     def close(self, ticket_ref: str) -> None:
         """The signed ticket.closed webhook."""
         body = json.dumps({"type": "ticket.closed", "data": {"ticket_ref": ticket_ref}}).encode()
-        webhook_id, stamp = f"msg_{uuid.uuid4().hex}", int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": sign(self.webhook_key, webhook_id, stamp, body),
-        }
+        headers = signed_headers([self.webhook_key], body)
         response = self._send("POST", "/api/v1/webhooks/ticket-events", data=body, headers=headers)
         _expect(response, 202, "close webhook")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,7 +19,7 @@ from pyinstrument import Profiler
 
 from bench.client import enrolment_secret, throwaway_items, totp_code
 from bench.stack import AGENT_USERNAME, Secrets
-from vault_service.services.webhooks import sign
+from vault_service.services.providers.standard_webhooks import signed_headers
 
 
 def _hidden(page: str, name: str) -> str:
@@ -87,13 +86,7 @@ def profile_lifecycle(
 
     def close(ref: str):
         body = json.dumps({"type": "ticket.closed", "data": {"ticket_ref": ref}}).encode()
-        webhook_id, stamp = f"msg_{uuid.uuid4().hex}", int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": sign(keys.webhook_key, webhook_id, stamp, body),
-        }
+        headers = signed_headers([keys.webhook_key], body)
         return client.post("/api/v1/webhooks/ticket-events", data=body, headers=headers)
 
     warmup = 3

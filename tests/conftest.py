@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from vault_service import create_app, schema
 from vault_service.config import load_settings
 from vault_service.embedded_openbao import EmbeddedOpenBao, free_port
 from vault_service.extensions import db
-from vault_service.services.webhooks import sign
+from vault_service.services.providers import standard_webhooks
 from vault_service.vault import bootstrap_vault, issue_app_token
 
 WEBHOOK_KEY = secrets.token_bytes(32)
@@ -194,14 +193,9 @@ class TicketSystem:
     def signed_headers(
         self, body: bytes, *, webhook_id: str | None = None, timestamp: int | None = None
     ) -> dict:
-        webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
-        timestamp = int(time.time()) if timestamp is None else timestamp
-        return {
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(WEBHOOK_KEY, webhook_id, timestamp, body),
-            "Content-Type": "application/json",
-        }
+        return standard_webhooks.signed_headers(
+            [WEBHOOK_KEY], body, webhook_id=webhook_id, timestamp=timestamp
+        )
 
     def send_event(self, event_type: str, ticket_ref: str, **header_overrides):
         body = json.dumps({"type": event_type, "data": {"ticket_ref": ticket_ref}}).encode()

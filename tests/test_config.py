@@ -33,7 +33,6 @@ def test_complete_production_settings_load_with_the_documented_defaults():
     [
         "VAULT_SERVICE_SECRET_KEY",
         "VAULT_SERVICE_TICKET_API_TOKEN",
-        "VAULT_SERVICE_WEBHOOK_SECRET",
         "VAULT_SERVICE_VAULT_SECRET_ID",
     ],
 )
@@ -44,6 +43,12 @@ def test_a_missing_secret_stops_startup_and_is_named(missing):
     assert missing.split("_SECRET_ID")[0] in str(error.value)
     for value in GOOD.values():
         assert value not in str(error.value) or len(value) < 12
+
+
+def test_without_a_standard_webhooks_secret_the_service_starts_with_that_provider_disabled():
+    """Only a ticket system that signs Standard Webhooks needs the secret (the endpoint is 404)."""
+    environ = {k: v for k, v in GOOD.items() if k != "VAULT_SERVICE_WEBHOOK_SECRET"}
+    assert load_settings(environ).webhook_secrets == ()
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from vault_service.embedded_openbao import free_port
-from vault_service.services.webhooks import sign
+from vault_service.services.providers.standard_webhooks import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 

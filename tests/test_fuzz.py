@@ -43,9 +43,9 @@ from vault_service.models import (
     WebhookDelivery,
 )
 from vault_service.services import purge
+from vault_service.services.providers.standard_webhooks import parse_event, sign, verify_signature
 from vault_service.services.submissions import KIND_FIELDS, validate_submission
 from vault_service.services.tickets import TICKET_REF_PATTERN as TICKET_REF
-from vault_service.services.webhooks import parse_event, sign, verify_signature
 
 from .conftest import TICKET_API_TOKEN, WEBHOOK_KEY
 

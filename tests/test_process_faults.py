@@ -42,7 +42,7 @@ from vault_service.embedded_openbao import EmbeddedOpenBao, free_port
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import AuditEvent, CredentialItem, Lease, PurgeJob, SubmissionLink, Ticket
 from vault_service.services import purge
-from vault_service.services.webhooks import sign
+from vault_service.services.providers.standard_webhooks import sign
 from vault_service.vault import (
     KV_MOUNT,
     TRANSIT_MOUNT,

@@ -6,37 +6,53 @@ import re
 
 import pytest
 
+from vault_service.services.providers import PROVIDERS
+from vault_service.vault import VaultUnavailable
 from vault_service.views import MACHINE_ENDPOINTS, PUBLIC_ENDPOINTS
 
+from .conftest import SAMPLE_ITEMS
+
 STATE_CHANGING = {
-    "agent.logout": "/logout",
-    "agent.request_access": "/tickets/T-1/access",
-    "agent.reveal": "/tickets/T-1/reveal",
+    "auth.logout": "/logout",
+    "tickets.request_access": "/tickets/T-1/access",
+    "tickets.reveal": "/tickets/T-1/reveal",
 }
 
 
-def concrete_path(rule) -> str:
-    """A URL for a rule, with every variable filled in."""
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", "T-1", rule.rule)
+def concrete_paths(rule) -> list[str]:
+    """URLs for a rule, with every variable filled in: one per inbound provider for a
+    `<provider>` (an unknown one would answer 404 before any authentication is tried)."""
+    if "provider" in rule.arguments:
+        return [rule.rule.replace("<provider>", name) for name in sorted(PROVIDERS)]
+    return [re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", "T-1", rule.rule)]
 
 
 def test_every_route_is_either_listed_public_machine_authenticated_or_refused(app, client):
-    checked = 0
+    checked, providers_checked = 0, set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint in PUBLIC_ENDPOINTS:
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            response = client.open(concrete_path(rule), method=method)
-            checked += 1
-            if rule.endpoint in MACHINE_ENDPOINTS:
-                assert response.status_code == 401, (rule.endpoint, method)
-            elif method == "GET":
-                assert response.status_code == 302, (rule.endpoint, method)
-                assert response.headers["Location"].startswith("/login")
-            else:
-                # Without a session there is no CSRF token either: refused before any view runs.
-                assert response.status_code in (302, 400), (rule.endpoint, method)
+            for path in concrete_paths(rule):
+                check_refused(client, rule.endpoint, method, path)
+                checked += 1
+                if "provider" in rule.arguments:
+                    providers_checked.add(path.rsplit("/", 1)[1])
     assert checked >= 8
+    assert providers_checked == set(PROVIDERS)
+
+
+def check_refused(client, endpoint: str, method: str, path: str) -> None:
+    """Without credentials, the route refuses (401 for a machine, the login page for a person)."""
+    response = client.open(path, method=method)
+    if endpoint in MACHINE_ENDPOINTS:
+        assert response.status_code == 401, (endpoint, method, path)
+    elif method == "GET":
+        assert response.status_code == 302, (endpoint, method)
+        assert response.headers["Location"].startswith("/login")
+    else:
+        # Without a session there is no CSRF token either: refused before any view runs.
+        assert response.status_code in (302, 400), (endpoint, method)
 
 
 def test_public_allowlist_names_only_existing_endpoints(app):
@@ -92,3 +108,30 @@ def test_unknown_route_and_method_get_clean_errors(client):
     response = client.delete("/api/v1/webhooks/ticket-events")
     assert response.status_code == 405
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_an_unknown_webhook_provider_is_404_like_any_unrouted_path(client):
+    response = client.post("/api/v1/webhooks/no-such-vendor", data=b"{}")
+    assert response.status_code == 404
+    assert response.get_json() == client.post("/api/v1/nothing-here").get_json()
+
+
+def test_a_vault_outage_a_service_let_escape_is_a_clean_503_never_a_500(
+    app, agent, submitted_ticket, vault, monkeypatch
+):
+    """errors.py's safety net: the reveal's background unwrap is started before the service's
+    own Vault error translation, so a gateway that cannot reach any node escapes it."""
+    agent.login()
+    agent.request_access(submitted_ticket)
+    grant_id = agent.current_grant_id(submitted_ticket)
+
+    def unreachable(*args):
+        raise VaultUnavailable("no Vault node reachable")
+
+    monkeypatch.setattr(vault, "in_background", unreachable)
+    response = agent.reveal(submitted_ticket, grant_id)
+    assert response.status_code == 503
+    page = response.get_data(as_text=True)
+    assert "temporarily unavailable" in page
+    assert "Traceback" not in page and "no Vault node reachable" not in page
+    assert SAMPLE_ITEMS[0]["password"] not in page

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from vault_service.extensions import db
 from vault_service.models import Agent, AuditEvent, Grant, RecoveryCode
 from vault_service.services import agents as agents_service
-from vault_service.services import totp
+from vault_service.services import authentication, totp
 
 from .conftest import AGENT_PASSWORD, AGENT_TOTP_SECRET, SAMPLE_ITEMS, AgentBrowser
 
@@ -533,19 +533,19 @@ def test_a_successful_login_resets_the_failure_count(agent, client, app):
 
 def test_every_login_attempt_costs_exactly_one_password_hash_check(agent, client, monkeypatch):
     calls = []
-    real = agents_service.check_password_hash
+    real = authentication.check_password_hash
 
     def counting(pwhash, password):
         calls.append(pwhash)
         return real(pwhash, password)
 
-    monkeypatch.setattr(agents_service, "check_password_hash", counting)
+    monkeypatch.setattr(authentication, "check_password_hash", counting)
     with freeze_time(T0):
         agent.login(username="nobody")
         agent.login(password="not the password")
         agent.login(code="000000")
     assert len(calls) == 3
-    assert calls[0] == agents_service._DUMMY_HASH
+    assert calls[0] == authentication._DUMMY_HASH
 
 
 def test_audit_records_of_authentication_hold_no_password_code_or_secret(agent, client, app):

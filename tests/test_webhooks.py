@@ -1,5 +1,6 @@
 """Standard Webhooks on POST /api/v1/webhooks/ticket-events: signatures, tolerance, rotation,
-idempotency, malformed input, and the close committed with its durable purge job."""
+idempotency, malformed input, the close committed with its durable purge job, and the endpoint
+absent (404) when no secret is configured."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from vault_service import create_app
 from vault_service.extensions import db
 from vault_service.models import AuditEvent, Lease, PurgeJob, Ticket, WebhookDelivery
 from vault_service.services import audit
-from vault_service.services.webhooks import sign
+from vault_service.services.providers.standard_webhooks import sign, signed_headers
 
 from .conftest import SAMPLE_ITEMS, WEBHOOK_KEY
 
@@ -41,14 +42,8 @@ def signed(
     content_type: str = "application/json",
 ) -> dict:
     """Headers of a delivery signed with `key` (the configured key unless told otherwise)."""
-    webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
-    timestamp = int(datetime.now(UTC).timestamp()) if timestamp is None else timestamp
-    return {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(key, webhook_id, timestamp, body),
-        "Content-Type": content_type,
-    }
+    headers = signed_headers([key], body, webhook_id=webhook_id, timestamp=timestamp)
+    return {**headers, "Content-Type": content_type}
 
 
 def deliver(client, body: bytes, headers: dict):
@@ -413,3 +408,39 @@ def test_delivery_time_is_taken_from_the_service_clock(app, client, open_ticket)
     assert deliver(client, body, headers).status_code == 401
     with freeze_time(future):
         assert deliver(client, body, headers).status_code == 202
+
+
+def test_signed_headers_carry_one_signature_per_secret_and_each_verifies(app, client, open_ticket):
+    """The one builder the tests, the bench and outbound events share: a sender rotating its
+    secret signs with both, and a receiver holding either accepts the delivery."""
+    body = event_body("ticket.closed", open_ticket)
+    headers = signed_headers([OTHER_KEY, WEBHOOK_KEY], body, webhook_id="msg_1", timestamp=1)
+    assert headers["webhook-id"] == "msg_1" and headers["webhook-timestamp"] == "1"
+    assert headers["webhook-signature"].split() == [
+        sign(OTHER_KEY, "msg_1", 1, body),
+        sign(WEBHOOK_KEY, "msg_1", 1, body),
+    ]
+    fresh = signed_headers([OTHER_KEY, WEBHOOK_KEY], body)
+    assert deliver(client, body, fresh).status_code == 202
+    assert ticket_state(app, open_ticket) == "closing"
+
+
+@pytest.fixture
+def app_without_webhook_secret(make_settings, settings):
+    """The app with no Standard Webhooks secret (a ticket system sending another vendor's)."""
+    unsigned = create_app(make_settings(secret_key=settings.secret_key, webhook_secrets=()))
+    yield unsigned
+    with unsigned.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_without_a_secret_the_endpoint_is_404_and_changes_nothing(
+    app, app_without_webhook_secret, open_ticket
+):
+    body = event_body("ticket.closed", open_ticket)
+    response = deliver(app_without_webhook_secret.test_client(), body, signed(body))
+    assert response.status_code == 404
+    assert response.get_json()["error"] == "not_found"
+    assert ticket_state(app, open_ticket) == "open"
+    assert count(app, WebhookDelivery) == 0

@@ -9,6 +9,8 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from .vault import VaultUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +51,10 @@ class LinkGone(ServiceError):
     # One message for unknown, expired and used links: a holder learns nothing about which it was.
     status, code = 410, "link_unavailable"
     message = "This link is no longer valid. Please ask your support agent for a new one."
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code, message = 415, "unsupported_media_type", "Send Content-Type: application/json."
 
 
 class ValidationFailed(ServiceError):
@@ -94,6 +100,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def handle_service_error(error: ServiceError):
         return render_error(error.status, error.code, error.message, error.fields)
+
+    @app.errorhandler(VaultUnavailable)
+    def handle_vault_unavailable(error: VaultUnavailable):
+        # A service that let Vault's outage escape still answers "retry later", never a 500.
+        log.warning("vault unavailable", extra={"fields": {"error": type(error).__name__}})
+        message = "The secure store is temporarily unavailable. Please retry shortly."
+        return render_error(503, ServiceUnavailable.code, message)
 
     @app.errorhandler(CSRFError)
     def handle_csrf_error(error: CSRFError):

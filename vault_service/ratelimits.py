@@ -3,13 +3,13 @@
 Limits attach to endpoints by name after the blueprints are registered, so the views stay free of
 limiter decorators; a renamed endpoint fails at startup instead of silently losing its limit.
 
-- the login steps (every public POST of the agent blueprint): `ratelimit_login`, against
+- the login steps (every public POST of the authentication blueprint): `ratelimit_login`, against
   password and second-factor guessing;
 - `/s/<token>`, GET and POST on one budget: `ratelimit_link`, against link-token guessing and
   submission floods;
 - the ticket API (link creation, ticket status): `ratelimit_api`, against bearer-token guessing
   and Vault load;
-- the webhook: `ratelimit_webhook`, generous, so a bulk close passes.
+- the webhooks of every inbound provider: `ratelimit_webhook`, generous, so a bulk close passes.
 
 The key is `request.remote_addr`. X-Forwarded-For is believed only through `ProxyFix` with the
 configured number of trusted proxies: with none (the default) the header is ignored, so a client
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 LINK_ENDPOINTS = ("customer.submission_form", "customer.submit")
 API_ENDPOINTS = ("api.create_submission_link", "api.get_ticket")
-WEBHOOK_ENDPOINTS = ("api.ticket_events",)
+WEBHOOK_ENDPOINTS = ("api.receive_webhook",)
 TOO_MANY_REQUESTS = "Too many requests. Please wait a moment and try again."
 
 
@@ -70,11 +70,11 @@ def client_address() -> str:
 
 
 def login_endpoints(app: Flask) -> list[str]:
-    """The agent views reachable without a session: the password step and any later login step
-    (a second factor), whatever its name."""
+    """The authentication views reachable without a session: the password step and any later
+    login step (a second factor), whatever its name."""
     from .views import PUBLIC_ENDPOINTS
 
-    return sorted(e for e in PUBLIC_ENDPOINTS if e.startswith("agent.") and e in app.view_functions)
+    return sorted(e for e in PUBLIC_ENDPOINTS if e.startswith("auth.") and e in app.view_functions)
 
 
 def init_app(app: Flask, settings: Settings) -> Limiter:

@@ -1,5 +1,6 @@
 """The agents' second factor as pure functions: TOTP secrets (encrypted at rest), codes checked
-against time steps, and recovery codes. No database, no request; services/agents.py owns state."""
+against time steps, and recovery codes. No database, no request; services/agents.py and
+services/authentication.py own the state."""
 
 from __future__ import annotations
 
@@ -93,10 +94,10 @@ def provisioning_uri(secret: str, username: str) -> str:
     return totp.provisioning_uri(name=username, issuer_name=ISSUER)
 
 
-def new_recovery_codes(count: int = RECOVERY_CODE_COUNT) -> list[str]:
+def new_recovery_codes() -> list[str]:
     """Fresh recovery codes, grouped for reading: `xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`."""
     codes = []
-    for _ in range(count):
+    for _ in range(RECOVERY_CODE_COUNT):
         raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_CODE_LENGTH))
         groups = [raw[i : i + _RECOVERY_GROUP] for i in range(0, len(raw), _RECOVERY_GROUP)]
         codes.append("-".join(groups))

@@ -16,20 +16,22 @@ PUBLIC_ENDPOINTS = frozenset(
         "health.readyz",
         "customer.submission_form",
         "customer.submit",
-        "agent.login",
-        "agent.login_submit",
+        "auth.login",
+        "auth.login_submit",
     }
 )
 # Views for the ticket system: each authenticates the machine itself (bearer token or
 # webhook signature) instead of an agent session.
-MACHINE_ENDPOINTS = frozenset({"api.create_submission_link", "api.get_ticket", "api.ticket_events"})
+MACHINE_ENDPOINTS = frozenset(
+    {"api.create_submission_link", "api.get_ticket", "api.receive_webhook"}
+)
 
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint and the guard."""
-    from . import agent, api, customer, health
+    from . import api, auth, customer, health, tickets
 
-    for module in (agent, api, customer, health):
+    for module in (auth, tickets, api, customer, health):
         app.register_blueprint(module.bp)
     app.before_request(require_agent_unless_public)
 
@@ -45,4 +47,4 @@ def require_agent_unless_public() -> object | None:
         return None
     if wants_json():
         raise Unauthorized()
-    return redirect(url_for("agent.login", next=request.full_path.rstrip("?")))
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

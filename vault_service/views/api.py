@@ -1,16 +1,18 @@
-"""The ticket system's JSON API (v1): submission links, ticket status, and signed webhooks."""
+"""The ticket system's JSON API (v1): submission links, ticket status, and signed webhooks from
+every inbound provider (services/providers/)."""
 
 from __future__ import annotations
 
 import hmac
 
 from flask import Blueprint, jsonify, request
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import NotFound
 
 from ..clock import utcnow
-from ..errors import BadRequest, Unauthorized
+from ..errors import BadRequest, Unauthorized, UnsupportedMediaType
 from ..extensions import csrf, current_settings, current_vault
-from ..services import tickets, webhooks
+from ..services import inbound, tickets
+from ..services.providers import PROVIDERS
 from ..services.tickets import link_url
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -32,12 +34,12 @@ def require_ticket_api_token() -> None:
         raise Unauthorized("Invalid bearer token.")
 
 
-def json_body(optional: bool = False) -> dict:
-    """The request's JSON object; 415 for another media type, 400 when malformed."""
-    if optional and not request.get_data():
+def optional_json_body() -> dict:
+    """The request's JSON object ({} for no body); 415 for another media type, 400 malformed."""
+    if not request.get_data():
         return {}
     if not request.is_json:
-        raise UnsupportedMediaType("Send Content-Type: application/json.")
+        raise UnsupportedMediaType()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
@@ -49,7 +51,7 @@ def create_submission_link(ticket_ref: str):
     """Create a one-time submission link for a ticket (creating the ticket on first use)."""
     require_ticket_api_token()
     tickets.validate_ticket_ref(ticket_ref)
-    body = json_body(optional=True)
+    body = optional_json_body()
     unknown = set(body) - {"ttl_seconds"}
     if unknown:
         raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}.")
@@ -75,15 +77,17 @@ def get_ticket(ticket_ref: str):
     return jsonify(tickets.describe_ticket(ticket_ref).as_json())
 
 
-@bp.post("/webhooks/ticket-events")
-def ticket_events():
-    """Standard Webhooks delivery from the ticket system: ticket.closed / ticket.reopened."""
+@bp.post("/webhooks/<provider>")
+def receive_webhook(provider: str):
+    """A ticket event from a provider (Standard Webhooks at ticket-events); 404 unless enabled."""
+    adapter = PROVIDERS.get(provider)
+    settings = current_settings()
+    if adapter is None or not adapter.is_enabled(settings):
+        # The same answer as a path that was never routed: nothing tells which vendors exist.
+        raise NotFound()
     body = request.get_data(cache=True)  # the signature covers the exact bytes
-    webhook_id = webhooks.verify_signature(current_settings(), request.headers, body, utcnow())
-    if not request.is_json:
-        raise UnsupportedMediaType("Send Content-Type: application/json.")
-    event_type, ticket_ref = webhooks.parse_event(body)
-    first_time, outcome = webhooks.handle_delivery(webhook_id, event_type, ticket_ref)
-    if not first_time:
+    event = adapter.read_event(settings, request.headers, body, utcnow())
+    receipt = inbound.receive_event(event)
+    if not receipt.first_time:
         return jsonify(status="already_processed"), 200
-    return jsonify(status="accepted", outcome=outcome), 202
+    return jsonify(status="accepted", outcome=receipt.outcome), 202

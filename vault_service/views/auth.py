@@ -1,10 +1,9 @@
-"""Agents' pages: login (password and second factor), enrolment, the re-prompt before a
-sensitive step, password change, the dashboard, a ticket, access requests and reveals; and the
-session limits checked on every request."""
+"""Agents' authentication: login (password and second factor), logout, the code re-prompt before
+a sensitive step, second-factor enrolment, password change, and the session limits checked on
+every request. The ticket pages are views/tickets.py."""
 
 from __future__ import annotations
 
-from functools import wraps
 from urllib.parse import urlsplit
 
 import segno
@@ -22,12 +21,12 @@ from flask_login import current_user, login_required, login_user, logout_user
 from flask_login.config import COOKIE_NAME as REMEMBER_COOKIE_NAME
 
 from ..clock import utcnow
-from ..errors import BadRequest, ServiceError, ValidationFailed
-from ..extensions import current_settings, current_vault, login_manager
-from ..services import access, agents, totp
+from ..errors import BadRequest, ValidationFailed
+from ..extensions import current_settings, login_manager
+from ..services import agents, authentication, totp
 
-bp = Blueprint("agent", __name__)
-login_manager.login_view = "agent.login"
+bp = Blueprint("auth", __name__)
+login_manager.login_view = "auth.login"
 login_manager.session_protection = "strong"
 
 # Epoch seconds in the signed session cookie. The cookie is signed, not encrypted: it holds
@@ -37,16 +36,18 @@ AUTHENTICATED_AT = "auth_at"  # password (and code): the absolute timeout counts
 LAST_SEEN_AT = "seen_at"  # the last request: the idle timeout counts from here
 VERIFIED_AT = "reauth_at"  # the last code typed (login or re-prompt): reveals need it recent
 PENDING_TOTP = "totp_pending"
+# The agents' blueprints (this one and the ticket pages) by endpoint prefix.
+AGENT_BLUEPRINTS = ("auth.", "tickets.")
 # Agent views open to an agent without a second factor; every other one sends them to enrol.
 ENROLMENT_EXEMPT = frozenset(
     {
-        "agent.login",
-        "agent.login_submit",
-        "agent.logout",
-        "agent.enrol_totp",
-        "agent.enrol_totp_submit",
-        "agent.change_password",
-        "agent.change_password_submit",
+        "auth.login",
+        "auth.login_submit",
+        "auth.logout",
+        "auth.enrol_totp",
+        "auth.enrol_totp_submit",
+        "auth.change_password",
+        "auth.change_password_submit",
     }
 )
 LOGIN_FAILED = "Invalid login."
@@ -55,7 +56,7 @@ LOGIN_FAILED = "Invalid login."
 @login_manager.user_loader
 def load_user(session_id: str):
     """Resolve the session's agent; a rotated nonce or a disabled account ends the session."""
-    return agents.load_agent(session_id)
+    return authentication.load_agent(session_id)
 
 
 def _now() -> int:
@@ -82,14 +83,14 @@ def enforce_session_limits():
     if session_id is None:
         return None
     now = _now()
-    reason = agents.session_expiry(
+    reason = authentication.session_expiry(
         current_settings(),
         authenticated_at=session.get(AUTHENTICATED_AT),
         last_seen_at=session.get(LAST_SEEN_AT),
         now=now,
     )
     if reason is not None:
-        agents.record_session_expired(session_id, reason)
+        authentication.record_session_expired(session_id, reason)
         session.clear()
         flash("Your session has ended. Please log in again.", "info")
         return None  # the deny-by-default guard now sends the browser to the login page
@@ -97,13 +98,13 @@ def enforce_session_limits():
         session[LAST_SEEN_AT] = now
     endpoint = request.endpoint or ""
     if (
-        endpoint.startswith("agent.")
+        endpoint.startswith(AGENT_BLUEPRINTS)
         and endpoint not in ENROLMENT_EXEMPT
         and current_user.is_authenticated
         and not current_user.totp_enrolled
     ):
         flash("Set up your second factor before anything else.", "info")
-        return redirect(url_for("agent.enrol_totp"))
+        return redirect(url_for("auth.enrol_totp"))
     return None
 
 
@@ -135,33 +136,18 @@ def _end_session() -> None:
 
 def recently_verified() -> bool:
     """Whether this session typed a code recently enough for a reveal or an access request."""
-    return agents.is_recent(current_settings(), session.get(VERIFIED_AT), _now())
-
-
-def require_recent_verification(view):
-    """Send the agent to the code re-prompt (which returns to the ticket) when the last code is
-    older than VAULT_SERVICE_REAUTH_SECONDS. Nothing of the refused POST is done."""
-
-    @wraps(view)
-    def wrapped(ticket_ref: str):
-        if not recently_verified():
-            flash("Confirm it is you: enter a code from your authenticator app.", "info")
-            back = url_for("agent.ticket", ticket_ref=ticket_ref)
-            return redirect(url_for("agent.reauth", next=back))
-        return view(ticket_ref)
-
-    return wrapped
+    return authentication.is_recent(current_settings(), session.get(VERIFIED_AT), _now())
 
 
 def safe_next(target: str | None) -> str:
     """Only same-origin relative paths: never an open redirect."""
     if not target:
-        return url_for("agent.dashboard")
+        return url_for("tickets.dashboard")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return url_for("agent.dashboard")
+        return url_for("tickets.dashboard")
     if "\\" in target:
-        return url_for("agent.dashboard")
+        return url_for("tickets.dashboard")
     return target
 
 
@@ -184,7 +170,7 @@ def login():
 def login_submit():
     """Password and code; every failure (unknown user, wrong password, wrong or reused code,
     locked or disabled account) gets the same answer."""
-    result = agents.authenticate(
+    result = authentication.authenticate(
         current_settings(),
         request.form.get("username", ""),
         request.form.get("password", ""),
@@ -198,7 +184,7 @@ def login_submit():
     _start_session(result.agent, verified=result.second_factor != "none")
     _recovery_notice(result.recovery_codes_left)
     if not result.agent.totp_enrolled:
-        return redirect(url_for("agent.enrol_totp"))
+        return redirect(url_for("auth.enrol_totp"))
     return redirect(safe_next(request.form.get("next")))
 
 
@@ -206,9 +192,9 @@ def login_submit():
 @login_required
 def logout():
     """End this and every other session of the agent."""
-    agents.end_sessions(_agent(), actor=f"agent:{current_user.username}")
+    authentication.end_sessions(_agent())
     _end_session()
-    return redirect(url_for("agent.login"))
+    return redirect(url_for("auth.login"))
 
 
 @bp.get("/reauth")
@@ -223,12 +209,14 @@ def reauth():
 def reauth_submit():
     """Check a fresh code (or a recovery code), then return where the agent was going."""
     try:
-        result = agents.reauthenticate(current_settings(), _agent(), request.form.get("code", ""))
-    except agents.AuthenticationFailed as failure:
+        result = authentication.reauthenticate(
+            current_settings(), _agent(), request.form.get("code", "")
+        )
+    except authentication.AuthenticationFailed as failure:
         if failure.session_ended:
             _end_session()
             flash("Too many wrong codes: every session of yours has ended.", "error")
-            return redirect(url_for("agent.login"))
+            return redirect(url_for("auth.login"))
         page = render_template(
             "agent/reauth.html", next=request.form.get("next", ""), error="Invalid code."
         )
@@ -270,7 +258,7 @@ def _render_enrolment(secret: str, error: str | None = None):
 def enrol_totp():
     """The QR code and secret of a new TOTP factor (replacing one needs a recent code)."""
     if current_user.totp_enrolled and not recently_verified():
-        return redirect(url_for("agent.reauth", next=url_for("agent.enrol_totp")))
+        return redirect(url_for("auth.reauth", next=url_for("auth.enrol_totp")))
     return _render_enrolment(_pending_secret(create=True))
 
 
@@ -279,11 +267,11 @@ def enrol_totp():
 def enrol_totp_submit():
     """Confirm the new factor with a code; show the recovery codes, this once."""
     if current_user.totp_enrolled and not recently_verified():
-        return redirect(url_for("agent.reauth", next=url_for("agent.enrol_totp")))
+        return redirect(url_for("auth.reauth", next=url_for("auth.enrol_totp")))
     secret = _pending_secret(create=False)
     if secret is None:
         flash("That setup expired. Scan this new code instead.", "error")
-        return redirect(url_for("agent.enrol_totp"))
+        return redirect(url_for("auth.enrol_totp"))
     try:
         codes = agents.enrol_totp(
             current_settings(), _agent(), secret, request.form.get("code", "")
@@ -309,84 +297,21 @@ def change_password_submit():
     """Current password and the new one; every other session of the agent ends."""
     form = request.form
     try:
-        agents.change_password(
+        authentication.change_password(
             current_settings(),
             _agent(),
             form.get("current_password", ""),
             form.get("new_password", ""),
             form.get("confirm_password", ""),
         )
-    except agents.AuthenticationFailed as failure:
+    except authentication.AuthenticationFailed as failure:
         if failure.session_ended:
             _end_session()
             flash("Too many failed attempts: every session of yours has ended.", "error")
-            return redirect(url_for("agent.login"))
+            return redirect(url_for("auth.login"))
         return render_template("agent/password.html", errors=failure.fields), failure.status
     except BadRequest as error:
         return render_template("agent/password.html", errors=error.fields), error.status
     _reissue_session(_agent())
     flash("Password changed. Every other session of yours has ended.", "info")
-    return redirect(url_for("agent.dashboard"))
-
-
-@bp.get("/")
-@login_required
-def dashboard():
-    """Tickets holding credentials: kinds and dates, never values."""
-    return render_template("agent/dashboard.html", tickets=access.dashboard_tickets())
-
-
-@bp.get("/tickets/<ticket_ref>")
-@login_required
-def ticket(ticket_ref: str):
-    """A ticket: its items' kinds and dates, the agent's grant, and the request-access form."""
-    settings = current_settings()
-    return render_template(
-        "agent/ticket.html",
-        grant_default_minutes=settings.grant_default_seconds // 60,
-        grant_max_minutes=settings.grant_max_seconds // 60,
-        **access.ticket_overview(current_user, ticket_ref),
-    )
-
-
-@bp.post("/tickets/<ticket_ref>/access")
-@login_required
-@require_recent_verification
-def request_access(ticket_ref: str):
-    """Ask for a time-limited grant; a reason is required."""
-    settings = current_settings()
-    try:
-        minutes = int(request.form.get("duration_minutes", ""))
-    except ValueError:
-        minutes = 0
-    try:
-        access.request_access(
-            settings,
-            current_vault(),
-            current_user,
-            ticket_ref,
-            reason=request.form.get("reason", ""),
-            duration_seconds=minutes * 60,
-        )
-    except ServiceError as error:
-        if error.status >= 500 or error.status in (401, 404):
-            raise
-        flash(" ".join([error.message, *error.fields.values()]), "error")
-        return redirect(url_for("agent.ticket", ticket_ref=ticket_ref))
-    flash("Access granted.", "info")
-    return redirect(url_for("agent.ticket", ticket_ref=ticket_ref))
-
-
-@bp.post("/tickets/<ticket_ref>/reveal")
-@login_required
-@require_recent_verification
-def reveal(ticket_ref: str):
-    """Decrypt and show the credentials: POST only, audited first, never cached."""
-    result = access.reveal_credentials(
-        current_settings(),
-        current_vault(),
-        current_user,
-        ticket_ref,
-        request.form.get("grant_id", ""),
-    )
-    return render_template("agent/reveal.html", reveal=result)
+    return redirect(url_for("tickets.dashboard"))

@@ -1,0 +1,94 @@
+"""Agents' ticket pages: the dashboard, a ticket, access requests and reveals. Signing in and the
+session limits are views/auth.py's."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..errors import ServiceError
+from ..extensions import current_settings, current_vault
+from ..services import access
+from .auth import recently_verified
+
+bp = Blueprint("tickets", __name__)
+
+
+def require_recent_verification(view):
+    """Send the agent to the code re-prompt (which returns to the ticket) when the last code is
+    older than VAULT_SERVICE_REAUTH_SECONDS. Nothing of the refused POST is done."""
+
+    @wraps(view)
+    def wrapped(ticket_ref: str):
+        if not recently_verified():
+            flash("Confirm it is you: enter a code from your authenticator app.", "info")
+            back = url_for("tickets.ticket", ticket_ref=ticket_ref)
+            return redirect(url_for("auth.reauth", next=back))
+        return view(ticket_ref)
+
+    return wrapped
+
+
+@bp.get("/")
+@login_required
+def dashboard():
+    """Tickets holding credentials: kinds and dates, never values."""
+    return render_template("agent/dashboard.html", tickets=access.dashboard_tickets())
+
+
+@bp.get("/tickets/<ticket_ref>")
+@login_required
+def ticket(ticket_ref: str):
+    """A ticket: its items' kinds and dates, the agent's grant, and the request-access form."""
+    settings = current_settings()
+    return render_template(
+        "agent/ticket.html",
+        grant_default_minutes=settings.grant_default_seconds // 60,
+        grant_max_minutes=settings.grant_max_seconds // 60,
+        **access.ticket_overview(current_user, ticket_ref),
+    )
+
+
+@bp.post("/tickets/<ticket_ref>/access")
+@login_required
+@require_recent_verification
+def request_access(ticket_ref: str):
+    """Ask for a time-limited grant; a reason is required."""
+    settings = current_settings()
+    try:
+        minutes = int(request.form.get("duration_minutes", ""))
+    except ValueError:
+        minutes = 0
+    try:
+        access.request_access(
+            settings,
+            current_vault(),
+            current_user,
+            ticket_ref,
+            reason=request.form.get("reason", ""),
+            duration_seconds=minutes * 60,
+        )
+    except ServiceError as error:
+        if error.status >= 500 or error.status in (401, 404):
+            raise
+        flash(" ".join([error.message, *error.fields.values()]), "error")
+        return redirect(url_for("tickets.ticket", ticket_ref=ticket_ref))
+    flash("Access granted.", "info")
+    return redirect(url_for("tickets.ticket", ticket_ref=ticket_ref))
+
+
+@bp.post("/tickets/<ticket_ref>/reveal")
+@login_required
+@require_recent_verification
+def reveal(ticket_ref: str):
+    """Decrypt and show the credentials: POST only, audited first, never cached."""
+    result = access.reveal_credentials(
+        current_settings(),
+        current_vault(),
+        current_user,
+        ticket_ref,
+        request.form.get("grant_id", ""),
+    )
+    return render_template("agent/reveal.html", reveal=result)
