@@ -98,7 +98,6 @@ class Kind:
     name: str
     label: str
     fields: tuple[Field, ...]
-    help: str = ""
 
     def field_named(self, name: str) -> Field | None:
         """The field of that name, if this kind has one."""
