@@ -17,6 +17,22 @@ from vault_service.kinds.validation import MAX_ITEMS, check_field, validate_subm
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
+# Armour-valid, not a real key: only the armour is ever checked.
+OPENSSH_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACBub3QtYS1yZWFsLWtleS1vbmx5LXRoZS1hcm1vdXI=\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+ENCRYPTED_PEM_KEY = (
+    "-----BEGIN RSA PRIVATE KEY-----\r\n"
+    "Proc-Type: 4,ENCRYPTED\r\n"
+    "DEK-Info: AES-128-CBC,0123456789ABCDEF0123456789ABCDEF\r\n"
+    "\r\n"
+    "bm90LWEtcmVhbC1rZXk=\r\n"
+    "-----END RSA PRIVATE KEY-----"
+)
+
 # One valid item per registered kind: a kind without one fails the test below, so a new kind
 # comes with its examples.
 GOOD_ITEMS: dict[str, dict] = {
@@ -42,6 +58,14 @@ GOOD_ITEMS: dict[str, dict] = {
         "password": "p",
     },
     "other": {"kind": "other", "label": "API key", "secret": "sk_live_123\n"},
+    "ssh_key": {
+        "kind": "ssh_key",
+        "host": "bastion.example.test",
+        "port": "22",
+        "username": "deploy",
+        "private_key": OPENSSH_KEY,
+        "passphrase": " pass phrase ",
+    },
 }
 # (kind, changes to its good item (None removes a field), the error key, the message).
 BAD_VALUES: list[tuple[str, dict, str, str]] = [
@@ -52,6 +76,11 @@ BAD_VALUES: list[tuple[str, dict, str, str]] = [
     ("admin_panel", {"username": "  "}, "username", "This field is required."),
     ("other", {"label": "l" * 101}, "label", "At most 100 characters."),
     ("other", {"secret": "nul\x00"}, "secret", "Contains characters that are not allowed."),
+    ("ssh_key", {"private_key": None}, "private_key", "This field is required."),
+    ("ssh_key", {"host": "bastion example"}, "host", "Enter a host name or IP address"),
+    ("ssh_key", {"port": 0}, "port", "Enter a port number between 1 and 65535."),
+    ("ssh_key", {"passphrase": "x" * 1025}, "passphrase", "At most 1024 characters."),
+    ("ssh_key", {"passphrase": ["x"]}, "passphrase", "Must be text."),
 ]
 
 
@@ -133,6 +162,58 @@ def test_every_kind_refuses_a_field_it_does_not_have_and_every_limit_holds(kind)
         assert refused.value.fields == {
             f"items[0].{field.name}": f"At most {field.max_length} characters."
         }
+
+
+@pytest.mark.parametrize(
+    "key",
+    [OPENSSH_KEY, ENCRYPTED_PEM_KEY, "\n  " + OPENSSH_KEY.replace("OPENSSH ", "") + "\n\n"],
+    ids=["openssh", "encrypted-pem-crlf", "pkcs8-with-blank-lines-around"],
+)
+def test_an_ssh_private_key_is_accepted_by_its_armour_and_kept_byte_exact(key):
+    (item,) = validate_submission({"items": [good("ssh_key", private_key=key)]}).items
+    assert item.fields["private_key"] == key
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHB1YmxpYw== user@host",
+        "-----BEGIN PUBLIC KEY-----\nbm90LWEta2V5\n-----END PUBLIC KEY-----",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90LWEta2V5\n",
+        "-----BEGIN RSA PRIVATE KEY-----\nbm90LWEta2V5\n-----END OPENSSH PRIVATE KEY-----",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n-----END OPENSSH PRIVATE KEY-----",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n<b>not base64</b>\n-----END OPENSSH PRIVATE KEY-----",
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nPrivate-Lines: 1\nAAAA",
+        OPENSSH_KEY + "trailing text after the key",
+        OPENSSH_KEY + "\x00",
+        OPENSSH_KEY.replace("b3Bl", "b3Bl" + "A" * 16384),
+    ],
+    ids=[
+        "public-key-line",
+        "public-key-block",
+        "no-end",
+        "mismatched-end",
+        "empty-body",
+        "markup-body",
+        "putty",
+        "trailing-text",
+        "nul",
+        "too-long",
+    ],
+)
+def test_anything_but_a_whole_private_key_block_is_refused_without_echoing_it(key):
+    with pytest.raises(ValidationFailed) as refused:
+        validate_submission({"items": [good("ssh_key", private_key=key)]})
+    message = refused.value.fields["items[0].private_key"]
+    assert "bm90" not in message and "AAAA" not in message and "ssh-ed25519" not in message
+
+
+def test_an_ssh_key_without_a_passphrase_is_stored_without_one():
+    for missing in (None, ""):
+        (item,) = validate_submission({"items": [good("ssh_key", passphrase=missing)]}).items
+        assert "passphrase" not in item.fields
+    (item,) = validate_submission({"items": [{**good("ssh_key"), "passphrase": None}]}).items
+    assert "passphrase" not in item.fields
 
 
 def test_an_unknown_kind_is_refused_naming_every_registered_kind():
