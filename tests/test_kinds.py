@@ -66,6 +66,15 @@ GOOD_ITEMS: dict[str, dict] = {
         "private_key": OPENSSH_KEY,
         "passphrase": " pass phrase ",
     },
+    "database": {
+        "kind": "database",
+        "engine": "postgresql",
+        "host": "db.example.test",
+        "port": 5432,
+        "database": "shop",
+        "username": "app",
+        "password": "  db pässword ",
+    },
 }
 # (kind, changes to its good item (None removes a field), the error key, the message).
 BAD_VALUES: list[tuple[str, dict, str, str]] = [
@@ -81,6 +90,13 @@ BAD_VALUES: list[tuple[str, dict, str, str]] = [
     ("ssh_key", {"port": 0}, "port", "Enter a port number between 1 and 65535."),
     ("ssh_key", {"passphrase": "x" * 1025}, "passphrase", "At most 1024 characters."),
     ("ssh_key", {"passphrase": ["x"]}, "passphrase", "Must be text."),
+    ("database", {"engine": "sqlite"}, "engine", "Choose one of postgresql, mysql, mariadb"),
+    ("database", {"engine": None}, "engine", "This field is required."),
+    ("database", {"engine": "PostgreSQL"}, "engine", "Choose one of"),
+    ("database", {"port": "54x2"}, "port", "Enter a port number between 1 and 65535."),
+    ("database", {"host": "postgres://db.example.test"}, "host", "Enter a host name"),
+    ("database", {"database": "a\x01b"}, "database", "Contains characters that are not allowed."),
+    ("database", {"username": None}, "username", "This field is required."),
 ]
 
 
@@ -214,6 +230,24 @@ def test_an_ssh_key_without_a_passphrase_is_stored_without_one():
         assert "passphrase" not in item.fields
     (item,) = validate_submission({"items": [{**good("ssh_key"), "passphrase": None}]}).items
     assert "passphrase" not in item.fields
+
+
+@pytest.mark.parametrize(
+    "engine", ["postgresql", "mysql", "mariadb", "mssql", "oracle", "mongodb", "redis", "other"]
+)
+def test_every_database_engine_is_accepted_and_the_database_name_is_optional(engine):
+    (item,) = validate_submission({"items": [good("database", engine=engine, database=None)]}).items
+    assert item.fields["engine"] == engine
+    assert "database" not in item.fields
+
+
+def test_the_database_engine_is_a_select_with_an_empty_default(client, ticket_system):
+    """An untouched select posts "": the section counts only once the customer types into it."""
+    page = client.get(ticket_system.link_path("T-kinds-engine")).get_data(as_text=True)
+    select = page.split('<select id="db_engine" name="db_engine"')[1].split("</select>")[0]
+    assert '<option value="">Choose…</option>' in select
+    assert '<option value="mssql">Microsoft SQL Server</option>' in select
+    assert " selected" not in select
 
 
 def test_an_unknown_kind_is_refused_naming_every_registered_kind():
