@@ -7,11 +7,13 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import cache
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from .base import FormSection, Kind
 from .notes import NOTES
+
+if TYPE_CHECKING:
+    from flask import Flask  # only init_app's annotation: the registry itself needs no app
 
 
 @cache

@@ -8,9 +8,10 @@ from . import form_sections
 from .notes import NOTES_FIELD
 
 
-def form_to_payload(form: Mapping[str, str]) -> tuple[dict, dict[str, str]]:
+def form_to_payload(form: Mapping[str, str]) -> tuple[dict[str, object], dict[str, str]]:
     """Build the JSON-shaped submission from the form, and map item indexes to section codes."""
-    items, origin = [], {}
+    items: list[dict[str, str]] = []
+    origin: dict[str, str] = {}
     for section in form_sections():
         names = [field.name for field in section.fields]
         values = {name: form.get(f"{section.code}_{name}", "") for name in names}
