@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import inspect, select, text
 
 from vault_service.extensions import db
+from vault_service.kinds.validation import CredentialInput
 from vault_service.logs import JsonFormatter
-from vault_service.services.submissions import CredentialInput
 
 from .test_lifecycle import run_worker_pass
 

@@ -1,23 +1,20 @@
-"""Customer submissions: validate typed credentials, store them in Vault, consume the link once."""
+"""Customer submissions: store validated credentials in Vault, consume the link once."""
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
-from urllib.parse import urlsplit
 
 from sqlalchemy import insert, select, update
 
 from .. import failpoints
 from ..clock import utcnow
 from ..config import Settings
-from ..errors import LinkGone, ServiceUnavailable, ValidationFailed
+from ..errors import LinkGone, ServiceUnavailable
 from ..extensions import db, release_transaction
+from ..kinds.validation import CredentialInput, validate_submission
 from ..models import CredentialItem, Lease, SubmissionLink, Ticket, new_uuid
 from ..vault import Vault, VaultError
 from . import audit
@@ -25,160 +22,12 @@ from .tickets import hash_link_token
 
 log = logging.getLogger(__name__)
 
-KIND_LABELS = {
-    "ftp": "FTP",
-    "sftp": "SFTP",
-    "ftps": "FTPS",
-    "admin_panel": "Admin panel",
-    "other": "Other",
-    "notes": "Notes",
-}
-FILE_TRANSFER_KINDS = ("ftp", "sftp", "ftps")
-KIND_FIELDS = {
-    "ftp": ("host", "port", "username", "password"),
-    "sftp": ("host", "port", "username", "password"),
-    "ftps": ("host", "port", "username", "password"),
-    "admin_panel": ("url", "username", "password"),
-    "other": ("label", "secret"),
-}
-FIELD_MAX_LENGTHS = {
-    "host": 253,
-    "port": 5,
-    "username": 256,
-    "password": 1024,
-    "url": 2048,
-    "label": 100,
-    "secret": 8192,
-    "notes": 4000,
-}
-MAX_ITEMS = 20
 # The submission's statements run as Core on the session's connection: they read and write plain
 # values, and the ORM's per-statement machinery would be most of a submission's own cost.
 _LINKS = SubmissionLink.__table__
 _LEASES = Lease.__table__
 _TICKETS = Ticket.__table__
 _ITEMS = CredentialItem.__table__
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
-
-
-@dataclass(frozen=True)
-class CredentialInput:
-    """One validated credential: its kind and its string fields."""
-
-    kind: str
-    fields: dict[str, str]
-
-    def plaintext(self) -> str:
-        """What is encrypted into Vault: the kind and fields as JSON (never logged)."""
-        return json.dumps({"kind": self.kind, "fields": self.fields}, ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class SubmissionInput:
-    """A validated submission."""
-
-    items: list[CredentialInput]
-    notes: str
-
-
-def _is_valid_host(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value.strip("[]"))
-        return True
-    except ValueError:
-        return bool(_HOSTNAME.fullmatch(value))
-
-
-def _is_web_address(value: str) -> bool:
-    """An absolute http(s) URL with a host, and no whitespace anywhere (urlsplit would quietly
-    drop tabs and newlines)."""
-    if any(ch.isspace() for ch in value):
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 literal
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def _has_control_characters(value: str) -> bool:
-    # Tabs and newlines are fine in a secret; NUL and other C0 controls only break things.
-    return any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value)
-
-
-def _check_field(name: str, value: object, errors: dict[str, str], key: str) -> str:
-    if value is None or value == "":
-        errors[key] = "This field is required."
-        return ""
-    # Every stored value is text; only a port may also come as a JSON number.
-    if not isinstance(value, str | int if name == "port" else str) or isinstance(value, bool):
-        errors[key] = "Must be text."
-        return ""
-    text = str(value)
-    if len(text) > FIELD_MAX_LENGTHS[name]:
-        errors[key] = f"At most {FIELD_MAX_LENGTHS[name]} characters."
-    elif _has_control_characters(text):
-        errors[key] = "Contains characters that are not allowed."
-    elif name == "host" and not _is_valid_host(text):
-        errors[key] = "Enter a host name or IP address, without spaces or a scheme."
-    elif name == "port" and not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
-        # isascii first: isdigit() also holds for "²", which int() refuses.
-        errors[key] = "Enter a port number between 1 and 65535."
-    elif name == "url" and not _is_web_address(text):
-        errors[key] = "Enter a full http:// or https:// address."
-    elif name in ("username", "label") and not text.strip():
-        errors[key] = "This field is required."
-    # Values are kept byte-exact: a password's spaces are part of it.
-    return text
-
-
-def validate_submission(payload: object) -> SubmissionInput:
-    """Check a submission's shape and every field; raise ValidationFailed listing each problem."""
-    if not isinstance(payload, dict):
-        raise ValidationFailed("The submission must be a JSON object.")
-    errors: dict[str, str] = {}
-    for name in sorted(map(str, set(payload) - {"items", "notes"})):
-        errors[name] = "Unknown field."
-    raw_items = payload.get("items")
-    if not isinstance(raw_items, list) or not raw_items:
-        errors["items"] = "Add at least one credential."
-        raw_items = []
-    elif len(raw_items) > MAX_ITEMS:
-        errors["items"] = f"At most {MAX_ITEMS} credentials per submission."
-        raw_items = []
-    items: list[CredentialInput] = []
-    for index, raw in enumerate(raw_items):
-        prefix = f"items[{index}]"
-        if not isinstance(raw, dict):
-            errors[prefix] = "Each credential must be an object."
-            continue
-        kind = raw.get("kind")
-        # isinstance first: `[] in KIND_FIELDS` raises TypeError (unhashable), a 500.
-        if not isinstance(kind, str) or kind not in KIND_FIELDS:
-            errors[f"{prefix}.kind"] = "Choose ftp, sftp, ftps, admin_panel or other."
-            continue
-        names = KIND_FIELDS[kind]
-        for name in sorted(map(str, set(raw) - set(names) - {"kind"})):
-            errors[f"{prefix}.{name}"] = f"Not a field of {kind}."
-        fields = {
-            name: _check_field(name, raw.get(name), errors, f"{prefix}.{name}") for name in names
-        }
-        items.append(CredentialInput(kind, fields))
-    notes = payload.get("notes", "")
-    if notes is None:
-        notes = ""
-    if not isinstance(notes, str):
-        errors["notes"] = "Must be text."
-        notes = ""
-    elif len(notes) > FIELD_MAX_LENGTHS["notes"]:
-        errors["notes"] = f"At most {FIELD_MAX_LENGTHS['notes']} characters."
-    elif "\x00" in notes:
-        errors["notes"] = "Contains characters that are not allowed."
-    if errors:
-        raise ValidationFailed(fields=errors)
-    return SubmissionInput(items, notes)
 
 
 @dataclass(frozen=True)
