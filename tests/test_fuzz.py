@@ -36,13 +36,13 @@ from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import (
     AuditEvent,
     CredentialItem,
+    Job,
     Lease,
-    PurgeJob,
     SubmissionLink,
     Ticket,
     WebhookDelivery,
 )
-from vault_service.services import purge
+from vault_service.services import sweep
 from vault_service.services.submissions import KIND_FIELDS, validate_submission
 from vault_service.services.tickets import TICKET_REF_PATTERN as TICKET_REF
 from vault_service.services.webhooks import parse_event, sign, verify_signature
@@ -50,7 +50,7 @@ from vault_service.services.webhooks import parse_event, sign, verify_signature
 from .conftest import TICKET_API_TOKEN, WEBHOOK_KEY
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.yaml"
-TABLES = (Ticket, Lease, SubmissionLink, CredentialItem, PurgeJob, AuditEvent, WebhookDelivery)
+TABLES = (Ticket, Lease, SubmissionLink, CredentialItem, Job, AuditEvent, WebhookDelivery)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -119,8 +119,8 @@ class Fixtures:
             body = json.dumps({"type": "ticket.closed", "data": {"ticket_ref": ticket_ref}})
             assert self._deliver(body.encode()).status_code == 202
             with self.app.app_context():
-                report = purge.sweep(current_settings(), current_vault(), orphans=False)
-            assert report.purges_completed >= 1
+                report = sweep.sweep(current_settings(), current_vault(), orphans=False)
+            assert report.jobs_completed["purge"] >= 1
             self._purged_ref = ticket_ref
         return self._purged_ref
 

@@ -72,7 +72,7 @@ def record(
             raise TypeError(f"audit detail {key!r} must be a scalar or a list of scalars")
     # Core statements on the session's connection: a record is never changed once written, so
     # it needs no place in the unit of work, and the ORM's per-statement machinery would cost
-    # every audited request about 0.4 ms more (bench/README "Performance").
+    # every audited request a measurable share of its own time (README "Performance").
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         # Serialise appenders so two transactions never read the same chain head. SQLite needs

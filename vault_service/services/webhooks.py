@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import BadRequest, Unauthorized
 from ..extensions import db
 from ..models import WebhookDelivery
-from .purge import close_ticket, reopen_ticket
+from .lifecycle import close_ticket, reopen_ticket
 from .tickets import validate_ticket_ref
 
 EVENT_HANDLERS = {"ticket.closed": close_ticket, "ticket.reopened": reopen_ticket}
