@@ -58,11 +58,12 @@ def active_grant(agent: Agent, lease_id: str) -> Grant | None:
     )
 
 
-def _open_ticket_with_items(ticket_ref: str, *, for_update: bool = False) -> tuple[Ticket, Lease]:
+def _serving_lease(ticket_ref: str) -> tuple[Ticket, Lease]:
+    """The ticket and its lease if it serves reveals; NotFound or Conflict otherwise."""
     ticket = get_ticket(validate_ticket_ref(ticket_ref))
     if ticket is None:
         raise NotFound("Unknown ticket.")
-    lease = live_lease(ticket, for_update=for_update)
+    lease = live_lease(ticket)
     if lease is None or not is_serving(lease.status, ticket.status):
         raise Conflict("This ticket is closed; its credentials are no longer available.")
     return ticket, lease
@@ -115,7 +116,7 @@ def _read_grant_target(agent: Agent, ticket_ref: str, duration_seconds: int) -> 
     """The ticket's serving lease, with items; a closed ticket's refusal is audited."""
     try:
         with read_only():
-            ticket, lease = _open_ticket_with_items(ticket_ref)
+            ticket, lease = _serving_lease(ticket_ref)
             has_items = bool(lease.items)
     except Conflict:
         _deny(agent, "access.requested", ticket_ref, "ticket closed")
