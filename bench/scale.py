@@ -31,8 +31,8 @@ from vault_service.models import (
     Agent,
     CredentialItem,
     Grant,
+    Job,
     Lease,
-    PurgeJob,
     SubmissionLink,
     Ticket,
     WebhookDelivery,
@@ -42,7 +42,7 @@ BATCH = 5000
 
 
 def _receipt(ref: str, lease_id: str, closed: datetime, purged: datetime) -> dict:
-    """A receipt shaped like run_purge_job's (sizes matter for the ticket API, not values)."""
+    """A receipt shaped like the purge job's (sizes matter for the ticket API, not values)."""
     accessors = [secrets.token_urlsafe(18) for _ in range(2)]
     return {
         "ticket_ref": ref,
@@ -223,14 +223,15 @@ class Seeder:
         rows.setdefault("jobs", []).append(
             {
                 "id": str(uuid.uuid4()),
-                "lease_id": lease_id,
+                "kind": "purge",
+                "payload": {"lease_id": lease_id, "reason": "ticket_closed"},
+                "dedupe_key": lease_id,
                 "ticket_id": ticket_id,
-                "reason": "ticket_closed",
                 "created_at": closed,
                 "attempts": 1,
                 "next_attempt_at": closed,
                 "completed_at": purged,
-                "receipt": _receipt(ref, lease_id, closed, purged),
+                "result": _receipt(ref, lease_id, closed, purged),
             }
         )
         rows.setdefault("deliveries", []).append(
@@ -248,7 +249,7 @@ class Seeder:
             ("links", SubmissionLink),
             ("items", CredentialItem),
             ("grants", Grant),
-            ("jobs", PurgeJob),
+            ("jobs", Job),
             ("deliveries", WebhookDelivery),
         ]
         with self.engine.begin() as connection:

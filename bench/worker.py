@@ -4,7 +4,7 @@ Started by the benchmark as `python -m bench.worker` with the same environment a
 builds the real app and, for each command line on stdin, runs exactly what `vault-service worker`
 runs, timing it from inside:
 
-- `purge`: one iteration of the worker's loop (`purge.process_due_jobs(limit=1)`: claim the next
+- `purge`: one iteration of the worker's loop (`jobs.process_due_jobs(limit=1)`: claim the next
   due job, destroy and verify, record the receipt);
 - `sweep`: one regular pass of the worker's loop (`vault_service.worker.run_once`; without the
   orphan sweep, which the loop runs only every few minutes);
@@ -25,7 +25,7 @@ import time
 def main() -> int:
     from vault_service import create_app
     from vault_service.extensions import current_settings, current_vault, db
-    from vault_service.services import purge
+    from vault_service.services import jobs
     from vault_service.worker import run_once
 
     app = create_app()
@@ -33,7 +33,9 @@ def main() -> int:
     def purge_one() -> dict:
         with app.app_context():
             try:
-                done = purge.process_due_jobs(current_settings(), current_vault(), limit=1)
+                done = sum(
+                    jobs.process_due_jobs(current_settings(), current_vault(), limit=1).values()
+                )
             finally:
                 db.session.remove()
         return {"done": done}
@@ -44,8 +46,8 @@ def main() -> int:
 
     def sweep_once(orphans: bool = False) -> dict:
         if has_orphan_switch:
-            return {"report": run_once(app, orphans=orphans).__dict__}
-        return {"report": run_once(app).__dict__}
+            return {"report": run_once(app, orphans=orphans).as_json()}
+        return {"report": run_once(app).as_json()}
 
     commands = {
         "purge": purge_one,

@@ -8,7 +8,7 @@ import hvac.exceptions
 import pytest
 from freezegun import freeze_time
 
-from vault_service.services.tickets import get_ticket
+from vault_service.services.lifecycle import get_ticket
 from vault_service.vault import TRANSIT_MOUNT, lease_key_name
 
 from .conftest import SAMPLE_ITEMS
@@ -91,7 +91,7 @@ def test_retention_purges_nothing_one_second_early_and_everything_exactly_at_30_
         frozen.move_to(T0 + timedelta(days=30))
         report = run_worker_pass(app)
         assert report.retention_closed == 1
-        assert report.purges_completed == 1
+        assert report.jobs_completed["purge"] == 1
 
     status = ticket_system.status("T-retention").get_json()
     assert status["status"] == "purged"

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from vault_service import create_app
 from vault_service.extensions import db
-from vault_service.models import CredentialItem, PurgeJob, Ticket
+from vault_service.models import CredentialItem, Job, Ticket
 from vault_service.services import audit
 from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
 
@@ -65,9 +65,9 @@ def test_close_during_a_vault_outage_is_accepted_and_purged_once_vault_returns(
     assert offline_ticket_system.close(submitted_ticket).status_code == 202
 
     report = run_worker_pass(offline)
-    assert report.purges_completed == 0
+    assert report.jobs_completed["purge"] == 0
     with app.app_context():
-        job = db.session.scalar(select(PurgeJob))
+        job = db.session.scalar(select(Job))
         assert job.attempts == 1 and job.completed_at is None
         assert "unreachable" in job.last_error
         # Retried with backoff, not dropped.
@@ -76,7 +76,7 @@ def test_close_during_a_vault_outage_is_accepted_and_purged_once_vault_returns(
     assert ticket_system.status(submitted_ticket).get_json()["status"] == "closing"
 
     lease = lease_of(app, submitted_ticket)
-    assert run_worker_pass(app).purges_completed == 1
+    assert run_worker_pass(app).jobs_completed["purge"] == 1
     assert ticket_system.status(submitted_ticket).get_json()["status"] == "purged"
     with pytest.raises(hvac.exceptions.InvalidPath):
         openbao.admin().secrets.transit.read_key(
@@ -115,15 +115,15 @@ def test_purge_completes_when_some_of_its_steps_were_already_done(
     admin.delete(f"identity/entity/id/{lease.entity_id}")
 
     assert ticket_system.close(submitted_ticket).status_code == 202
-    assert run_worker_pass(app).purges_completed == 1
+    assert run_worker_pass(app).jobs_completed["purge"] == 1
     receipt = ticket_system.status(submitted_ticket).get_json()["purge_receipt"]
     assert receipt["destroyed"]["kv_entries"] == 3
     with pytest.raises(hvac.exceptions.InvalidPath):
         admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
     # Running the finished job again changes nothing and keeps the one receipt.
     with app.app_context():
-        jobs = db.session.scalars(select(PurgeJob)).all()
-        assert len(jobs) == 1 and jobs[0].receipt == receipt
+        jobs = db.session.scalars(select(Job)).all()
+        assert len(jobs) == 1 and jobs[0].result == receipt
 
 
 def test_purge_removes_kv_entries_the_database_never_recorded(
@@ -171,15 +171,15 @@ def test_sealed_vault_gives_customers_503_keeps_the_link_and_still_accepts_the_c
         assert response.status_code == 503
         assert client.get("/readyz").status_code == 503
         assert ticket_system.close("T-sealed-close").status_code == 202
-        assert run_worker_pass(app).purges_completed == 0
+        assert run_worker_pass(app).jobs_completed["purge"] == 0
     finally:
         openbao.process.unseal(openbao.unseal_key)
     assert client.post(path, json={"items": SAMPLE_ITEMS}).status_code == 201
     # The close's purge waited for Vault (backed off); make it due now and it completes.
     with app.app_context():
-        db.session.execute(PurgeJob.__table__.update().values(next_attempt_at=PurgeJob.created_at))
+        db.session.execute(Job.__table__.update().values(next_attempt_at=Job.created_at))
         db.session.commit()
-    assert run_worker_pass(app).purges_completed == 1
+    assert run_worker_pass(app).jobs_completed["purge"] == 1
     assert ticket_system.status("T-sealed-close").get_json()["status"] == "purged"
 
 
@@ -193,7 +193,7 @@ def test_close_during_provisioning_leaves_nothing_behind_in_vault(
 
     def close_first_then_create(self, lease_id, ttl_seconds):
         assert ticket_system.close("T-race").status_code == 202
-        assert run_worker_pass(app).purges_completed == 1  # found no token or entity yet
+        assert run_worker_pass(app).jobs_completed["purge"] == 1  # found no token or entity yet
         issued = real_create_lease_token(self, lease_id, ttl_seconds)
         created.update(lease_id=lease_id, issued=issued)
         return issued
@@ -224,14 +224,12 @@ def test_a_purge_failing_again_and_again_is_surfaced_but_never_dropped(
     offline_ticket_system.close(submitted_ticket)
     for attempt in range(1, 6):
         with app.app_context():
-            db.session.execute(
-                PurgeJob.__table__.update().values(next_attempt_at=PurgeJob.created_at)
-            )
+            db.session.execute(Job.__table__.update().values(next_attempt_at=Job.created_at))
             db.session.commit()
         report = run_worker_pass(offline)
-        assert report.purges_failing == (1 if attempt >= 5 else 0)
+        assert report.jobs_failing["purge"] == (1 if attempt >= 5 else 0)
     with app.app_context():
-        job = db.session.scalar(select(PurgeJob))
+        job = db.session.scalar(select(Job))
         assert job.attempts == 5 and job.completed_at is None
         # Backoff grows with each attempt (2**5 s now), and the job stays queued.
         assert (job.next_attempt_at - job.created_at).total_seconds() >= 30
@@ -241,9 +239,9 @@ def test_a_purge_failing_again_and_again_is_surfaced_but_never_dropped(
     assert "unreachable" in result.output
 
     with app.app_context():
-        db.session.execute(PurgeJob.__table__.update().values(next_attempt_at=PurgeJob.created_at))
+        db.session.execute(Job.__table__.update().values(next_attempt_at=Job.created_at))
         db.session.commit()
-    assert run_worker_pass(app).purges_completed == 1
+    assert run_worker_pass(app).jobs_completed["purge"] == 1
     assert app.test_client().get("/readyz").get_json()["purge_jobs"] == "ok"
 
 
@@ -263,6 +261,6 @@ def test_purge_holds_no_database_transaction_while_it_talks_to_vault(
         return real_app_call(self, operation, fn)
 
     monkeypatch.setattr(type(vault), "_app_call", checked_app_call)
-    assert run_worker_pass(app).purges_completed == 1
+    assert run_worker_pass(app).jobs_completed["purge"] == 1
     assert len(seen) >= 8  # revoke, key, listing, items, entity, and the checks after
     assert [operation for operation, in_transaction in seen if in_transaction] == []

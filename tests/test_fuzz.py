@@ -38,20 +38,20 @@ from vault_service.kinds.validation import validate_submission
 from vault_service.models import (
     AuditEvent,
     CredentialItem,
+    Job,
     Lease,
-    PurgeJob,
     SubmissionLink,
     Ticket,
     WebhookDelivery,
 )
-from vault_service.services import purge
+from vault_service.services import sweep
 from vault_service.services.providers.standard_webhooks import parse_event, sign, verify_signature
 from vault_service.services.tickets import TICKET_REF_PATTERN as TICKET_REF
 
 from .conftest import TICKET_API_TOKEN, WEBHOOK_KEY
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.yaml"
-TABLES = (Ticket, Lease, SubmissionLink, CredentialItem, PurgeJob, AuditEvent, WebhookDelivery)
+TABLES = (Ticket, Lease, SubmissionLink, CredentialItem, Job, AuditEvent, WebhookDelivery)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -120,8 +120,8 @@ class Fixtures:
             body = json.dumps({"type": "ticket.closed", "data": {"ticket_ref": ticket_ref}})
             assert self._deliver(body.encode()).status_code == 202
             with self.app.app_context():
-                report = purge.sweep(current_settings(), current_vault(), orphans=False)
-            assert report.purges_completed >= 1
+                report = sweep.sweep(current_settings(), current_vault(), orphans=False)
+            assert report.jobs_completed["purge"] >= 1
             self._purged_ref = ticket_ref
         return self._purged_ref
 

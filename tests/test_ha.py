@@ -15,7 +15,7 @@ from sqlalchemy import select
 from vault_service import create_app
 from vault_service.embedded_openbao import RaftCluster
 from vault_service.extensions import db
-from vault_service.models import CredentialItem, PurgeJob
+from vault_service.models import CredentialItem, Job
 from vault_service.vault import (
     KV_MOUNT,
     TRANSIT_MOUNT,
@@ -134,12 +134,10 @@ def test_leader_killed_during_a_purge_the_purge_still_completes(cluster, cluster
     killed_at = time.monotonic()
     deadline = killed_at + 60
     while time.monotonic() < deadline:
-        if run_worker_pass(app).purges_completed:
+        if run_worker_pass(app).jobs_completed["purge"]:
             break
         with app.app_context():  # retry now rather than after the backoff
-            db.session.execute(
-                PurgeJob.__table__.update().values(next_attempt_at=PurgeJob.created_at)
-            )
+            db.session.execute(Job.__table__.update().values(next_attempt_at=Job.created_at))
             db.session.commit()
         time.sleep(0.5)
     print(f"\nleader SIGKILL during purge -> purge complete: {time.monotonic() - killed_at:.1f}s")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import CredentialItem, Grant, Lease, Ticket
-from vault_service.services import purge
+from vault_service.services import sweep
 from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
 
 from .conftest import SAMPLE_ITEMS
@@ -18,11 +18,11 @@ from .conftest import SAMPLE_ITEMS
 pytestmark = pytest.mark.usefixtures("openbao")
 
 
-def run_worker_pass(app, *, orphans: bool = False) -> purge.SweepReport:
+def run_worker_pass(app, *, orphans: bool = False) -> sweep.SweepReport:
     """One worker pass. Orphan sweeps stay off by default: every test shares one OpenBao, and
     other tests' leases are unknown to this test's fresh database."""
     with app.app_context():
-        return purge.sweep(current_settings(), current_vault(), orphans=orphans)
+        return sweep.sweep(current_settings(), current_vault(), orphans=orphans)
 
 
 def lease_of(app, ticket_ref: str) -> Lease:
@@ -94,7 +94,7 @@ def test_the_whole_lifecycle_ends_with_nothing_left_in_vault(
 
     # The worker purges; Vault's own API shows nothing left.
     report = run_worker_pass(app)
-    assert report.purges_completed == 1
+    assert report.jobs_completed["purge"] == 1
     for accessor in (lease.token_accessor, grant_accessor):
         with pytest.raises(hvac.exceptions.InvalidRequest):
             admin.auth.token.lookup_accessor(accessor)

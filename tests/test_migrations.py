@@ -3,6 +3,8 @@ models, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
+import json
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select, table, text
@@ -115,3 +117,75 @@ def test_sqlite_runs_with_wal_full_sync_and_secure_delete(app, database_url):
         "secure_delete": 1,
         "foreign_keys": 1,
     }
+
+
+def test_purge_jobs_move_into_the_generic_queue_and_back(make_settings, empty_database_url):
+    """0006 moves each purge job into `jobs` with its id, times, attempts and receipt, through
+    the app's engine (foreign keys on); its downgrade moves them back."""
+    from vault_service import create_app
+
+    app = create_app(make_settings(database_url=empty_database_url))
+    receipt = {"ticket_ref": "T-1", "verified_absent_in_vault": True}
+    rows = [
+        "INSERT INTO tickets (id, ref, status, created_at) VALUES ('t1', 'T-1', 'purged', {now})",
+        "INSERT INTO leases (id, ticket_id, status, created_at, expires_at) "
+        "VALUES ('l1', 't1', 'purged', {now}, {now})",
+        "INSERT INTO leases (id, ticket_id, status, created_at, expires_at) "
+        "VALUES ('l2', 't1', 'purging', {now}, {now})",
+    ]
+    jobs = [
+        {"id": "j1", "lease_id": "l1", "attempts": 2, "completed_at": "2024-01-02 03:04:05"},
+        {"id": "j2", "lease_id": "l2", "attempts": 7, "completed_at": None},
+    ]
+    with app.app_context():
+        try:
+            schema.upgrade(db.engine, "0005")
+            with db.engine.begin() as connection:
+                for row in rows:
+                    connection.execute(text(row.format(now="CURRENT_TIMESTAMP")))
+                for job in jobs:
+                    connection.execute(
+                        text(
+                            "INSERT INTO purge_jobs (id, lease_id, ticket_id, reason, created_at, "
+                            "attempts, next_attempt_at, last_error, completed_at, receipt) VALUES "
+                            "(:id, :lease_id, 't1', 'ticket_closed', '2024-01-01 00:00:00', "
+                            ":attempts, '2024-01-01 00:00:00', 'unreachable', :completed_at, "
+                            ":receipt)"
+                        ),
+                        {**job, "receipt": json.dumps(receipt) if job["completed_at"] else None},
+                    )
+            schema.upgrade(db.engine)
+            with db.engine.connect() as connection:
+                moved = connection.execute(
+                    text(
+                        "SELECT id, kind, dedupe_key, ticket_id, attempts, last_error, "
+                        "completed_at IS NOT NULL, result FROM jobs ORDER BY id"
+                    )
+                ).all()
+                assert "purge_jobs" not in inspect(connection).get_table_names()
+            assert [tuple(row[:7]) for row in moved] == [
+                ("j1", "purge", "l1", "t1", 2, "unreachable", True),
+                ("j2", "purge", "l2", "t1", 7, "unreachable", False),
+            ]
+            assert [_json(row[7]) for row in moved] == [receipt, None]
+
+            schema.downgrade(db.engine, "0005")
+            with db.engine.connect() as connection:
+                back = connection.execute(
+                    text(
+                        "SELECT id, lease_id, reason, attempts, receipt FROM purge_jobs ORDER BY id"
+                    )
+                ).all()
+            assert [tuple(row[:4]) for row in back] == [
+                ("j1", "l1", "ticket_closed", 2),
+                ("j2", "l2", "ticket_closed", 7),
+            ]
+            assert [_json(row[4]) for row in back] == [receipt, None]
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def _json(value):
+    """A JSON column read with plain SQL: text on SQLite, already decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -40,9 +40,11 @@ from vault_service import schema
 from vault_service.clock import utcnow
 from vault_service.embedded_openbao import EmbeddedOpenBao, free_port
 from vault_service.extensions import current_settings, current_vault, db
-from vault_service.models import AuditEvent, CredentialItem, Lease, PurgeJob, SubmissionLink, Ticket
-from vault_service.services import purge
+from vault_service.models import AuditEvent, CredentialItem, Job, Lease, SubmissionLink, Ticket
+from vault_service.services import jobs
 from vault_service.services.providers.standard_webhooks import sign
+from vault_service.services.sweep import SweepReport
+from vault_service.services.sweep import sweep as run_sweep
 from vault_service.vault import (
     KV_MOUNT,
     TRANSIT_MOUNT,
@@ -348,22 +350,20 @@ class Stack:
                 select(Lease).join(Ticket, Lease.ticket_id == Ticket.id).where(Ticket.ref == ref)
             ).one()
 
-    def jobs(self, ref: str) -> list[PurgeJob]:
+    def jobs(self, ref: str) -> list[Job]:
         with Session(self.engine) as session:
             return list(
                 session.scalars(
-                    select(PurgeJob)
-                    .join(Ticket, PurgeJob.ticket_id == Ticket.id)
-                    .where(Ticket.ref == ref)
+                    select(Job).join(Ticket, Job.ticket_id == Ticket.id).where(Ticket.ref == ref)
                 )
             )
 
-    def only_job(self, ref: str) -> PurgeJob:
+    def only_job(self, ref: str) -> Job:
         jobs = self.jobs(ref)
         assert len(jobs) == 1, f"{len(jobs)} purge jobs for {ref}"
         return jobs[0]
 
-    def completed_job(self, ref: str) -> PurgeJob | None:
+    def completed_job(self, ref: str) -> Job | None:
         job = self.only_job(ref)
         return job if job.completed_at is not None else None
 
@@ -398,12 +398,12 @@ def stack(tmp_path, bao) -> Iterator[Stack]:
             bao.bring_back()
 
 
-def assert_purged_once(stack: Stack, bao: DedicatedVault, ref: str, lease: Lease) -> PurgeJob:
+def assert_purged_once(stack: Stack, bao: DedicatedVault, ref: str, lease: Lease) -> Job:
     """One completed job, one receipt naming everything destroyed, one audit event each for the
     close and the purge, and Vault's API showing nothing of the lease."""
     job = stack.only_job(ref)
     assert job.completed_at is not None
-    receipt = job.receipt
+    receipt = job.result
     assert receipt["verified_absent_in_vault"] is True
     assert receipt["lease_id"] == lease.id
     assert receipt["destroyed"]["kv_entries"] == STORED_ITEMS
@@ -554,7 +554,7 @@ def test_a_worker_killed_mid_purge_leaves_the_job_to_the_next_worker_once_its_lo
     assert vault_view(bao.admin(), lease) == VaultView(True, STORED_ITEMS, False, True)
     job = stack.only_job(ref)
     assert job.attempts == 1 and job.completed_at is None
-    assert (job.locked_until - utcnow()).total_seconds() > purge.JOB_LOCK_SECONDS - 60
+    assert (job.locked_until - utcnow()).total_seconds() > jobs.JOB_LOCK_SECONDS - 60
 
     # The dead worker's claim is honoured: another process's pass takes nothing.
     sweep = stack.run_cli("sweep")
@@ -566,7 +566,7 @@ def test_a_worker_killed_mid_purge_leaves_the_job_to_the_next_worker_once_its_lo
     # lapse, end it now in the row. This is exactly the state the clock would reach; nothing
     # else about the job changes.
     with Session(stack.engine) as session:
-        session.execute(update(PurgeJob).where(PurgeJob.id == job.id).values(locked_until=utcnow()))
+        session.execute(update(Job).where(Job.id == job.id).values(locked_until=utcnow()))
         session.commit()
     released = utcnow()
     worker = stack.start_worker()
@@ -616,8 +616,8 @@ def test_a_submission_killed_after_its_vault_writes_leaves_the_link_usable_at_on
     assert stack.close_ticket(ref).status_code == 202
     worker = stack.start_worker()
     job = wait_for(lambda: stack.completed_job(ref), PURGE_DEADLINE_SECONDS, "purge", worker)
-    assert job.receipt["destroyed"]["kv_entries"] == 2 * STORED_ITEMS
-    assert job.receipt["destroyed"]["credential_records"] == STORED_ITEMS
+    assert job.result["destroyed"]["kv_entries"] == 2 * STORED_ITEMS
+    assert job.result["destroyed"]["credential_records"] == STORED_ITEMS
     assert vault_view(bao.admin(), lease) == NOTHING_LEFT
     record(
         "gunicorn SIGKILLed between a submission's Vault writes and its commit",
@@ -674,11 +674,11 @@ def test_a_submission_while_vault_is_down_is_a_clear_503_and_the_link_works_once
 # -- 5. a submission racing the close, many times ---------------------------------------------
 
 
-def worker_pass(app) -> purge.SweepReport:
+def worker_pass(app) -> SweepReport:
     """One in-process worker pass. No orphan sweep: the session OpenBao holds other tests'
     leases, unknown to this test's database."""
     with app.app_context():
-        return purge.sweep(current_settings(), current_vault(), orphans=False)
+        return run_sweep(current_settings(), current_vault(), orphans=False)
 
 
 def run_together(calls: list[Callable[[], None]], timeout: float = 30) -> None:
@@ -716,7 +716,7 @@ def race_once(app, ref: str, path: str, delays: list[float]) -> dict[str, int]:
 
     def worker() -> None:
         time.sleep(delays[2])
-        results["concurrent_purges"] = worker_pass(app).purges_completed
+        results["concurrent_purges"] = worker_pass(app).jobs_completed["purge"]
 
     run_together([customer, ticket_system, worker])
     return results
@@ -755,9 +755,7 @@ def test_a_submission_racing_the_close_ends_as_410_or_purged_and_leaves_nothing_
         # such job due now instead of waiting out the backoff.
         with app.app_context():
             db.session.execute(
-                update(PurgeJob)
-                .where(PurgeJob.completed_at.is_(None))
-                .values(next_attempt_at=utcnow())
+                update(Job).where(Job.completed_at.is_(None)).values(next_attempt_at=utcnow())
             )
             db.session.commit()
         worker_pass(app)
@@ -799,7 +797,7 @@ def test_a_close_purged_between_the_link_check_and_the_encryption_answers_410(
 
     def close_and_purge_first(lease_id: str, plaintexts: list[str]) -> list[str]:
         assert ticket_system.close(ref).status_code == 202
-        assert worker_pass(app).purges_completed == 1
+        assert worker_pass(app).jobs_completed["purge"] == 1
         return real_encrypt_items(lease_id, plaintexts)
 
     monkeypatch.setattr(vault, "encrypt_items", close_and_purge_first)

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from vault_service import create_app
 from vault_service.extensions import db
-from vault_service.models import AuditEvent, Lease, PurgeJob, Ticket, WebhookDelivery
+from vault_service.models import AuditEvent, Job, Lease, Ticket, WebhookDelivery
 from vault_service.services import audit
 from vault_service.services.providers.standard_webhooks import sign, signed_headers
 
@@ -204,7 +204,7 @@ def test_redelivered_webhook_id_is_200_already_processed_and_acts_once(app, clie
     assert again.status_code == 200
     assert again.get_json() == {"status": "already_processed"}
     assert count(app, AuditEvent, AuditEvent.action == "ticket.closed") == 1
-    assert count(app, PurgeJob) == 1
+    assert count(app, Job) == 1
     assert count(app, WebhookDelivery) == 1
 
 
@@ -317,7 +317,7 @@ def test_forged_or_replayed_close_leaves_the_ticket_open_and_revealable(
         assert deliver(client, body, headers).status_code == 401
 
     assert ticket_system.status(submitted_ticket).get_json()["status"] == "open"
-    assert count(app, PurgeJob) == 0
+    assert count(app, Job) == 0
     assert count(app, AuditEvent, AuditEvent.action == "ticket.closed") == 0
     revealed = agent.reveal(submitted_ticket)
     assert revealed.status_code == 200
@@ -348,8 +348,8 @@ def test_acknowledged_close_has_committed_the_closing_state_and_a_purge_job(
     assert status == "closing" and closed_at is not None
     jobs = committed(
         settings,
-        "SELECT j.lease_id, j.completed_at, l.status FROM purge_jobs j "
-        "JOIN leases l ON l.id = j.lease_id WHERE j.ticket_id = :id",
+        "SELECT j.dedupe_key, j.completed_at, l.status FROM jobs j "
+        "JOIN leases l ON l.id = j.dedupe_key WHERE j.ticket_id = :id AND j.kind = 'purge'",
         id=ticket_id,
     )
     assert len(jobs) == 1
@@ -381,14 +381,14 @@ def test_close_that_fails_midway_commits_nothing_and_can_be_redelivered(
     response = deliver(client, body, headers)
     assert response.status_code == 500
     assert ticket_state(app, open_ticket) == "open"
-    assert count(app, PurgeJob) == 0
+    assert count(app, Job) == 0
     assert count(app, WebhookDelivery) == 0
 
     # The sender retries the same message; this time it goes through, exactly once.
     monkeypatch.setattr(audit, "record", real_record)
     assert deliver(client, body, headers).status_code == 202
     assert ticket_state(app, open_ticket) == "closing"
-    assert count(app, PurgeJob) == 1
+    assert count(app, Job) == 1
 
 
 def test_close_of_an_unknown_ticket_is_an_accepted_noop(app, client):
@@ -397,7 +397,7 @@ def test_close_of_an_unknown_ticket_is_an_accepted_noop(app, client):
     assert response.status_code == 202
     assert response.get_json()["outcome"] == "unknown_ticket"
     assert count(app, Ticket) == 0
-    assert count(app, PurgeJob) == 0
+    assert count(app, Job) == 0
 
 
 def test_delivery_time_is_taken_from_the_service_clock(app, client, open_ticket):

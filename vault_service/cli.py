@@ -185,7 +185,7 @@ def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
 @click.command("worker")
 @with_appcontext
 def worker() -> None:
-    """Run purge jobs and sweeps until SIGTERM/SIGINT."""
+    """Run jobs and sweeps until SIGTERM/SIGINT."""
     from .worker import run_forever
 
     stop = threading.Event()
@@ -197,11 +197,11 @@ def worker() -> None:
 @click.command("sweep")
 @with_appcontext
 def sweep() -> None:
-    """One pass: retention, expired grant tokens, due purge jobs. Prints what it did as JSON."""
-    from .services import purge
+    """One pass: retention, expired grants and links, due jobs, orphans. Prints it as JSON."""
+    from .services.sweep import sweep as sweep_once
 
-    report = purge.sweep(current_settings(), current_vault())
-    click.echo(json.dumps(report.__dict__))
+    report = sweep_once(current_settings(), current_vault())
+    click.echo(json.dumps(report.as_json()))
 
 
 @click.command("audit-verify")

@@ -27,20 +27,6 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 
 
-def release_transaction() -> None:
-    """End a read-only transaction before a slow outside call (Vault), keeping what it loaded.
-
-    A commit, not a rollback: with expire_on_commit=False a commit leaves loaded attributes
-    readable, whereas a rollback expires them and the next attribute read silently opens a new
-    transaction, which on SQLite holds the write lock across every Vault call that follows.
-    Refuses pending changes, so nothing is ever committed by accident.
-    """
-    session = db.session()
-    if session.new or session.dirty or session.deleted:
-        raise RuntimeError("release_transaction() with unflushed changes; commit them explicitly")
-    session.commit()
-
-
 def current_settings():
     """The running app's Settings."""
     from flask import current_app

@@ -9,7 +9,18 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -299,25 +310,42 @@ class Grant(db.Model):
         return f"<Grant {self.id} agent={self.agent_id}>"
 
 
-class PurgeJob(db.Model):
-    """A durable purge request (outbox), committed with the close that caused it."""
+class JobState(StrEnum):
+    """A job's place in the queue, derived from its columns (services/jobs.py: job_state)."""
 
-    __tablename__ = "purge_jobs"
+    PENDING = "pending"  # waiting for its first or next attempt
+    RUNNING = "running"  # claimed: a worker holds its row lease (locked_until is ahead)
+    FAILING = "failing"  # failed jobs.FAILING_AFTER_ATTEMPTS times or more; still retried
+    DONE = "done"
+
+
+class Job(db.Model):
+    """A durable unit of work (transactional outbox), committed with the change that calls for
+    it and run by the worker until done. What it does is its kind's (services/job_kinds/)."""
+
+    __tablename__ = "jobs"
+    # A kind that must not run twice for one thing (a purge per lease) says so by a dedupe key.
+    __table_args__ = (UniqueConstraint("kind", "dedupe_key", name="uq_jobs_kind_dedupe_key"),)
 
     id: Mapped[uuid_pk]
-    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), unique=True)
-    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
-    reason: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    # Ids and reasons only, never a secret value: the row sits in the database in clear.
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    ticket_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    dedupe_key: Mapped[str | None] = mapped_column(String(64))
+    # Jobs sharing an ordering key run one at a time, oldest first (services/jobs.py).
+    ordering_key: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[created_at]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[timestamp] = mapped_column(default=utcnow, index=True)
     locked_until: Mapped[optional_timestamp]
     last_error: Mapped[str | None] = mapped_column(String(200))
     completed_at: Mapped[optional_timestamp] = mapped_column(index=True)
-    receipt: Mapped[dict | None] = mapped_column(JSON)
+    # What the finished job reports (a purge: its receipt).
+    result: Mapped[dict | None] = mapped_column(JSON)
 
     def __repr__(self) -> str:
-        return f"<PurgeJob {self.id} attempts={self.attempts}>"
+        return f"<Job {self.id} {self.kind} attempts={self.attempts}>"
 
 
 class WebhookDelivery(db.Model):

@@ -1,4 +1,4 @@
-"""The purge worker: durable purge jobs and periodic sweeps, as a process or a background thread."""
+"""The worker: durable jobs and periodic sweeps, as a process or a background thread."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from flask import Flask
 
 from .extensions import current_settings, current_vault, db
-from .services import purge
+from .services import sweep
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +18,11 @@ log = logging.getLogger(__name__)
 ORPHAN_SWEEP_SECONDS = 300
 
 
-def run_once(app: Flask, *, orphans: bool = True) -> purge.SweepReport:
-    """One sweep: retention, expired grants and links, due purges, and orphans if asked."""
+def run_once(app: Flask, *, orphans: bool = True) -> sweep.SweepReport:
+    """One sweep: retention, expired grants and links, due jobs, and orphans if asked."""
     with app.app_context():
         try:
-            return purge.sweep(current_settings(), current_vault(), orphans=orphans)
+            return sweep.sweep(current_settings(), current_vault(), orphans=orphans)
         finally:
             db.session.remove()
 
@@ -38,8 +38,9 @@ def run_forever(app: Flask, stop: threading.Event) -> None:
             report = run_once(app, orphans=orphans)
             if orphans:
                 next_orphan_sweep = time.monotonic() + ORPHAN_SWEEP_SECONDS
-            if any(value for value in report.__dict__.values()):
-                log.info("sweep", extra={"fields": report.__dict__})
+            counts = report.as_json()
+            if any(counts.values()):
+                log.info("sweep", extra={"fields": counts})
         except Exception as error:  # noqa: BLE001 - the loop must outlive any single failure
             log.error("sweep failed", extra={"fields": {"error": type(error).__name__}})
         stop.wait(settings.worker_poll_seconds)

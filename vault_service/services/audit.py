@@ -57,6 +57,14 @@ def compute_hash(event: AuditEvent) -> str:
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
+def _check_details(details: dict[str, object]) -> None:
+    """Refuse anything but scalars: a record must never carry an object that could hold a secret."""
+    for key, value in details.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        if not all(isinstance(v, _SAFE_VALUE_TYPES) for v in values):
+            raise TypeError(f"audit detail {key!r} must be a scalar or a list of scalars")
+
+
 def record(
     action: str,
     *,
@@ -66,13 +74,10 @@ def record(
     **details: object,
 ) -> AuditEvent:
     """Append an event inside the caller's transaction; it exists only if the caller commits."""
-    for key, value in details.items():
-        values = value if isinstance(value, list | tuple) else [value]
-        if not all(isinstance(v, _SAFE_VALUE_TYPES) for v in values):
-            raise TypeError(f"audit detail {key!r} must be a scalar or a list of scalars")
+    _check_details(details)
     # Core statements on the session's connection: a record is never changed once written, so
     # it needs no place in the unit of work, and the ORM's per-statement machinery would cost
-    # every audited request about 0.4 ms more (bench/README "Performance").
+    # every audited request a measurable share of its own time (README "Performance").
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         # Serialise appenders so two transactions never read the same chain head. SQLite needs

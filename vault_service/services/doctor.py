@@ -23,7 +23,7 @@ from ..vault import (
     read_admin_posture,
     read_posture,
 )
-from .purge import FAILING_AFTER_ATTEMPTS, failing_jobs
+from .jobs import FAILING_AFTER_ATTEMPTS, failing_jobs
 
 # An AppRole login's token lives at most this long: a stolen token soon needs the secret id again.
 APPROLE_MAX_TOKEN_TTL_SECONDS = 3600
@@ -56,7 +56,7 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
             "purge jobs",
             not failing,
             f"{len(failing)} job(s) failed {FAILING_AFTER_ATTEMPTS}+ times: "
-            + ", ".join(f"{job.id} ({job.last_error})" for job in failing)
+            + ", ".join(f"{job.kind} {job.id} ({job.last_error})" for job in failing)
             if failing
             else "none failing",
         )

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..models import WebhookDelivery
 from ..transactions import transaction
-from .purge import close_ticket, reopen_ticket
+from .lifecycle import close_ticket, reopen_ticket
 
 ACTOR = "ticket-system"
 

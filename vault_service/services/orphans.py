@@ -11,15 +11,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from ..extensions import db, release_transaction
-from ..models import Lease
+from ..models import OWNED_LEASE_STATES, Lease
+from ..transactions import read_only, transaction
 from ..vault import Vault, lease_key_name
 from . import audit
 
 log = logging.getLogger(__name__)
-
-# Leases in these states own their Vault material: live ones use it, purging ones have a job.
-OWNED_STATES = ("provisioning", "active", "purging")
 
 
 @dataclass
@@ -27,11 +24,12 @@ class OrphanReport:
     """What an orphan sweep removed, by lease."""
 
     kv_entries: dict[str, int] = field(default_factory=dict)
-    transit_keys: list[str] = field(default_factory=list)
+    # Lease id -> the name of its transit key that was deleted.
+    transit_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def lease_ids(self) -> set[str]:
-        return set(self.kv_entries) | {k.removeprefix("ticket-") for k in self.transit_keys}
+        return set(self.kv_entries) | set(self.transit_keys)
 
     @property
     def found(self) -> int:
@@ -49,22 +47,34 @@ def sweep_orphans(vault: Vault) -> OrphanReport:
     candidates = kv_leases | key_leases
     if not candidates:
         return OrphanReport()
-    owned = set(
-        db.session.scalars(
-            select(Lease.id).where(Lease.id.in_(candidates), Lease.status.in_(OWNED_STATES))
+    with read_only() as session:
+        owned = set(
+            session.scalars(
+                select(Lease.id).where(
+                    Lease.id.in_(candidates), Lease.status.in_(OWNED_LEASE_STATES)
+                )
+            )
         )
-    )
-    release_transaction()  # no database transaction is held across the Vault calls below
     report = OrphanReport()
     for lease_id in sorted(candidates - owned):
-        if lease_id in kv_leases:
-            item_ids = vault.list_items(lease_id)
-            for item_id in item_ids:
-                vault.delete_item(lease_id, item_id)
-            report.kv_entries[lease_id] = len(item_ids)
-        if lease_id in key_leases:
-            vault.delete_lease_key(lease_id)
-            report.transit_keys.append(lease_key_name(lease_id))
+        _remove_orphan(vault, lease_id, report, kv_leases, key_leases)
+    return report
+
+
+def _remove_orphan(
+    vault: Vault, lease_id: str, report: OrphanReport, kv_leases: set[str], key_leases: set[str]
+) -> None:
+    """Destroy one orphaned lease's KV entries and key, then audit it (Vault first, no
+    transaction held)."""
+    if lease_id in kv_leases:
+        item_ids = vault.list_items(lease_id)
+        for item_id in item_ids:
+            vault.delete_item(lease_id, item_id)
+        report.kv_entries[lease_id] = len(item_ids)
+    if lease_id in key_leases:
+        vault.delete_lease_key(lease_id)
+        report.transit_keys[lease_id] = lease_key_name(lease_id)
+    with transaction():
         audit.record(
             "sweep.orphan_removed",
             actor="worker",
@@ -72,6 +82,4 @@ def sweep_orphans(vault: Vault) -> OrphanReport:
             kv_entries=report.kv_entries.get(lease_id, 0),
             transit_key=lease_id in key_leases,
         )
-        db.session.commit()
-        log.warning("orphan removed from vault", extra={"fields": {"lease_id": lease_id}})
-    return report
+    log.warning("orphan removed from vault", extra={"fields": {"lease_id": lease_id}})

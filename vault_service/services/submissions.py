@@ -7,17 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from .. import failpoints
 from ..clock import utcnow
 from ..config import Settings
 from ..errors import LinkGone, ServiceUnavailable
-from ..extensions import db, release_transaction
 from ..kinds.validation import CredentialInput, validate_submission
-from ..models import CredentialItem, Lease, SubmissionLink, Ticket, new_uuid
+from ..models import CredentialItem, Lease, LinkState, SubmissionLink, Ticket, new_uuid
+from ..transactions import read_only, transaction
 from ..vault import Vault, VaultError
 from . import audit
+from .lifecycle import is_serving, link_state
 from .tickets import hash_link_token
 
 log = logging.getLogger(__name__)
@@ -45,32 +46,31 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
     """The link for a token if it can still take a submission; one LinkGone for every other case."""
     if not token or len(token) > 128:
         raise LinkGone()
-    row = (
-        db.session.connection()
-        .execute(
-            select(
-                _LINKS.c.id,
-                _LINKS.c.lease_id,
-                _TICKETS.c.ref,
-                _LINKS.c.expires_at,
-                _LINKS.c.consumed_at,
-                _LEASES.c.status,
-                _TICKETS.c.status,
+    with read_only() as session:
+        row = (
+            session.connection()
+            .execute(
+                select(
+                    _LINKS.c.id,
+                    _LINKS.c.lease_id,
+                    _TICKETS.c.ref,
+                    _LINKS.c.expires_at,
+                    _LINKS.c.consumed_at,
+                    _LEASES.c.status.label("lease_status"),
+                    _TICKETS.c.status.label("ticket_status"),
+                )
+                .join(_LEASES, _LEASES.c.id == _LINKS.c.lease_id)
+                .join(_TICKETS, _TICKETS.c.id == _LINKS.c.ticket_id)
+                .where(_LINKS.c.token_hash == hash_link_token(settings, token))
             )
-            .join(_LEASES, _LEASES.c.id == _LINKS.c.lease_id)
-            .join(_TICKETS, _TICKETS.c.id == _LINKS.c.ticket_id)
-            .where(_LINKS.c.token_hash == hash_link_token(settings, token))
+            .first()
         )
-        .first()
-    )
     if row is None:
         raise LinkGone()
-    link_id, lease_id, ticket_ref, expires_at, consumed_at, lease_status, status = row
-    if consumed_at is not None or expires_at <= utcnow():
+    serving = is_serving(row.lease_status, row.ticket_status)
+    if link_state(row, utcnow(), serving=serving) != LinkState.OPEN:
         raise LinkGone()
-    if lease_status != "active" or status != "open":
-        raise LinkGone()
-    return UsableLink(link_id, lease_id, ticket_ref, expires_at)
+    return UsableLink(row.id, row.lease_id, row.ref, row.expires_at)
 
 
 def _discard_written(vault: Vault, lease_id: str, item_ids: list[str]) -> None:
@@ -92,13 +92,13 @@ def _fail_submission(
     """Undo what a failed submission wrote and say why: 410 if the ticket closed under it,
     503 (retry: the link was never consumed) if Vault failed."""
     _discard_written(vault, link.lease_id, discard)
-    state = db.session.execute(
-        select(Lease.status, Ticket.status)
-        .join(Ticket, Lease.ticket_id == Ticket.id)
-        .where(Lease.id == link.lease_id)
-    ).one_or_none()
-    db.session.rollback()
-    if state is None or tuple(state) != ("active", "open"):
+    with read_only() as session:
+        state = session.execute(
+            select(Lease.status, Ticket.status)
+            .join(Ticket, Lease.ticket_id == Ticket.id)
+            .where(Lease.id == link.lease_id)
+        ).one_or_none()
+    if state is None or not is_serving(*state):
         # The close won the race and its purge destroyed the key under us: the link is gone
         # for good, so say so (410), not "retry later" (503).
         raise LinkGone() from error
@@ -119,42 +119,44 @@ class SubmissionReceipt:
     retention_until: str
 
 
-def _consume_link(
-    link: UsableLink,
-    received_at: datetime,
-    stored: list[tuple[str, CredentialInput]],
-    client: str,
-) -> SubmissionReceipt | None:
-    """One transaction, after the Vault writes: consume the link if no other post did and the
-    ticket is still open, record the items and the audit event. None if the post lost."""
-    connection = db.session.connection()
-    # Locking the lease row orders this against a close (which locks it too) on PostgreSQL;
-    # SQLite's IMMEDIATE transaction already admits one writer at a time.
+def _lock_serving_lease(connection: Connection, lease_id: str) -> datetime | None:
+    """Lock the lease row; its retention end if it and its ticket still take submissions.
+
+    The lock orders this against a close (which locks it too) on PostgreSQL; SQLite's
+    IMMEDIATE transaction already admits one writer at a time.
+    """
     state = connection.execute(
         select(_LEASES.c.status, _LEASES.c.expires_at, _TICKETS.c.status)
         .join(_TICKETS, _LEASES.c.ticket_id == _TICKETS.c.id)
-        .where(_LEASES.c.id == link.lease_id)
+        .where(_LEASES.c.id == lease_id)
         .with_for_update(of=_LEASES)
     ).one_or_none()
-    if state is None or state[0] != "active" or state[2] != "open":
-        db.session.rollback()
+    if state is None or not is_serving(state[0], state[2]):
         return None
-    # The guard decides the race between posts: only one can move consumed_at off NULL. The
-    # expiry is judged at arrival, so a post that started in time is not refused for Vault's
-    # latency.
-    now = utcnow()
-    consumed = connection.execute(
-        update(_LINKS)
-        .where(
-            _LINKS.c.id == link.id,
-            _LINKS.c.consumed_at.is_(None),
-            _LINKS.c.expires_at > received_at,
-        )
-        .values(consumed_at=now)
-    ).rowcount
-    if consumed != 1:
-        db.session.rollback()
-        return None
+    return state[1]
+
+
+def _take_link(connection: Connection, link: UsableLink, received_at: datetime, now) -> bool:
+    """Consume the link unless another post did. The guard decides the race between posts:
+    only one can move consumed_at off NULL. The expiry is judged at arrival, so a post that
+    started in time is not refused for Vault's latency."""
+    return (
+        connection.execute(
+            update(_LINKS)
+            .where(
+                _LINKS.c.id == link.id,
+                _LINKS.c.consumed_at.is_(None),
+                _LINKS.c.expires_at > received_at,
+            )
+            .values(consumed_at=now)
+        ).rowcount
+        == 1
+    )
+
+
+def _record_items(
+    connection: Connection, link: UsableLink, stored: list[tuple[str, CredentialInput]], now
+) -> None:
     connection.execute(
         insert(_ITEMS),
         [
@@ -169,17 +171,33 @@ def _consume_link(
             for position, (item_id, item) in enumerate(stored)
         ],
     )
-    kinds = [item.kind for _, item in stored]
-    audit.record(
-        "submission.received",
-        actor=client,
-        ticket_ref=link.ticket_ref,
-        link_id=link.id,
-        item_count=len(stored),
-        kinds=kinds,
-    )
-    db.session.commit()
-    return SubmissionReceipt(link.ticket_ref, len(stored), kinds, state[1].isoformat())
+
+
+def _consume_link(
+    link: UsableLink,
+    received_at: datetime,
+    stored: list[tuple[str, CredentialInput]],
+    client: str,
+) -> SubmissionReceipt | None:
+    """One transaction, after the Vault writes: consume the link if no other post did and the
+    ticket is still open, record the items and the audit event. None if the post lost."""
+    now = utcnow()
+    with transaction() as session:
+        connection = session.connection()
+        retention_until = _lock_serving_lease(connection, link.lease_id)
+        if retention_until is None or not _take_link(connection, link, received_at, now):
+            return None  # nothing was written: the commit ends an empty transaction
+        _record_items(connection, link, stored, now)
+        kinds = [item.kind for _, item in stored]
+        audit.record(
+            "submission.received",
+            actor=client,
+            ticket_ref=link.ticket_ref,
+            link_id=link.id,
+            item_count=len(stored),
+            kinds=kinds,
+        )
+    return SubmissionReceipt(link.ticket_ref, len(stored), kinds, retention_until.isoformat())
 
 
 def submit_credentials(
@@ -196,7 +214,6 @@ def submit_credentials(
     received_at = utcnow()
     link = find_usable_link(settings, token)
     submission = validate_submission(payload)
-    release_transaction()
 
     to_store = list(submission.items)
     if submission.notes:

@@ -1,0 +1,275 @@
+"""The ticket and lease lifecycle: every state transition, named, in one place.
+
+A ticket is open -> closing (close acknowledged, purge pending) -> purged, and open again when
+reopened. Each ticket has one Vault generation at a time, its lease: provisioning (row written,
+Vault material being created) -> active -> purging (a purge job holds it) -> purged. A reopened
+ticket gets a new lease, so a purge in flight for the old one never touches the new one.
+
+Every function here runs in the caller's transaction and calls no Vault: the callers end the
+transaction before Vault and come back here, under the row locks, to record what happened.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..clock import utcnow
+from ..config import Settings
+from ..errors import Conflict
+from ..extensions import db
+from ..models import (
+    LIVE_LEASE_STATES,
+    Grant,
+    GrantState,
+    Lease,
+    LeaseStatus,
+    LinkState,
+    Ticket,
+    TicketStatus,
+)
+from . import audit, jobs
+
+# The job kind that destroys a purging lease's Vault material (services/job_kinds/purge.py).
+PURGE_JOB = "purge"
+CLOSE_REASON = "ticket_closed"
+RETENTION_REASON = "retention_expired"
+
+
+class CloseOutcome(StrEnum):
+    """What close_ticket did."""
+
+    UNKNOWN_TICKET = "unknown_ticket"
+    ALREADY_CLOSED = "already_closed"
+    CLOSING = "closing"
+
+
+class ReopenOutcome(StrEnum):
+    """What reopen_ticket did."""
+
+    UNKNOWN_TICKET = "unknown_ticket"
+    ALREADY_OPEN = "already_open"
+    REOPENED = "reopened"
+
+
+def get_ticket(ticket_ref: str) -> Ticket | None:
+    """The ticket with this reference, if the service knows it."""
+    return db.session.scalar(select(Ticket).where(Ticket.ref == ticket_ref))
+
+
+def live_lease(ticket: Ticket, *, for_update: bool = False) -> Lease | None:
+    """The ticket's current Vault generation, if it has one that is not being purged."""
+    query = select(Lease).where(Lease.ticket_id == ticket.id, Lease.status.in_(LIVE_LEASE_STATES))
+    if for_update:
+        query = query.with_for_update()
+    return db.session.scalar(query.order_by(Lease.created_at.desc()).limit(1))
+
+
+def is_serving(lease_status: LeaseStatus | None, ticket_status: TicketStatus | None) -> bool:
+    """Whether a lease in this state, of a ticket in this state, takes submissions and reveals."""
+    return lease_status == LeaseStatus.ACTIVE and ticket_status == TicketStatus.OPEN
+
+
+def get_or_create_open_ticket(ticket_ref: str) -> Ticket:
+    """The open ticket with this reference, created on first use; Conflict if it is closed."""
+    ticket = get_ticket(ticket_ref)
+    if ticket is None:
+        try:
+            # A savepoint: losing the race to create it undoes only this insert.
+            with db.session.begin_nested():
+                ticket = Ticket(ref=ticket_ref)
+                db.session.add(ticket)
+        except IntegrityError:
+            ticket = get_ticket(ticket_ref)  # another request created it first: use theirs
+            if ticket is None:
+                raise
+    if ticket.status != TicketStatus.OPEN:
+        raise Conflict("The ticket is closed or purged; reopen it before asking for new links.")
+    return ticket
+
+
+def reserve_lease(settings: Settings, ticket: Ticket) -> Lease:
+    """The ticket's live lease, or a new one recorded before anything exists in Vault.
+
+    Writing the row first means the database knows every Vault object it might create, so a
+    crash half-way leaves nothing a purge or sweep cannot find.
+    """
+    lease = live_lease(ticket, for_update=True)
+    if lease is None:
+        lease = Lease(
+            ticket_id=ticket.id,
+            status=LeaseStatus.PROVISIONING,
+            expires_at=utcnow() + timedelta(seconds=settings.max_retention_seconds),
+        )
+        db.session.add(lease)
+        db.session.flush()
+        audit.record("lease.reserved", actor="system", ticket_ref=ticket.ref, lease_id=lease.id)
+    return lease
+
+
+def activate_lease(
+    lease_id: str, *, token_accessor: str, entity_id: str, token_ciphertext: str, expires_at
+) -> bool:
+    """provisioning -> active, with its Vault token; False if it is no longer provisioning."""
+    return (
+        db.session.execute(
+            update(Lease)
+            .where(Lease.id == lease_id, Lease.status == LeaseStatus.PROVISIONING)
+            .values(
+                status=LeaseStatus.ACTIVE,
+                token_accessor=token_accessor,
+                entity_id=entity_id,
+                token_ciphertext=token_ciphertext,
+                expires_at=expires_at,
+            )
+        ).rowcount
+        == 1
+    )
+
+
+def lease_status(lease_id: str) -> LeaseStatus | None:
+    """A lease's current status, read from the database."""
+    return db.session.scalar(select(Lease.status).where(Lease.id == lease_id))
+
+
+def _has_purging_lease(ticket_id: str) -> bool:
+    # A lease is purging exactly while its purge job is unfinished (both change together).
+    return db.session.scalar(
+        select(exists().where(Lease.ticket_id == ticket_id, Lease.status == LeaseStatus.PURGING))
+    )
+
+
+def _purge_lease(ticket: Ticket, lease: Lease, reason: str, now: datetime) -> str:
+    """live -> purging: revoke its grants and enqueue the purge of its Vault material."""
+    lease.status = LeaseStatus.PURGING
+    db.session.execute(
+        update(Grant)
+        .where(Grant.lease_id == lease.id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    payload = {"lease_id": lease.id, "reason": reason}
+    return jobs.enqueue(PURGE_JOB, payload, ticket_id=ticket.id, dedupe_key=lease.id).id
+
+
+def schedule_purge(ticket: Ticket, reason: str, actor: str) -> list[str]:
+    """open -> closing: every live lease to purging, each with a durable purge job.
+
+    From the caller's commit on, no reveal succeeds: reveals check the lease state under its
+    row lock, which this takes too.
+    """
+    now = utcnow()
+    leases = db.session.scalars(
+        select(Lease)
+        .where(Lease.ticket_id == ticket.id, Lease.status.in_(LIVE_LEASE_STATES))
+        .with_for_update()
+    ).all()
+    ticket.status = TicketStatus.CLOSING
+    ticket.closed_at = now
+    job_ids = [_purge_lease(ticket, lease, reason, now) for lease in leases]
+    if not job_ids and not _has_purging_lease(ticket.id):
+        # Nothing was ever stored, or everything already purged: the ticket is purged now.
+        ticket.status = TicketStatus.PURGED
+        ticket.purged_at = now
+    audit.record(
+        "ticket.closed", actor=actor, ticket_ref=ticket.ref, reason=reason, purge_jobs=job_ids
+    )
+    return job_ids
+
+
+def close_ticket(ticket_ref: str, *, actor: str, reason: str = CLOSE_REASON) -> CloseOutcome:
+    """Close a ticket in the caller's transaction; returns what happened."""
+    ticket = get_ticket(ticket_ref)
+    if ticket is None:
+        return CloseOutcome.UNKNOWN_TICKET
+    if ticket.status != TicketStatus.OPEN:
+        return CloseOutcome.ALREADY_CLOSED
+    schedule_purge(ticket, reason, actor)
+    return CloseOutcome.CLOSING
+
+
+def reopen_ticket(ticket_ref: str, *, actor: str) -> ReopenOutcome:
+    """Reopen a ticket in the caller's transaction: new links get a fresh lease."""
+    ticket = get_ticket(ticket_ref)
+    if ticket is None:
+        return ReopenOutcome.UNKNOWN_TICKET
+    if ticket.status == TicketStatus.OPEN:
+        return ReopenOutcome.ALREADY_OPEN
+    ticket.status = TicketStatus.OPEN
+    ticket.closed_at = None
+    ticket.purged_at = None
+    audit.record("ticket.reopened", actor=actor, ticket_ref=ticket.ref)
+    return ReopenOutcome.REOPENED
+
+
+def complete_lease_purge(ticket_id: str, lease_id: str, now: datetime) -> None:
+    """purging -> purged for the lease; closing -> purged for the ticket once none is left."""
+    db.session.execute(
+        update(Lease)
+        .where(Lease.id == lease_id)
+        .values(status=LeaseStatus.PURGED, purged_at=now, token_ciphertext=None)
+    )
+    # One guarded statement: a ticket reopened meanwhile (open again) is left alone.
+    db.session.execute(
+        update(Ticket)
+        .where(
+            Ticket.id == ticket_id,
+            Ticket.status == TicketStatus.CLOSING,
+            ~exists().where(Lease.ticket_id == Ticket.id, Lease.status == LeaseStatus.PURGING),
+        )
+        .values(status=TicketStatus.PURGED, purged_at=now)
+    )
+
+
+def tickets_past_retention(now: datetime) -> list[Ticket]:
+    """Open tickets whose live lease has reached its maximum retention."""
+    return list(
+        db.session.scalars(
+            select(Ticket)
+            .join(Lease, Lease.ticket_id == Ticket.id)
+            .where(
+                Ticket.status == TicketStatus.OPEN,
+                Lease.status.in_(LIVE_LEASE_STATES),
+                Lease.expires_at <= now,
+            )
+            .distinct()
+        )
+    )
+
+
+class LinkTimes(Protocol):
+    """What a link's state is derived from (an entity or a Core row)."""
+
+    consumed_at: datetime | None
+    expires_at: datetime
+
+
+class GrantTimes(Protocol):
+    """What a grant's state is derived from (an entity or a Core row)."""
+
+    revoked_at: datetime | None
+    expires_at: datetime
+    token_ciphertext: str | None
+
+
+def link_state(link: LinkTimes, now: datetime, *, serving: bool) -> LinkState:
+    """A link's state from its timestamps; `serving`: its lease and ticket take submissions."""
+    if link.consumed_at is not None:
+        return LinkState.USED
+    if not serving:
+        return LinkState.REVOKED
+    if link.expires_at <= now:
+        return LinkState.EXPIRED
+    return LinkState.OPEN
+
+
+def grant_state(grant: GrantTimes, now: datetime) -> GrantState:
+    """A grant's state from its timestamps; a grant whose token is erased reveals nothing."""
+    if grant.revoked_at is not None or grant.token_ciphertext is None:
+        return GrantState.REVOKED
+    if grant.expires_at <= now:
+        return GrantState.EXPIRED
+    return GrantState.ACTIVE
