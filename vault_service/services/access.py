@@ -27,6 +27,7 @@ from ..models import (
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError, VaultForbidden, VaultNotFound
 from . import audit
+from .agents import actor_of
 from .lifecycle import get_ticket, grant_state, is_serving, live_lease
 from .tickets import validate_ticket_ref
 
@@ -37,10 +38,6 @@ _GRANTS = Grant.__table__
 _LEASES = Lease.__table__
 _TICKETS = Ticket.__table__
 _ITEMS = CredentialItem.__table__
-
-
-def _actor(agent: Agent) -> str:
-    return f"agent:{agent.username}"
 
 
 def active_grant(agent: Agent, lease_id: str) -> Grant | None:
@@ -74,7 +71,7 @@ def _deny(agent: Agent, action: str, ticket_ref: str, reason: str, **details: ob
     with transaction():
         audit.record(
             action,
-            actor=_actor(agent),
+            actor=actor_of(agent),
             outcome="denied",
             ticket_ref=ticket_ref,
             reason=reason,
@@ -132,7 +129,7 @@ def _mint_grant_token(vault: Vault, agent: Agent, target: _GrantTarget) -> tuple
     """A child token of the lease with the grant's TTL, and its wrapped copy."""
     try:
         lease_token = vault.decrypt_token(target.lease_token_ciphertext)
-        issued = vault.mint_grant_token(lease_token, target.lease_id, target.ttl_seconds)
+        issued = vault.mint_grant_token(lease_token, target.ttl_seconds)
         return issued, vault.encrypt_token(issued.token)
     except VaultError as error:
         _deny(agent, "access.requested", target.ticket_ref, "vault unavailable", error=str(error))
@@ -163,7 +160,7 @@ def _record_grant(
         session.flush()
         audit.record(
             "access.granted",
-            actor=_actor(agent),
+            actor=actor_of(agent),
             ticket_ref=target.ticket_ref,
             grant_id=grant.id,
             reason=reason,
@@ -282,7 +279,7 @@ def _audit_reveal(
                 ).all()
                 audit.record(
                     "credentials.revealed",
-                    actor=_actor(agent),
+                    actor=actor_of(agent),
                     ticket_ref=ref,
                     grant_id=grant.id,
                     item_ids=[item.id for item in items],

@@ -13,6 +13,7 @@ from .. import failpoints
 from ..clock import utcnow
 from ..config import Settings
 from ..errors import LinkGone, ServiceUnavailable
+from ..kinds.notes import NOTES, NOTES_FIELD
 from ..kinds.validation import CredentialInput, validate_submission
 from ..models import CredentialItem, Lease, LinkState, SubmissionLink, Ticket, new_uuid
 from ..transactions import read_only, transaction
@@ -217,7 +218,7 @@ def submit_credentials(
 
     to_store = list(submission.items)
     if submission.notes:
-        to_store.append(CredentialInput("notes", {"notes": submission.notes}))
+        to_store.append(CredentialInput(NOTES.name, {NOTES_FIELD.name: submission.notes}))
     item_ids = [new_uuid() for _ in to_store]
     try:
         ciphertexts = vault.encrypt_items(link.lease_id, [item.plaintext() for item in to_store])

@@ -225,7 +225,7 @@ class Vault:
             raise VaultRequestFailed("create lease token: no entity bound to the token")
         return IssuedToken.from_auth(auth)
 
-    def mint_grant_token(self, lease_token: str, lease_id: str, ttl_seconds: int) -> IssuedToken:
+    def mint_grant_token(self, lease_token: str, ttl_seconds: int) -> IssuedToken:
         """A grant: child of the lease token (inheriting its entity), reveal policy only,
         non-renewable, TTL = window."""
         lease_client = self._client(lease_token)
