@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from sqlalchemy import text
 
 from ..config import Settings
-from ..extensions import db
 from ..transactions import read_only
 from ..vault import (
     APP_POLICY,
@@ -23,7 +22,7 @@ from ..vault import (
     read_admin_posture,
     read_posture,
 )
-from .jobs import FAILING_AFTER_ATTEMPTS, failing_jobs
+from .jobs import FAILING_AFTER_ATTEMPTS, failing_jobs, registered_kinds
 
 # An AppRole login's token lives at most this long: a stolen token soon needs the secret id again.
 APPROLE_MAX_TOKEN_TTL_SECONDS = 3600
@@ -41,26 +40,10 @@ class Finding:
 def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None) -> list[Finding]:
     """Database, Vault health, and the least-privilege posture of the app's own identity; with an
     operator's token also what only it can see (audit devices, policies, roles)."""
-    findings = []
-    try:
-        db.session.execute(text("SELECT 1"))
-        findings.append(Finding("database", True, db.engine.dialect.name))
-    except Exception as error:  # noqa: BLE001 - reported, not raised
-        findings.append(Finding("database", False, type(error).__name__))
-    finally:
-        db.session.rollback()
-    with read_only():
-        failing = failing_jobs()
-    findings.append(
-        Finding(
-            "purge jobs",
-            not failing,
-            f"{len(failing)} job(s) failed {FAILING_AFTER_ATTEMPTS}+ times: "
-            + ", ".join(f"{job.kind} {job.id} ({job.last_error})" for job in failing)
-            if failing
-            else "none failing",
-        )
-    )
+    database = _check_database()
+    findings = [database]
+    if database.ok:  # without a database there are no jobs to judge (and no traceback)
+        findings += _check_jobs()
     try:
         health = vault.health()
         findings.append(
@@ -102,6 +85,33 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
         return findings
     findings.append(check_lease_keys(admin["lease_keys"], "as seen by the admin token"))
     findings += admin_findings(admin)
+    return findings
+
+
+def _check_database() -> Finding:
+    try:
+        with read_only() as session:
+            session.execute(text("SELECT 1"))
+            dialect = session.get_bind().dialect.name
+    except Exception as error:  # noqa: BLE001 - reported, not raised
+        return Finding("database", False, type(error).__name__)
+    return Finding("database", True, dialect)
+
+
+def _check_jobs() -> list[Finding]:
+    """One finding per job kind: a job failing again and again is a promise not yet kept."""
+    with read_only():
+        failing = failing_jobs()
+    findings = []
+    for kind in registered_kinds():
+        mine = [job for job in failing if job.kind == kind]
+        detail = (
+            f"{len(mine)} job(s) failed {FAILING_AFTER_ATTEMPTS}+ times: "
+            + ", ".join(f"{job.id} ({job.last_error})" for job in mine)
+            if mine
+            else "none failing"
+        )
+        findings.append(Finding(f"{kind} jobs", not mine, detail))
     return findings
 
 
