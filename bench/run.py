@@ -151,7 +151,7 @@ def _database_version(config: BenchConfig) -> str:
 
 
 def machine_info(config: BenchConfig) -> dict:
-    args, source = production_gunicorn_args(0)
+    args, source = production_gunicorn_args()
     return {
         "cpus": os.cpu_count(),
         "cpu_model": _cpu_model(),
@@ -161,7 +161,7 @@ def machine_info(config: BenchConfig) -> dict:
         "openbao": openbao_version(),
         "database": _database_version(config),
         "git": _git(),
-        "gunicorn": " ".join(a for a in args if a not in ("--bind", "127.0.0.1:0")),
+        "gunicorn": " ".join(args),
         "gunicorn_source": source,
         # Anything else running shows here: the numbers are only as quiet as the machine.
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],

@@ -12,20 +12,18 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import hvac
-import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from vault_service.embedded_openbao import EmbeddedOpenBao, bao_binary, free_port
+from vault_service.devtools.embedded_openbao import EmbeddedOpenBao, bao_binary
+from vault_service.devtools.processes import Process, free_port, start_gunicorn
 from vault_service.vault import bootstrap_vault, issue_app_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,8 +59,8 @@ FALLBACK_GUNICORN_ARGS = [
 ]
 
 
-def production_gunicorn_args(port: int) -> tuple[list[str], str]:
-    """gunicorn's arguments exactly as the Dockerfile's CMD has them, bound to a loopback port."""
+def production_gunicorn_args() -> tuple[list[str], str]:
+    """gunicorn's arguments exactly as the Dockerfile's CMD has them, without its --bind."""
     source = "Dockerfile CMD"
     try:
         dockerfile = (ROOT / "Dockerfile").read_text()
@@ -76,7 +74,7 @@ def production_gunicorn_args(port: int) -> tuple[list[str], str]:
     if "--bind" in args:
         index = args.index("--bind")
         del args[index : index + 2]
-    return [*args, "--bind", f"127.0.0.1:{port}"], source
+    return args, source
 
 
 @dataclass
@@ -209,17 +207,6 @@ def app_environment(vault: Vault, database: Database, run_dir: Path, keys: Secre
     return env
 
 
-def _stop_process(process: subprocess.Popen | None, timeout: float = 20) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout)
-
-
 class App:
     """The app under gunicorn (production command) and the driven purge worker, on one database."""
 
@@ -230,8 +217,8 @@ class App:
         self.wsgi = wsgi
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.gunicorn: subprocess.Popen | None = None
-        self.worker: subprocess.Popen | None = None
+        self.gunicorn: Process | None = None
+        self.worker: Process | None = None
         self.gunicorn_source = ""
 
     def vault_service(self, *args: str, stdin: str | None = None) -> None:
@@ -261,47 +248,29 @@ class App:
             create_agents(self.env, [agent_name(k) for k in range(1, agents)], agent_password)
 
     def start(self) -> None:
-        args, self.gunicorn_source = production_gunicorn_args(self.port)
+        args, self.gunicorn_source = production_gunicorn_args()
         if self.wsgi:
             args[args.index("vault_service.wsgi:app")] = self.wsgi
-        log = open(self.run_dir / f"{self.name}-gunicorn.log", "ab")  # noqa: SIM115
-        self.gunicorn = subprocess.Popen(
-            [str(BIN / "gunicorn"), *args],
+        self.gunicorn = start_gunicorn(
+            args,
+            port=self.port,
+            log_path=self.run_dir / f"{self.name}-gunicorn.log",
             env=self.env,
             cwd=self.run_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            ready_path="/readyz",
+            timeout=60,
         )
-        log.close()
-        self._wait_ready()
-        worker_log = open(self.run_dir / f"{self.name}-worker.log", "ab")  # noqa: SIM115
-        self.worker = subprocess.Popen(
+        self.worker = Process(
+            "worker",
             [sys.executable, "-m", "bench.worker"],
+            self.run_dir / f"{self.name}-worker.log",
             env=self.env,
             cwd=self.run_dir,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=worker_log,
-            text=True,
+            pipe_stdio=True,
         )
-        worker_log.close()
-        ready = json.loads(self.worker.stdout.readline() or "{}")
+        ready = json.loads(self.worker.popen.stdout.readline() or "{}")
         if not ready.get("ready"):
             raise RuntimeError(f"the worker did not start; see {self.name}-worker.log")
-
-    def _wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.gunicorn.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.run_dir}/{self.name}-gunicorn.log")
-            try:
-                if requests.get(f"{self.base}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("gunicorn did not become ready")
 
     def gunicorn_worker_pids(self) -> list[int]:
         import psutil
@@ -310,23 +279,25 @@ class App:
 
     def command(self, line: str) -> dict:
         """Send one command to the worker and wait for its answer."""
-        self.worker.stdin.write(line + "\n")
-        self.worker.stdin.flush()
-        answer = json.loads(self.worker.stdout.readline() or '{"error": "worker died"}')
+        self.worker.popen.stdin.write(line + "\n")
+        self.worker.popen.stdin.flush()
+        answer = json.loads(self.worker.popen.stdout.readline() or '{"error": "worker died"}')
         if "error" in answer:
             raise RuntimeError(f"worker {line!r}: {answer['error']}")
         return answer
 
     def stop(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            try:
-                self.worker.stdin.write("quit\n")
-                self.worker.stdin.close()
-                self.worker.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        _stop_process(self.worker)
-        _stop_process(self.gunicorn)
+        if self.worker is not None:
+            if self.worker.poll() is None:
+                try:
+                    self.worker.popen.stdin.write("quit\n")
+                    self.worker.popen.stdin.close()
+                    self.worker.popen.wait(10)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            self.worker.stop(20)
+        if self.gunicorn is not None:
+            self.gunicorn.stop(20)
 
 
 def create_agents(env: dict, usernames: list[str], password: str) -> None:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vault_service.embedded_openbao import EmbeddedOpenBao
+from vault_service.devtools.embedded_openbao import EmbeddedOpenBao
 from vault_service.services.totp import new_secret as new_totp_secret
 from vault_service.vault import bootstrap_vault, issue_app_token
 

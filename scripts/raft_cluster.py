@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from vault_service.embedded_openbao import RaftCluster
+from vault_service.devtools.embedded_openbao import RaftCluster
 from vault_service.vault import bootstrap_vault, issue_app_token
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,8 @@ from sqlalchemy import create_engine, text
 
 from vault_service import create_app, schema
 from vault_service.config import load_settings
-from vault_service.embedded_openbao import EmbeddedOpenBao, free_port
+from vault_service.devtools.embedded_openbao import EmbeddedOpenBao
+from vault_service.devtools.processes import free_port
 from vault_service.extensions import db
 from vault_service.services.providers import standard_webhooks
 from vault_service.vault import bootstrap_vault, issue_app_token

@@ -12,7 +12,7 @@ from vault_service.extensions import db
 from vault_service.models import AuditEvent
 
 from .conftest import SAMPLE_ITEMS
-from .test_lifecycle import run_worker_pass
+from .helpers import run_worker_pass
 
 
 def story(client, ticket_system, agent, app) -> None:

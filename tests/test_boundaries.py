@@ -12,7 +12,7 @@ from vault_service.services.lifecycle import get_ticket
 from vault_service.vault import TRANSIT_MOUNT, lease_key_name
 
 from .conftest import SAMPLE_ITEMS
-from .test_lifecycle import lease_of, run_worker_pass
+from .helpers import lease_of, run_worker_pass
 
 T0 = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from vault_service.extensions import db
 from vault_service.kinds.validation import CredentialInput
 from vault_service.logs import JsonFormatter
 
-from .test_lifecycle import run_worker_pass
+from .helpers import run_worker_pass
 
 
 def encodings_of(value: str) -> list[bytes]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -18,10 +16,10 @@ import pyotp
 import pytest
 import requests
 
-from vault_service.embedded_openbao import free_port
+from vault_service.devtools.processes import Process, free_port
 from vault_service.services.providers.standard_webhooks import sign
 
-ROOT = Path(__file__).resolve().parent.parent
+from .helpers import ROOT, make_child_environment
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -33,35 +31,17 @@ class DevServer:
     """One run of scripts/dev.py."""
 
     def __init__(self, var_dir: Path, port: int, openbao_port: int, log: Path):
-        env = dict(os.environ, PORT=str(port), OPENBAO_PORT=str(openbao_port))
+        env = dict(make_child_environment(), PORT=str(port), OPENBAO_PORT=str(openbao_port))
         env["VAULT_SERVICE_VAR_DIR"] = str(var_dir)
         self.base = f"http://127.0.0.1:{port}"
         self.log = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "scripts" / "dev.py")],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if requests.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.25)
-        raise AssertionError("make dev did not become ready:\n" + self.log.read_text()[-3000:])
+        argv = [sys.executable, str(ROOT / "scripts" / "dev.py")]
+        self.process = Process("make dev", argv, log, env=env, cwd=ROOT)
+        self.process.wait_for_url(f"{self.base}/readyz", 60)
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(30)
+        """Ctrl-C, as in a terminal: SIGINT to the script and its gunicorn."""
+        self.process.stop(30, signal.SIGINT)
 
 
 @pytest.fixture

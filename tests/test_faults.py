@@ -13,7 +13,7 @@ from vault_service.services import audit
 from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
 
 from .conftest import SAMPLE_ITEMS
-from .test_lifecycle import lease_of, run_worker_pass
+from .helpers import lease_of, run_worker_pass
 
 CLOSED_PORT_VAULT = "http://127.0.0.1:9"  # discard port: nothing listens
 

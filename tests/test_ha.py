@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from vault_service import create_app
-from vault_service.embedded_openbao import RaftCluster
+from vault_service.devtools.embedded_openbao import RaftCluster
 from vault_service.extensions import db
 from vault_service.models import CredentialItem, Job
 from vault_service.vault import (
@@ -24,7 +24,7 @@ from vault_service.vault import (
     lease_key_name,
 )
 
-from .test_lifecycle import lease_of, run_worker_pass
+from .helpers import lease_of, run_worker_pass
 
 pytestmark = pytest.mark.slow
 

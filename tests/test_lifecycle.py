@@ -8,27 +8,14 @@ import hvac.exceptions
 import pytest
 from sqlalchemy import select
 
-from vault_service.extensions import current_settings, current_vault, db
-from vault_service.models import CredentialItem, Grant, Lease, Ticket
-from vault_service.services import sweep
+from vault_service.extensions import db
+from vault_service.models import CredentialItem, Grant, Lease
 from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
 
 from .conftest import SAMPLE_ITEMS
+from .helpers import lease_of, run_worker_pass
 
 pytestmark = pytest.mark.usefixtures("openbao")
-
-
-def run_worker_pass(app, *, orphans: bool = False) -> sweep.SweepReport:
-    """One worker pass. Orphan sweeps stay off by default: every test shares one OpenBao, and
-    other tests' leases are unknown to this test's fresh database."""
-    with app.app_context():
-        return sweep.sweep(current_settings(), current_vault(), orphans=orphans)
-
-
-def lease_of(app, ticket_ref: str) -> Lease:
-    with app.app_context():
-        ticket = db.session.scalar(select(Ticket).where(Ticket.ref == ticket_ref))
-        return db.session.scalar(select(Lease).where(Lease.ticket_id == ticket.id))
 
 
 def test_the_whole_lifecycle_ends_with_nothing_left_in_vault(

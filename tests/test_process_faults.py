@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
 import secrets
 import signal
@@ -38,7 +37,8 @@ from sqlalchemy.orm import Session
 
 from vault_service import schema
 from vault_service.clock import utcnow
-from vault_service.embedded_openbao import EmbeddedOpenBao, free_port
+from vault_service.devtools.embedded_openbao import EmbeddedOpenBao
+from vault_service.devtools.processes import Process, free_port, start_gunicorn
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import AuditEvent, CredentialItem, Job, Lease, SubmissionLink, Ticket
 from vault_service.services import jobs
@@ -54,11 +54,10 @@ from vault_service.vault import (
 )
 
 from .conftest import SAMPLE_ITEMS, TicketSystem
-from .processes import Process
+from .helpers import ROOT, make_child_environment
 
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # What a submission stores: SAMPLE_ITEMS plus the notes, kept as an item of their own.
 NOTES = "use the staging site"
@@ -232,7 +231,7 @@ class Stack:
         schema.upgrade(self.engine)
         self.api_token = secrets.token_urlsafe(32)
         self.webhook_key = secrets.token_bytes(32)
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        inherited = make_child_environment()
         self.env = {
             **inherited,
             "VAULT_SERVICE_ENV": "testing",
@@ -248,30 +247,24 @@ class Stack:
 
     # processes
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str]) -> Process:
-        log = self.directory / f"{name}-{len(self.processes)}.log"
-        process = Process(name, argv, {**self.env, **env}, log)
-        self.processes.append(process)
-        return process
+    def _log_path(self, name: str) -> Path:
+        return self.directory / f"{name}-{len(self.processes)}.log"
 
     def start_app(self, *, workers: int = 1, threads: int = 4, **env: str) -> Process:
         """gunicorn on this stack's port; returns once /healthz answers."""
-        argv = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}"]
-        argv += ["--workers", str(workers), "--threads", str(threads), "vault_service.wsgi:app"]
-        app = self._start("gunicorn", argv, env)
-        deadline = time.monotonic() + 30
-        while True:
-            assert app.popen.poll() is None, f"gunicorn exited:\n{app.log_tail()}"
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return app
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"gunicorn not up in 30s:\n{app.log_tail()}"
-            time.sleep(0.1)
+        args = ["--workers", str(workers), "--threads", str(threads), "vault_service.wsgi:app"]
+        log = self._log_path("gunicorn")
+        app = start_gunicorn(args, port=self.port, log_path=log, env={**self.env, **env}, cwd=ROOT)
+        self.processes.append(app)
+        return app
 
     def start_worker(self, **env: str) -> Process:
-        return self._start("worker", [str(BIN / "vault-service"), "worker"], env)
+        argv = [str(BIN / "vault-service"), "worker"]
+        worker = Process(
+            "worker", argv, self._log_path("worker"), env={**self.env, **env}, cwd=ROOT
+        )
+        self.processes.append(worker)
+        return worker
 
     def run_cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from vault_service import create_app, ratelimits, schema
 from vault_service.config import ConfigError, Settings, load_settings
-from vault_service.embedded_openbao import free_port
+from vault_service.devtools.processes import free_port
 from vault_service.extensions import db
 from vault_service.models import AuditEvent
 

@@ -10,19 +10,16 @@ import re
 import secrets
 import shutil
 import socket
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from vault_service.embedded_openbao import free_port
+from vault_service.devtools import processes
+from vault_service.devtools.processes import free_port
 
-from .processes import Process
+from .helpers import ROOT, make_child_environment
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 GUNICORN_CONF = "python:vault_service.gunicorn_conf"
 VERSION = re.compile(r"\d+\.\d+")
 
@@ -33,7 +30,7 @@ class Gunicorn:
     def __init__(self, tmp_path: Path, openbao, app_token: str, database: Path, conf: bool):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+        inherited = make_child_environment()
         env = {
             **inherited,
             "VAULT_SERVICE_ENV": "testing",
@@ -45,22 +42,12 @@ class Gunicorn:
             "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),
             "VAULT_SERVICE_PUBLIC_URL": self.base,
         }
-        argv = [str(BIN / "gunicorn")]
-        if conf:
-            argv += ["-c", GUNICORN_CONF]
-        argv += ["--bind", f"127.0.0.1:{self.port}", "--workers", "1", "vault_service.wsgi:app"]
+        args = ["-c", GUNICORN_CONF] if conf else []
+        args += ["--workers", "1", "vault_service.wsgi:app"]
         self.log = tmp_path / f"gunicorn-{self.port}.log"
-        self.process = Process("gunicorn", argv, env, self.log)
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.popen.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
-            time.sleep(0.1)
+        self.process = processes.start_gunicorn(
+            args, port=self.port, log_path=self.log, env=env, cwd=ROOT
+        )
 
     def raw(self, request: bytes) -> bytes:
         """Send bytes as they are (gunicorn's own parser errors never reach the app)."""

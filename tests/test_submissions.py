@@ -15,7 +15,7 @@ from freezegun import freeze_time
 from sqlalchemy import func, select
 
 from vault_service import create_app
-from vault_service.embedded_openbao import free_port
+from vault_service.devtools.processes import free_port
 from vault_service.extensions import db
 from vault_service.models import CredentialItem, Lease, SubmissionLink, Ticket
 from vault_service.vault import KV_MOUNT

@@ -16,7 +16,7 @@ from vault_service.models import AuditEvent, Grant, SubmissionLink
 from vault_service.services.orphans import sweep_orphans
 from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
 
-from .test_lifecycle import lease_of, run_worker_pass
+from .helpers import lease_of, run_worker_pass
 
 
 def plant_orphan(openbao, lease_id: str, with_key: bool = True) -> None:

@@ -28,7 +28,7 @@ from vault_service.vault import (
 )
 
 from .conftest import SAMPLE_ITEMS
-from .test_lifecycle import lease_of
+from .helpers import lease_of
 
 
 def unseal_grant_token(app, grant_id: str) -> str:
