@@ -36,8 +36,15 @@ from . import audit, jobs
 
 # The job kind that destroys a purging lease's Vault material (services/job_kinds/purge.py).
 PURGE_JOB = "purge"
-CLOSE_REASON = "ticket_closed"
-RETENTION_REASON = "retention_expired"
+
+
+class PurgeReason(StrEnum):
+    """Why everything of a ticket is purged: named in its audit record, job and receipt."""
+
+    TICKET_CLOSED = "ticket_closed"  # the ticket system closed the ticket
+    RETENTION_EXPIRED = "retention_expired"  # the maximum retention ran out
+    CUSTOMER_DELETED = "customer_deleted"  # the customer asked for deletion on the status page
+
 
 
 class CloseOutcome(StrEnum):
@@ -143,7 +150,7 @@ def _has_purging_lease(ticket_id: str) -> bool:
     )
 
 
-def _purge_lease(ticket: Ticket, lease: Lease, reason: str, now: datetime) -> str:
+def _purge_lease(ticket: Ticket, lease: Lease, reason: PurgeReason, now: datetime) -> str:
     """live -> purging: revoke its grants and enqueue the purge of its Vault material."""
     lease.status = LeaseStatus.PURGING
     db.session.execute(
@@ -155,7 +162,7 @@ def _purge_lease(ticket: Ticket, lease: Lease, reason: str, now: datetime) -> st
     return jobs.enqueue(PURGE_JOB, payload, ticket_id=ticket.id, dedupe_key=lease.id).id
 
 
-def schedule_purge(ticket: Ticket, reason: str, actor: str) -> list[str]:
+def schedule_purge(ticket: Ticket, reason: PurgeReason, actor: str) -> list[str]:
     """open -> closing: every live lease to purging, each with a durable purge job.
 
     From the caller's commit on, no reveal succeeds: reveals check the lease state under its
@@ -180,7 +187,9 @@ def schedule_purge(ticket: Ticket, reason: str, actor: str) -> list[str]:
     return job_ids
 
 
-def close_ticket(ticket_ref: str, *, actor: str, reason: str = CLOSE_REASON) -> CloseOutcome:
+def close_ticket(
+    ticket_ref: str, *, actor: str, reason: PurgeReason = PurgeReason.TICKET_CLOSED
+) -> CloseOutcome:
     """Close a ticket in the caller's transaction; returns what happened."""
     ticket = get_ticket(ticket_ref)
     if ticket is None:
