@@ -46,7 +46,6 @@ class PurgeReason(StrEnum):
     CUSTOMER_DELETED = "customer_deleted"  # the customer asked for deletion on the status page
 
 
-
 class CloseOutcome(StrEnum):
     """What close_ticket did."""
 

@@ -49,7 +49,9 @@ def close_tickets_past_retention(now: datetime) -> int:
     with transaction():
         tickets = lifecycle.tickets_past_retention(now)
         for ticket in tickets:
-            lifecycle.schedule_purge(ticket, lifecycle.PurgeReason.RETENTION_EXPIRED, actor="worker")
+            lifecycle.schedule_purge(
+                ticket, lifecycle.PurgeReason.RETENTION_EXPIRED, actor="worker"
+            )
     return len(tickets)
 
 
