@@ -1,5 +1,10 @@
 """Unbound extensions, bound to the app in create_app."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import current_app
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -27,15 +32,24 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 
 
-def current_settings():
+if TYPE_CHECKING:
+    from .config import Settings
+    from .vault import Vault
+
+    # flask-sqlalchemy builds db.Model at run time; the type checker sees the declarative base
+    # it is made from (same columns, same metadata).
+    Model = Base
+else:
+    Model = db.Model
+
+
+def current_settings() -> Settings:
     """The running app's Settings."""
-    from flask import current_app
+    settings: Settings = current_app.extensions["vault_service.settings"]
+    return settings
 
-    return current_app.extensions["vault_service.settings"]
 
-
-def current_vault():
+def current_vault() -> Vault:
     """The running app's Vault client."""
-    from flask import current_app
-
-    return current_app.extensions["vault_service.vault"]
+    vault: Vault = current_app.extensions["vault_service.vault"]
+    return vault

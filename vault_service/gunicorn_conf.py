@@ -21,12 +21,13 @@ SERVER_HEADER = "vault-service"
 if not hasattr(gunicorn.http.wsgi, "SERVER"):
     # Refuse to start rather than run with the banner back: the constant moved in this version.
     raise RuntimeError("gunicorn.http.wsgi.SERVER is gone: update vault_service/gunicorn_conf.py")
-gunicorn.SERVER = SERVER_HEADER
+# The stubs declare these Final; replacing them is the point of this module.
+gunicorn.SERVER = SERVER_HEADER  # type: ignore[misc]
 gunicorn.http.wsgi.SERVER = SERVER_HEADER
 # The WSGI environ's SERVER_SOFTWARE (gunicorn/<version>) reaches only the app, but the app has no
 # use for it either.
-gunicorn.SERVER_SOFTWARE = SERVER_HEADER
-gunicorn.http.wsgi.SERVER_SOFTWARE = SERVER_HEADER
+gunicorn.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[misc]
+gunicorn.http.wsgi.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
 
 # gunicorn's access log writes the raw request path, and /s/<token> is a credential: the app logs
 # each request itself with the route pattern instead (SECURITY.md C17). None is gunicorn's default;

@@ -21,19 +21,20 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
-from .extensions import db
+from .extensions import Model
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Store naive UTC, return aware UTC: SQLite has no time zones, PostgreSQL keeps them."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -41,13 +42,13 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect):
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class StatusType(TypeDecorator):
+class StatusType(TypeDecorator[StrEnum]):
     """A status column: a StrEnum in Python, its plain value in the database.
 
     Binding refuses a value that is not a member, so a misspelt status fails at the statement
@@ -61,10 +62,10 @@ class StatusType(TypeDecorator):
         super().__init__()
         self.enum_type = enum_type
 
-    def process_bind_param(self, value: Any, dialect) -> str | None:
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         return None if value is None else self.enum_type(value).value
 
-    def process_result_value(self, value: Any, dialect) -> StrEnum | None:
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
         return None if value is None else self.enum_type(value)
 
 
@@ -108,6 +109,10 @@ class GrantState(StrEnum):
     REVOKED = "revoked"
 
 
+# A JSON column's Python value: an object with string keys.
+JsonObject = dict[str, Any]
+
+
 def new_uuid() -> str:
     """Opaque id used in Vault paths: reveals nothing about the ticket."""
     return str(uuid.uuid4())
@@ -119,7 +124,7 @@ timestamp = Annotated[datetime, mapped_column(UTCDateTime, nullable=False)]
 optional_timestamp = Annotated[datetime | None, mapped_column(UTCDateTime, nullable=True)]
 
 
-class Agent(UserMixin, db.Model):
+class Agent(UserMixin, Model):  # type: ignore[misc]  # flask-login ships no types
     """A support agent or admin who logs in."""
 
     __tablename__ = "agents"
@@ -149,7 +154,7 @@ class Agent(UserMixin, db.Model):
         return f"{self.id}:{self.session_nonce}"
 
     @property
-    def is_active(self) -> bool:  # type: ignore[override]
+    def is_active(self) -> bool:
         return self.disabled_at is None
 
     @property
@@ -161,7 +166,7 @@ class Agent(UserMixin, db.Model):
         return f"<Agent {self.id} {self.username!r} role={self.role}>"
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     """One single-use recovery code of an agent, stored only as a SHA-256 hash.
 
     A code carries 120 random bits, so a plain hash is enough (no salt or slow hash needed): it
@@ -180,7 +185,7 @@ class RecoveryCode(db.Model):
         return f"<RecoveryCode {self.id} agent={self.agent_id} used={self.used_at is not None}>"
 
 
-class Ticket(db.Model):
+class Ticket(Model):
     """A ticket of the ticket system; the unit whose close purges everything."""
 
     __tablename__ = "tickets"
@@ -201,7 +206,7 @@ class Ticket(db.Model):
         return f"<Ticket {self.ref!r} {self.status}>"
 
 
-class Lease(db.Model):
+class Lease(Model):
     """One generation of a ticket's Vault material: transit key, policies, lease token, KV items.
 
     Its id is the opaque UUID in every Vault path and name. A reopened ticket gets a new lease, so
@@ -231,7 +236,7 @@ class Lease(db.Model):
         return f"<Lease {self.id} {self.status}>"
 
 
-class SubmissionLink(db.Model):
+class SubmissionLink(Model):
     """A one-time customer link; the token itself is never stored, only its keyed hash."""
 
     __tablename__ = "submission_links"
@@ -259,7 +264,7 @@ class SubmissionLink(db.Model):
         return f"<SubmissionLink {self.id}>"
 
 
-class CredentialItem(db.Model):
+class CredentialItem(Model):
     """Where one submitted credential lives in Vault, and of what kind; never its values."""
 
     __tablename__ = "credential_items"
@@ -277,7 +282,7 @@ class CredentialItem(db.Model):
         return f"<CredentialItem {self.id} {self.kind}>"
 
 
-class Grant(db.Model):
+class Grant(Model):
     """An agent's time-limited access: a Vault child token of the lease, TTL = the window."""
 
     __tablename__ = "grants"
@@ -319,7 +324,7 @@ class JobState(StrEnum):
     DONE = "done"
 
 
-class Job(db.Model):
+class Job(Model):
     """A durable unit of work (transactional outbox), committed with the change that calls for
     it and run by the worker until done. What it does is its kind's (services/job_kinds/)."""
 
@@ -330,7 +335,7 @@ class Job(db.Model):
     id: Mapped[uuid_pk]
     kind: Mapped[str] = mapped_column(String(32))
     # Ids and reasons only, never a secret value: the row sits in the database in clear.
-    payload: Mapped[dict] = mapped_column(JSON, default=dict)
+    payload: Mapped[JsonObject] = mapped_column(JSON, default=dict)
     ticket_id: Mapped[str | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     dedupe_key: Mapped[str | None] = mapped_column(String(64))
     # Jobs sharing an ordering key run one at a time, oldest first (services/jobs.py).
@@ -342,13 +347,13 @@ class Job(db.Model):
     last_error: Mapped[str | None] = mapped_column(String(200))
     completed_at: Mapped[optional_timestamp] = mapped_column(index=True)
     # What the finished job reports (a purge: its receipt).
-    result: Mapped[dict | None] = mapped_column(JSON)
+    result: Mapped[JsonObject | None] = mapped_column(JSON)
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} attempts={self.attempts}>"
 
 
-class WebhookDelivery(db.Model):
+class WebhookDelivery(Model):
     """A processed webhook-id, so a redelivery is acknowledged without acting twice."""
 
     __tablename__ = "webhook_deliveries"
@@ -358,7 +363,7 @@ class WebhookDelivery(db.Model):
     received_at: Mapped[created_at]
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """Append-only, hash-chained record of a security-relevant event. Never holds a secret."""
 
     __tablename__ = "audit_events"
@@ -369,7 +374,7 @@ class AuditEvent(db.Model):
     action: Mapped[str] = mapped_column(String(64), index=True)
     outcome: Mapped[str] = mapped_column(String(16))
     ticket_ref: Mapped[str | None] = mapped_column(String(64), index=True)
-    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    details: Mapped[JsonObject] = mapped_column(JSON, default=dict)
     # Unique: two writers racing on the same chain head cannot both append (no fork).
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
@@ -56,8 +58,11 @@ class FailoverAdapter(HTTPAdapter):
         parts, base = urlsplit(url), urlsplit(address)
         return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
 
-    def send(self, request, **kwargs):  # type: ignore[override]
-        parts = urlsplit(request.url)
+    def send(  # type: ignore[override]
+        self, request: PreparedRequest, **kwargs: Any
+    ) -> Response:
+        url = str(request.url)  # a prepared request always has its URL as text
+        parts = urlsplit(url)
         if f"{parts.scheme}://{parts.netloc}" != self.CLUSTER_BASE:
             # A redirect (a standby pointing at the active node): follow it where it points,
             # falling back to the other nodes only if that one cannot be reached.
@@ -72,7 +77,7 @@ class FailoverAdapter(HTTPAdapter):
         response = None
         for offset in range(len(self._addresses)):
             index = (start + offset) % len(self._addresses)
-            request.url = self._rewrite(request.url, self._addresses[index])
+            request.url = self._rewrite(url, self._addresses[index])
             try:
                 response = super().send(request, **kwargs)
             except requests.exceptions.ConnectionError as error:

@@ -12,6 +12,10 @@ Revision ID: 0006
 Revises: 0005
 """
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -27,7 +31,7 @@ PURGE = "purge"
 BATCH = 1000
 
 
-def _utc_column(name: str, *, nullable: bool) -> sa.Column:
+def _utc_column(name: str, *, nullable: bool) -> sa.Column[datetime]:
     return sa.Column(name, vault_service.models.UTCDateTime(timezone=True), nullable=nullable)
 
 
@@ -99,7 +103,12 @@ COMMON = (
 )
 
 
-def _copy(source: sa.Table, target: sa.Table, convert, where=None) -> None:
+def _copy(
+    source: sa.Table,
+    target: sa.Table,
+    convert: Callable[[sa.RowMapping], dict[str, Any]],
+    where: sa.ColumnElement[bool] | None = None,
+) -> None:
     """Copy every row of `source` (converted) into `target`, BATCH rows at a time, by id."""
     connection = op.get_bind()
     last_id = ""
@@ -115,7 +124,7 @@ def _copy(source: sa.Table, target: sa.Table, convert, where=None) -> None:
 def upgrade() -> None:
     jobs = _create_jobs()
 
-    def to_job(row) -> dict:
+    def to_job(row: sa.RowMapping) -> dict[str, Any]:
         return {
             **{name: row[name] for name in COMMON},
             "kind": PURGE,
@@ -133,7 +142,7 @@ def downgrade() -> None:
     purge_jobs = _create_purge_jobs()
     jobs = _jobs_table()
 
-    def to_purge_job(row) -> dict:
+    def to_purge_job(row: sa.RowMapping) -> dict[str, Any]:
         return {
             **{name: row[name] for name in COMMON},
             "lease_id": row["payload"]["lease_id"],
