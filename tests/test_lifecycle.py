@@ -53,7 +53,7 @@ def test_the_whole_lifecycle_ends_with_nothing_left_in_vault(
     # An agent logs in, asks for access with a reason, and reveals: values byte-exact.
     assert agent.login().status_code == 302
     dashboard = client.get("/").get_data(as_text=True)
-    assert "T-1001" in dashboard and "sftp" in dashboard
+    assert "T-1001" in dashboard and "SFTP" in dashboard  # the kind by its label
     assert SAMPLE_ITEMS[0]["password"] not in dashboard
     assert agent.request_access("T-1001", minutes=30).status_code == 302
     grant_id = agent.current_grant_id("T-1001")

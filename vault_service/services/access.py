@@ -326,8 +326,18 @@ def reveal_credentials(
     )
 
 
-def ticket_overview(agent: Agent, ticket_ref: str) -> dict:
+@dataclass(frozen=True)
+class TicketOverview:
     """What an agent sees of a ticket before any reveal: kinds, dates, their own grant."""
+
+    ticket: Ticket
+    lease: Lease | None
+    items: list[CredentialItem]
+    grant: Grant | None
+
+
+def ticket_overview(agent: Agent, ticket_ref: str) -> TicketOverview:
+    """The ticket, its live lease's items in submission order, and the agent's active grant."""
     ref = validate_ticket_ref(ticket_ref)
     # read_only ends the read without expiring what the template reads (a rollback would, and
     # each object would be loaded again, one query each, while the page renders).
@@ -337,20 +347,25 @@ def ticket_overview(agent: Agent, ticket_ref: str) -> dict:
             raise NotFound("Unknown ticket.")
         lease = live_lease(ticket)
         serving = lease is not None and lease.status == LeaseStatus.ACTIVE
-        items = list(lease.items) if serving else []
+        items = list(lease.items) if lease is not None and serving else []
         grant = active_grant(agent, lease.id) if lease is not None else None
         if ticket.status != TicketStatus.OPEN:
             grant = None
-    return {
-        "ticket": ticket,
-        "lease": lease,
-        "items": sorted(items, key=lambda item: (item.created_at, item.position)),
-        "grant": grant,
-    }
+    items.sort(key=lambda item: (item.created_at, item.position))
+    return TicketOverview(ticket, lease, items, grant)
 
 
-def dashboard_tickets(limit: int = 200) -> list[dict]:
-    """Open tickets holding credentials, newest first: kinds and dates, never values."""
+@dataclass
+class DashboardTicket:
+    """One open ticket holding credentials: its kinds and last submission, never values."""
+
+    ref: str
+    kinds: list[str]
+    last_submission: datetime
+
+
+def dashboard_tickets(limit: int = 200) -> list[DashboardTicket]:
+    """Open tickets holding credentials, newest first."""
     # Plain columns, not entities: cheaper to load, and nothing to reload once the read ends.
     with read_only() as session:
         rows = session.execute(
@@ -360,11 +375,9 @@ def dashboard_tickets(limit: int = 200) -> list[dict]:
             .where(Ticket.status == TicketStatus.OPEN, Lease.status == LeaseStatus.ACTIVE)
             .order_by(CredentialItem.created_at.desc())
         ).all()
-    tickets: dict[str, dict] = {}
+    tickets: dict[str, DashboardTicket] = {}
     for ticket_id, ref, kind, created_at in rows:
-        entry = tickets.setdefault(
-            ticket_id, {"ref": ref, "kinds": [], "last_submission": created_at}
-        )
-        if kind not in entry["kinds"]:
-            entry["kinds"].append(kind)
+        entry = tickets.setdefault(ticket_id, DashboardTicket(ref, [], created_at))
+        if kind not in entry.kinds:
+            entry.kinds.append(kind)
     return list(tickets.values())[:limit]

@@ -47,7 +47,7 @@ def ticket(ticket_ref: str):
         "agent/ticket.html",
         grant_default_minutes=settings.grant_default_seconds // 60,
         grant_max_minutes=settings.grant_max_seconds // 60,
-        **access.ticket_overview(current_user, ticket_ref),
+        **vars(access.ticket_overview(current_user, ticket_ref)),
     )
 
 
