@@ -78,7 +78,9 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def render_error(status: int, code: str, message: str, fields: dict[str, str] | None = None):
+def render_error(
+    status: int, code: str, message: str, fields: dict[str, str] | None = None
+) -> Response:
     """Render an error the same way everywhere, without internals."""
     if wants_json():
         body: dict[str, object] = {"error": code, "message": message}
@@ -98,22 +100,22 @@ def init_app(app: Flask) -> None:
     """Register the handlers that turn every failure into a clean response."""
 
     @app.errorhandler(ServiceError)
-    def handle_service_error(error: ServiceError):
+    def handle_service_error(error: ServiceError) -> Response:
         return render_error(error.status, error.code, error.message, error.fields)
 
     @app.errorhandler(VaultUnavailable)
-    def handle_vault_unavailable(error: VaultUnavailable):
+    def handle_vault_unavailable(error: VaultUnavailable) -> Response:
         # A service that let Vault's outage escape still answers "retry later", never a 500.
         log.warning("vault unavailable", extra={"fields": {"error": type(error).__name__}})
         message = "The secure store is temporarily unavailable. Please retry shortly."
         return render_error(503, ServiceUnavailable.code, message)
 
     @app.errorhandler(CSRFError)
-    def handle_csrf_error(error: CSRFError):
+    def handle_csrf_error(error: CSRFError) -> Response:
         return render_error(400, "csrf_failed", "The form expired or was not sent from this site.")
 
     @app.errorhandler(HTTPException)
-    def handle_http_error(error: HTTPException):
+    def handle_http_error(error: HTTPException) -> Response:
         status = error.code or 500
         code = (error.name or "error").lower().replace(" ", "_")
         response = render_error(status, code, error.description or error.name)
@@ -122,7 +124,7 @@ def init_app(app: Flask) -> None:
         return response
 
     @app.errorhandler(Exception)
-    def handle_unexpected(error: Exception):
+    def handle_unexpected(error: Exception) -> Response:
         # Class and location only: an exception message or traceback locals could carry a value
         # we were handling, so neither is logged.
         frames = traceback.extract_tb(error.__traceback__)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 from flask import has_app_context
+from sqlalchemy import CursorResult, Result
 from sqlalchemy.orm import Session
 
 from .extensions import db
@@ -67,6 +69,11 @@ def read_only() -> Iterator[Session]:
         session.rollback()
         raise RuntimeError("read_only() block made changes; use transaction() to write")
     session.commit()
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched (the session types its result generically)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def in_open_transaction() -> bool:

@@ -29,7 +29,9 @@ class AuthenticationFailed(Unauthorized):
     """A password or code was wrong; `session_ended` when the failure locked the account and so
     ended every session of it (the caller must drop the current one too)."""
 
-    def __init__(self, message: str, *, session_ended: bool = False, fields=None):
+    def __init__(
+        self, message: str, *, session_ended: bool = False, fields: dict[str, str] | None = None
+    ):
         super().__init__(message, fields=fields)
         self.session_ended = session_ended
 
@@ -96,11 +98,12 @@ def _count_failure(settings: Settings, agent: Agent, now: datetime, *, in_sessio
 
 
 def _recovery_codes_left(agent: Agent) -> int:
-    return db.session.scalar(
+    left = db.session.scalar(
         select(func.count(RecoveryCode.id)).where(
             RecoveryCode.agent_id == agent.id, RecoveryCode.used_at.is_(None)
         )
     )
+    return left or 0
 
 
 def _check_second_factor(
@@ -165,20 +168,25 @@ def authenticate(settings: Settings, username: str, password: str, code: str = "
         # A password changed meanwhile: what was checked is no longer the password.
         password_ok = password_ok and agent is not None and agent.password_hash == stored_hash
         if agent is None:
-            return _login_failed(settings, None, "unknown user", now, count=False)
+            _login_failed(settings, None, "unknown user", now, count=False)
+            return None
         if not agent.is_active:
-            return _login_failed(settings, agent, "disabled", now, count=False)
+            _login_failed(settings, agent, "disabled", now, count=False)
+            return None
         _lift_expired_lock(agent, now)
         if is_locked(agent, now):
             # Not counted, so a lock is never extended by further tries.
-            return _login_failed(settings, agent, "locked", now, count=False)
+            _login_failed(settings, agent, "locked", now, count=False)
+            return None
         if not password_ok:
-            return _login_failed(settings, agent, "wrong password", now, count=True)
+            _login_failed(settings, agent, "wrong password", now, count=True)
+            return None
         second_factor = "none"
         if agent.totp_enrolled:
             checked, reason = _check_second_factor(settings, agent, code, now)
             if checked is None:
-                return _login_failed(settings, agent, reason or "wrong code", now, count=True)
+                _login_failed(settings, agent, reason or "wrong code", now, count=True)
+                return None
             second_factor = checked
         agent.failed_logins = 0
         audit.record("agent.login", actor=actor_of(agent), second_factor=second_factor)
@@ -208,6 +216,8 @@ def reauthenticate(settings: Settings, agent: Agent, code: str) -> Login:
     now = utcnow()
     with transaction():
         agent = _relock_session_agent(agent, now, "Invalid code.")
+        reason: str | None
+        second_factor: str | None
         if is_locked(agent, now):
             reason, second_factor = "locked", None
         elif not agent.totp_enrolled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -41,7 +42,10 @@ class Receipt:
 
 
 ALREADY_PROCESSED = Receipt(first_time=False, outcome="already_processed")
-HANDLERS = {TicketEventType.CLOSED: close_ticket, TicketEventType.REOPENED: reopen_ticket}
+HANDLERS: dict[TicketEventType, Callable[..., str]] = {
+    TicketEventType.CLOSED: close_ticket,
+    TicketEventType.REOPENED: reopen_ticket,
+}
 
 
 def receive_event(event: TicketEvent) -> Receipt:

@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
 
 from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
-from ..models import Job, JobState
-from ..transactions import read_only, transaction
+from ..models import Job, JobState, JsonObject
+from ..transactions import read_only, rows_matched, transaction
 from ..vault import Vault, VaultError
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class JobKind:
     # The work, with no database transaction open; returns what `finish` needs.
     run: Callable[[Settings, Vault, Job], object]
     # Inside the transaction that completes the job; returns the result kept on its row.
-    finish: Callable[[Job, object], dict | None]
+    finish: Callable[[Job, object], JsonObject | None]
     # The longest wait between two attempts.
     max_backoff_seconds: Callable[[Settings], int]
 
@@ -74,7 +74,7 @@ def registered_kinds() -> dict[str, JobKind]:
 
 def enqueue(
     kind: str,
-    payload: dict,
+    payload: JsonObject,
     *,
     ticket_id: str | None = None,
     dedupe_key: str | None = None,
@@ -107,7 +107,7 @@ def job_state(job: Job, now: datetime) -> JobState:
     return JobState.PENDING
 
 
-def _claimable(now: datetime):
+def _claimable(now: datetime) -> ColumnElement[bool]:
     """Unfinished, due, not leased to a live worker, and first of its ordering key."""
     older = aliased(Job)
     return and_(
@@ -142,24 +142,26 @@ def claim_next_job() -> Job | None:
             query = query.with_for_update(of=Job, skip_locked=True)
         for job_id in session.scalars(query).all():
             # The guarded UPDATE is the lock: only one worker's statement can match the row.
-            claimed = session.execute(
-                update(Job)
-                .where(
-                    Job.id == job_id,
-                    Job.completed_at.is_(None),
-                    or_(Job.locked_until.is_(None), Job.locked_until <= now),
+            claimed = rows_matched(
+                session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == job_id,
+                        Job.completed_at.is_(None),
+                        or_(Job.locked_until.is_(None), Job.locked_until <= now),
+                    )
+                    .values(
+                        locked_until=now + timedelta(seconds=JOB_LOCK_SECONDS),
+                        attempts=Job.attempts + 1,
+                    )
                 )
-                .values(
-                    locked_until=now + timedelta(seconds=JOB_LOCK_SECONDS),
-                    attempts=Job.attempts + 1,
-                )
-            ).rowcount
+            )
             if claimed == 1:
                 return session.get(Job, job_id, populate_existing=True)
     return None
 
 
-def run_job(settings: Settings, vault: Vault, job: Job) -> dict | None:
+def run_job(settings: Settings, vault: Vault, job: Job) -> JsonObject | None:
     """Run a claimed job's kind, then record its effects and its completion in one transaction."""
     kind = registered_kinds()[job.kind]
     outcome = kind.run(settings, vault, job)

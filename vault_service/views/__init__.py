@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar, cast
+
+import flask_login
 from flask import Flask, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
+from werkzeug.wrappers import Response
 
 from ..errors import Unauthorized, wants_json
 
@@ -36,7 +42,7 @@ def register_blueprints(app: Flask) -> None:
     app.before_request(require_agent_unless_public)
 
 
-def require_agent_unless_public() -> object | None:
+def require_agent_unless_public() -> Response | None:
     """Deny by default: unknown and private endpoints need a logged-in agent."""
     endpoint = request.endpoint
     if endpoint in PUBLIC_ENDPOINTS or endpoint in MACHINE_ENDPOINTS:
@@ -48,3 +54,12 @@ def require_agent_unless_public() -> object | None:
     if wants_json():
         raise Unauthorized()
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
+
+
+def login_required(view: View) -> View:
+    """flask-login's login_required, typed (flask-login ships no types); the guard above already
+    denies by default, this marks the views that need an agent where they are defined."""
+    return cast(View, flask_login.login_required(view))

@@ -3,25 +3,31 @@ session limits are views/auth.py's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
 
 from ..errors import ServiceError
 from ..extensions import current_settings, current_vault
 from ..services import access
+from . import login_required
 from .auth import recently_verified
 
 bp = Blueprint("tickets", __name__)
 
 
-def require_recent_verification(view):
+TicketView = Callable[[str], ResponseReturnValue]
+
+
+def require_recent_verification(view: TicketView) -> TicketView:
     """Send the agent to the code re-prompt (which returns to the ticket) when the last code is
     older than VAULT_SERVICE_REAUTH_SECONDS. Nothing of the refused POST is done."""
 
     @wraps(view)
-    def wrapped(ticket_ref: str):
+    def wrapped(ticket_ref: str) -> ResponseReturnValue:
         if not recently_verified():
             flash("Confirm it is you: enter a code from your authenticator app.", "info")
             back = url_for("tickets.ticket", ticket_ref=ticket_ref)
@@ -33,14 +39,14 @@ def require_recent_verification(view):
 
 @bp.get("/")
 @login_required
-def dashboard():
+def dashboard() -> ResponseReturnValue:
     """Tickets holding credentials: kinds and dates, never values."""
     return render_template("agent/dashboard.html", tickets=access.dashboard_tickets())
 
 
 @bp.get("/tickets/<ticket_ref>")
 @login_required
-def ticket(ticket_ref: str):
+def ticket(ticket_ref: str) -> ResponseReturnValue:
     """A ticket: its items' kinds and dates, the agent's grant, and the request-access form."""
     settings = current_settings()
     return render_template(
@@ -54,7 +60,7 @@ def ticket(ticket_ref: str):
 @bp.post("/tickets/<ticket_ref>/access")
 @login_required
 @require_recent_verification
-def request_access(ticket_ref: str):
+def request_access(ticket_ref: str) -> ResponseReturnValue:
     """Ask for a time-limited grant; a reason is required."""
     settings = current_settings()
     try:
@@ -82,7 +88,7 @@ def request_access(ticket_ref: str):
 @bp.post("/tickets/<ticket_ref>/reveal")
 @login_required
 @require_recent_verification
-def reveal(ticket_ref: str):
+def reveal(ticket_ref: str) -> ResponseReturnValue:
     """Decrypt and show the credentials: POST only, audited first, never cached."""
     result = access.reveal_credentials(
         current_settings(),
