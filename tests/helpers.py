@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from vault_service.devtools.processes import free_port
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import Lease, Ticket
 from vault_service.services import sweep
@@ -35,3 +42,104 @@ def make_child_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+@dataclass
+class Attempt:
+    """One POST the receiver got: its headers and bytes, and what it answered."""
+
+    webhook_id: str
+    timestamp: int
+    signatures: list[str]
+    body: bytes
+    event: dict | None
+    status: int
+    received_at: float
+
+
+class EventReceiver:
+    """A ticket system's events endpoint on 127.0.0.1 (http.server in a thread).
+
+    Every delivery is verified with the independent `standardwebhooks` package, once per
+    configured secret (each must verify). `answer(event)` decides the reply: (status, processed);
+    a processed event takes effect once per webhook-id, as a receiver deduplicating on it would,
+    so `effects` shows the exactly-once outcome whatever was redelivered. `stop()` closes the
+    socket (the service then meets a refused connection) and `start()` opens it again.
+    """
+
+    def __init__(self, secrets: list[str]):
+        self.secrets = secrets
+        self.port = free_port()
+        self.attempts: list[Attempt] = []
+        self.effects: dict[str, dict] = {}
+        self.answer: Callable[[dict], tuple[int, bool]] = lambda event: (204, True)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/vault-service"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status, event = receiver.receive(self.path, dict(self.headers.items()), body)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def receive(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict | None]:
+        """Verify, answer, and take effect once per webhook-id."""
+        headers = {k.lower(): v for k, v in headers.items()}
+        event = None
+        try:
+            for secret in self.secrets:
+                event = Webhook(secret).verify(body, headers)
+        except WebhookVerificationError:
+            event = None
+        if path != "/hooks/vault-service" or headers.get("content-type") != "application/json":
+            event = None
+        status, processed = (401, False) if event is None else self.answer(event)
+        with self._lock:
+            webhook_id = headers.get("webhook-id", "")
+            if processed and webhook_id not in self.effects:
+                self.effects[webhook_id] = event
+            self.attempts.append(
+                Attempt(
+                    webhook_id,
+                    int(headers.get("webhook-timestamp", "0")),
+                    headers.get("webhook-signature", "").split(),
+                    body,
+                    event,
+                    status,
+                    time.time(),
+                )
+            )
+        return status, event
+
+    def delivered(self) -> list[Attempt]:
+        """The attempts answered 2xx, in arrival order."""
+        with self._lock:
+            return [a for a in self.attempts if 200 <= a.status < 300]
+
+    def events_of(self, ticket_ref: str) -> list[dict]:
+        """The events that took effect for a ticket, in the order they did."""
+        with self._lock:
+            return [e for e in self.effects.values() if e["data"]["ticket_ref"] == ticket_ref]

@@ -1,21 +1,40 @@
-"""Invariant 1: a submitted canary reaches no database file, log line, page (but the reveal), or
-Vault's audit log in clear — searched byte by byte after the whole story."""
+"""Invariant 1: a submitted canary reaches no database file, log line, page (but the reveal),
+outbound event, or Vault's audit log in clear — searched byte by byte after the whole story."""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
+import re
+import secrets
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import inspect, select, text
 
 from vault_service.extensions import db
 from vault_service.kinds.validation import CredentialInput
 from vault_service.logs import JsonFormatter
 
-from .helpers import run_worker_pass
+from .helpers import EventReceiver, run_worker_pass
+
+EVENTS_KEY = secrets.token_bytes(32)
+VAULT_TOKEN = re.compile(rb"(?<![A-Za-z0-9])(?:hvs|hvb|s|b)\.[A-Za-z0-9_-]{20,}")
+
+
+@pytest.fixture
+def receiver():
+    """The ticket system's events endpoint: every delivered body is searched too."""
+    server = EventReceiver(["whsec_" + base64.b64encode(EVENTS_KEY).decode()])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(make_settings, receiver):
+    return make_settings(events_url=receiver.url, events_secrets=(EVENTS_KEY,))
 
 
 def encodings_of(value: str) -> list[bytes]:
@@ -25,7 +44,7 @@ def encodings_of(value: str) -> list[bytes]:
 
 
 def test_canary_is_nowhere_but_the_reveal_response(
-    app, client, ticket_system, agent, openbao, database_url, capfd, tmp_path
+    app, client, ticket_system, agent, openbao, database_url, capfd, tmp_path, receiver
 ):
     canary = f"CANARY{uuid.uuid4().hex}"
     log_file = tmp_path / "debug.log"
@@ -55,6 +74,7 @@ def test_canary_is_nowhere_but_the_reveal_response(
     try:
         # JSON submission, after a rejected one that carried the canary in every field.
         path = ticket_system.link_path("T-canary")
+        link_paths = [path]
         pages.append(client.get(path).get_data(as_text=True))
         bad = [dict(items[0], port="99999"), *items[1:]]
         pages.append(client.post(path, json={"items": bad}).get_data(as_text=True))
@@ -65,6 +85,7 @@ def test_canary_is_nowhere_but_the_reveal_response(
         )
         # HTML form submission on a second link, also after a rejected attempt.
         form_path = ticket_system.link_path("T-canary")
+        link_paths.append(form_path)
         form_page = client.get(form_path).get_data(as_text=True)
         csrf = form_page.split('name="csrf_token" value="')[1].split('"')[0]
         form = {
@@ -89,6 +110,7 @@ def test_canary_is_nowhere_but_the_reveal_response(
         pages.append(ticket_system.status("T-canary").get_data(as_text=True))
         assert ticket_system.close("T-canary").status_code == 202
         run_worker_pass(app)
+        run_worker_pass(app)  # the purge's event, enqueued by the purge
         pages.append(ticket_system.status("T-canary").get_data(as_text=True))
     finally:
         logging.getLogger().removeHandler(handler)
@@ -102,6 +124,24 @@ def test_canary_is_nowhere_but_the_reveal_response(
 
     for number, page in enumerate(pages):
         assert canary not in page and canary.lower() not in page, f"page {number}"
+
+    # Every outbound event, as delivered: no value, no link token, no Vault token.
+    delivered = [attempt.body for attempt in receiver.delivered()]
+    assert [json.loads(body)["type"] for body in delivered] == [
+        "credentials.submitted",
+        "credentials.submitted",
+        "access.granted",
+        "credentials.revealed",
+        "ticket.closed",
+        "ticket.purged",
+    ]
+    link_tokens = [path.rsplit("/", 1)[1].encode() for path in link_paths]
+    for body in delivered:
+        for needle in [*needles, *link_tokens]:
+            assert needle not in body
+        # A Vault token's shape (service or batch, either prefix generation); accessors, which
+        # the receipt names, have none.
+        assert not VAULT_TOKEN.search(body)
 
     captured = capfd.readouterr()
     logs = (captured.out + captured.err).encode() + log_file.read_bytes()

@@ -49,6 +49,7 @@ def init_app(app) -> None:
         audit_verify,
         audit_export,
         doctor,
+        events_replay,
     )
     for command in commands:
         app.cli.add_command(command)
@@ -264,3 +265,41 @@ def doctor(admin_token_file: Path | None) -> None:
         failed |= not finding.ok
         click.echo(f"[{'ok' if finding.ok else 'FAIL'}] {finding.name}: {finding.detail}")
     sys.exit(1 if failed else 0)
+
+
+def _parse_since(_ctx, _param, value: str | None):
+    """An ISO 8601 time; without an offset, UTC."""
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        since = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("an ISO 8601 time, e.g. 2025-01-31T09:00:00Z") from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
+
+
+@click.command("events-replay")
+@click.option("--ticket", "ticket_ref", help="Only this ticket's events.")
+@click.option(
+    "--since", callback=_parse_since, help="Only events from this time on (ISO 8601, UTC default)."
+)
+@with_appcontext
+def events_replay(ticket_ref: str | None, since) -> None:
+    """Send delivered events again, each under its own webhook-id, in their original order."""
+    from .errors import BadRequest
+    from .services.events import UnknownTicket, replay_events
+    from .services.tickets import validate_ticket_ref
+
+    if not current_settings().events_url:
+        raise click.ClickException("events are off: VAULT_SERVICE_EVENTS_URL is unset")
+    try:
+        if ticket_ref is not None:
+            ticket_ref = validate_ticket_ref(ticket_ref)
+        count = replay_events(ticket_ref=ticket_ref, since=since)
+    except BadRequest:
+        raise click.ClickException("--ticket is not a valid ticket reference") from None
+    except UnknownTicket:
+        raise click.ClickException(f"no ticket {ticket_ref}") from None
+    click.echo(f"{count} event(s) enqueued for delivery")

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ENVIRONMENTS = ("development", "testing", "production")
 
@@ -65,6 +66,14 @@ class Settings:
     embedded_worker: bool = False
     log_level: str = "INFO"
 
+    # Outbound events (services/events.py): the ticket system's receiver, unset = no events; one
+    # Standard Webhooks signature per secret on every delivery, so the receiver can rotate.
+    events_url: str = ""
+    events_secrets: tuple[bytes, ...] = ()
+    # A receiver that hangs holds one worker this long per attempt, never a request.
+    events_timeout_seconds: float = 10.0
+    events_backoff_max_seconds: int = 600
+
     @property
     def vault_addresses(self) -> list[str]:
         """VAULT_ADDR may name several nodes of one cluster, comma- or space-separated."""
@@ -94,15 +103,15 @@ def _split(raw: str) -> tuple[str, ...]:
     return tuple(part for part in raw.replace(",", " ").split() if part)
 
 
-def parse_webhook_secret(raw: str) -> bytes:
+def parse_webhook_secret(raw: str, name: str = "VAULT_SERVICE_WEBHOOK_SECRET") -> bytes:
     """Decode a Standard Webhooks secret (`whsec_<base64>`) into the HMAC key."""
     encoded = raw.removeprefix("whsec_")
     try:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigError("VAULT_SERVICE_WEBHOOK_SECRET must be whsec_<base64>") from None
+        raise ConfigError(f"{name} must be whsec_<base64>") from None
     if len(key) < 24:
-        raise ConfigError("VAULT_SERVICE_WEBHOOK_SECRET must carry at least 24 bytes of key")
+        raise ConfigError(f"{name} must carry at least 24 bytes of key")
     return key
 
 
@@ -175,6 +184,21 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         ),
         "embedded_worker": environ.get("VAULT_SERVICE_EMBEDDED_WORKER", "") in ("1", "true"),
         "log_level": environ.get("VAULT_SERVICE_LOG_LEVEL", "INFO").upper(),
+        "events_url": environ.get("VAULT_SERVICE_EVENTS_URL", "").strip(),
+        "events_secrets": tuple(
+            parse_webhook_secret(s, "VAULT_SERVICE_EVENTS_SECRET")
+            for s in _split(environ.get("VAULT_SERVICE_EVENTS_SECRET", ""))
+        ),
+        "events_timeout_seconds": float(
+            _int(
+                environ,
+                "VAULT_SERVICE_EVENTS_TIMEOUT_SECONDS",
+                int(Settings.events_timeout_seconds),
+            )
+        ),
+        "events_backoff_max_seconds": _int(
+            environ, "VAULT_SERVICE_EVENTS_BACKOFF_MAX_SECONDS", Settings.events_backoff_max_seconds
+        ),
     }
     known = {f.name for f in fields(Settings)}
     unknown = set(overrides) - known
@@ -214,7 +238,27 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError("VAULT_SERVICE_GRANT_MAX_SECONDS exceeds the maximum retention")
     if settings.is_production and not settings.public_url.startswith("https://"):
         raise ConfigError("VAULT_SERVICE_PUBLIC_URL must be https:// in production")
+    validate_events(settings)
     validate_rate_limits(settings)
+
+
+def validate_events(settings: Settings) -> None:
+    """An events URL must be absolute (https in production) and come with a signing secret."""
+    if not settings.events_url:
+        return
+    url = urlsplit(settings.events_url)
+    schemes = ("https",) if settings.is_production else ("https", "http")
+    if url.scheme not in schemes or not url.hostname:
+        raise ConfigError(
+            "VAULT_SERVICE_EVENTS_URL must be an https:// URL"
+            + ("" if settings.is_production else " (or http:// outside production)")
+        )
+    if url.username or url.password:
+        # Credentials in the URL would reach logs and error messages; the signature authenticates.
+        raise ConfigError("VAULT_SERVICE_EVENTS_URL must not carry a user or password")
+    if not settings.events_secrets:
+        # Unsigned events would let anyone who can reach the receiver forge a purge notice.
+        raise ConfigError("VAULT_SERVICE_EVENTS_SECRET is required with VAULT_SERVICE_EVENTS_URL")
 
 
 def validate_rate_limits(settings: Settings) -> None:

@@ -26,8 +26,9 @@ from ..models import (
 )
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError, VaultForbidden, VaultNotFound
-from . import audit
+from . import audit, events
 from .agents import actor_of
+from .events import EventType
 from .lifecycle import get_ticket, grant_state, is_serving, live_lease
 from .tickets import validate_ticket_ref
 
@@ -64,6 +65,11 @@ def _serving_lease(ticket_ref: str) -> tuple[Ticket, Lease]:
     if lease is None or not is_serving(lease.status, ticket.status):
         raise Conflict("This ticket is closed; its credentials are no longer available.")
     return ticket, lease
+
+
+def agent_name(agent: Agent) -> str:
+    """How events (and the customer) name an agent: a display name where there is one."""
+    return getattr(agent, "display_name", None) or agent.username
 
 
 def _deny(agent: Agent, action: str, ticket_ref: str, reason: str, **details: object) -> None:
@@ -166,6 +172,13 @@ def _record_grant(
             reason=reason,
             expires_at=grant.expires_at.isoformat(),
             token_accessor=issued.accessor,
+        )
+        events.emit(
+            EventType.ACCESS_GRANTED,
+            target.ticket_ref,
+            agent=agent_name(agent),
+            reason=reason,
+            expires_at=grant.expires_at,
         )
     return grant
 
@@ -284,6 +297,7 @@ def _audit_reveal(
                     grant_id=grant.id,
                     item_ids=[item.id for item in items],
                 )
+                events.emit(EventType.CREDENTIALS_REVEALED, ref, agent=agent_name(agent))
     except BaseException:
         if unwrapping is not None:
             wait([unwrapping])  # the token is dropped with the future, never used

@@ -47,6 +47,10 @@ FAILING_AFTER_ATTEMPTS = 5
 _MAX_BACKOFF_EXPONENT = 16
 
 
+class JobFailed(Exception):
+    """A kind's own failure whose message names what failed, never a value: recorded as is."""
+
+
 @dataclass(frozen=True)
 class JobKind:
     """One kind of job. `name` is a singular noun: reports pluralise it ("purges_failing")."""
@@ -182,7 +186,7 @@ def _record_failure(settings: Settings, job: Job, error: Exception) -> None:
     cap = registered_kinds()[job.kind].max_backoff_seconds(settings)
     delay = min(2 ** min(job.attempts, _MAX_BACKOFF_EXPONENT), cap)
     # Our own exception messages name an operation, never a value; anything else by class only.
-    message = str(error) if isinstance(error, VaultError) else type(error).__name__
+    message = str(error) if isinstance(error, VaultError | JobFailed) else type(error).__name__
     with transaction() as session:
         session.execute(
             update(Job)

@@ -32,7 +32,8 @@ from ..models import (
     Ticket,
     TicketStatus,
 )
-from . import audit, jobs
+from . import audit, events, jobs
+from .events import EventType
 
 # The job kind that destroys a purging lease's Vault material (services/job_kinds/purge.py).
 PURGE_JOB = "purge"
@@ -176,13 +177,20 @@ def schedule_purge(ticket: Ticket, reason: PurgeReason, actor: str) -> list[str]
     ticket.status = TicketStatus.CLOSING
     ticket.closed_at = now
     job_ids = [_purge_lease(ticket, lease, reason, now) for lease in leases]
-    if not job_ids and not _has_purging_lease(ticket.id):
-        # Nothing was ever stored, or everything already purged: the ticket is purged now.
-        ticket.status = TicketStatus.PURGED
-        ticket.purged_at = now
     audit.record(
         "ticket.closed", actor=actor, ticket_ref=ticket.ref, reason=reason, purge_jobs=job_ids
     )
+    # One event per close: the customer's deletion is told as such, any other close as closed.
+    if reason == PurgeReason.CUSTOMER_DELETED:
+        events.emit(EventType.CREDENTIALS_DELETED_BY_CUSTOMER, ticket.ref)
+    else:
+        events.emit(EventType.TICKET_CLOSED, ticket.ref, reason=reason)
+    if not job_ids and not _has_purging_lease(ticket.id):
+        # Nothing was ever stored, or everything already purged: the ticket is purged now, and
+        # no purge runs to produce a receipt.
+        ticket.status = TicketStatus.PURGED
+        ticket.purged_at = now
+        events.emit(EventType.TICKET_PURGED, ticket.ref, receipt=None)
     return job_ids
 
 
@@ -210,6 +218,7 @@ def reopen_ticket(ticket_ref: str, *, actor: str) -> ReopenOutcome:
     ticket.closed_at = None
     ticket.purged_at = None
     audit.record("ticket.reopened", actor=actor, ticket_ref=ticket.ref)
+    events.emit(EventType.TICKET_REOPENED, ticket.ref)
     return ReopenOutcome.REOPENED
 
 

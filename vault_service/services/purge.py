@@ -15,7 +15,8 @@ from ..extensions import db
 from ..models import CredentialItem, Grant, Job, Lease, Ticket
 from ..transactions import read_only
 from ..vault import Vault, VaultError, lease_key_name
-from . import audit, lifecycle
+from . import audit, events, lifecycle
+from .events import EventType
 
 
 @dataclass
@@ -148,7 +149,7 @@ def record_purge(job: Job, done: PurgeDone) -> dict:
         tokens_revoked=len(progress.tokens_revoked),
         transit_key=progress.transit_key,
     )
-    return {
+    receipt = {
         "ticket_ref": target.ticket_ref,
         "lease_id": target.lease.id,
         "reason": job.payload["reason"],
@@ -166,3 +167,6 @@ def record_purge(job: Job, done: PurgeDone) -> dict:
         "verified_absent_in_vault": True,
         "audit_record_hash": event.hash,
     }
+    # The contract's `receipt` is the signed receipt: where purges sign theirs, send that here.
+    events.emit(EventType.TICKET_PURGED, target.ticket_ref, receipt=receipt)
+    return receipt

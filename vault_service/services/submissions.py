@@ -18,7 +18,8 @@ from ..kinds.validation import CredentialInput, validate_submission
 from ..models import CredentialItem, Lease, LinkState, SubmissionLink, Ticket, new_uuid
 from ..transactions import read_only, transaction
 from ..vault import Vault, VaultError
-from . import audit
+from . import audit, events
+from .events import EventType
 from .lifecycle import is_serving, link_state
 from .tickets import hash_link_token
 
@@ -197,6 +198,14 @@ def _consume_link(
             link_id=link.id,
             item_count=len(stored),
             kinds=kinds,
+        )
+        events.emit(
+            EventType.CREDENTIALS_SUBMITTED,
+            link.ticket_ref,
+            link_id=link.id,
+            kinds=kinds,
+            item_count=len(stored),
+            retention_until=retention_until,
         )
     return SubmissionReceipt(link.ticket_ref, len(stored), kinds, retention_until.isoformat())
 

@@ -9,10 +9,11 @@ from sqlalchemy import select, update
 
 from ..clock import utcnow
 from ..config import Settings
-from ..models import Grant, SubmissionLink
+from ..models import Grant, SubmissionLink, Ticket
 from ..transactions import transaction
 from ..vault import Vault
-from . import audit, jobs, lifecycle
+from . import audit, events, jobs, lifecycle
+from .events import EventType
 from .orphans import sweep_orphans
 
 # Expired grants and links handled per pass: a backlog drains over passes, never in one huge one.
@@ -38,8 +39,10 @@ class SweepReport:
             "links_expired": self.links_expired,
         }
         for kind in self.jobs_failing:
-            counts[f"{kind}s_completed"] = self.jobs_completed[kind]
-            counts[f"{kind}s_failing"] = self.jobs_failing[kind]
+            # "event_delivery" -> "event_deliveries_failing"
+            plural = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"
+            counts[f"{plural}_completed"] = self.jobs_completed[kind]
+            counts[f"{plural}_failing"] = self.jobs_failing[kind]
         counts["orphans_removed"] = self.orphans_removed
         return counts
 
@@ -74,8 +77,9 @@ def erase_expired_grant_tokens(now: datetime) -> int:
 def record_expired_links(now: datetime) -> int:
     """Record once each unused link that expired; returns how many."""
     with transaction() as session:
-        expired = session.scalars(
-            select(SubmissionLink.id)
+        expired = session.execute(
+            select(SubmissionLink.id, Ticket.ref)
+            .join(Ticket, Ticket.id == SubmissionLink.ticket_id)
             .where(
                 SubmissionLink.expires_at <= now,
                 SubmissionLink.consumed_at.is_(None),
@@ -83,13 +87,14 @@ def record_expired_links(now: datetime) -> int:
             )
             .limit(SWEEP_BATCH)
         ).all()
-        for link_id in expired:
+        for link_id, ticket_ref in expired:
             session.execute(
                 update(SubmissionLink)
                 .where(SubmissionLink.id == link_id)
                 .values(expiry_recorded_at=now)
             )
             audit.record("sweep.link_expired", actor="worker", link_id=link_id)
+            events.emit(EventType.LINK_EXPIRED, ticket_ref, link_id=link_id)
     return len(expired)
 
 
