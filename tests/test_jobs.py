@@ -116,7 +116,7 @@ def test_failures_back_off_exponentially_up_to_the_kinds_cap_and_report_failing(
         assert job.last_error == "probe: vault unavailable"
         assert jobs.job_state(job, utcnow()) == JobState.FAILING
         assert [j.id for j in jobs.failing_jobs()] == [job_id]
-        # Every registered kind is reported, failing or not.
+        # Every registered kind is reported, zero included (the help-desk note kinds too).
         assert jobs.failing_counts() == {**dict.fromkeys(jobs.registered_kinds(), 0), "probe": 1}
         assert check_readiness(current_vault()).as_json()["probe_jobs"] == "failing: 1"
         # Failing is reported, never given up: the next due attempt still runs it.

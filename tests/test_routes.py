@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from vault_service.services.providers import PROVIDERS
+from vault_service.config import ProviderSettings
+from vault_service.services.providers import PROVIDERS, native_provider_names
 from vault_service.vault import VaultUnavailable
 from vault_service.views import MACHINE_ENDPOINTS, PUBLIC_ENDPOINTS
 
@@ -17,6 +18,14 @@ STATE_CHANGING = {
     "tickets.request_access": "/tickets/T-1/access",
     "tickets.reveal": "/tickets/T-1/reveal",
 }
+
+
+@pytest.fixture
+def settings(make_settings):
+    """Every help-desk provider enabled, so each one's refusal (401) is what is checked, not
+    its absence (404)."""
+    enabled = ProviderSettings(secrets=("a-help-desk-webhook-secret",))
+    return make_settings(providers=dict.fromkeys(native_provider_names(), enabled))
 
 
 def concrete_paths(rule) -> list[str]:

@@ -6,7 +6,7 @@ import base64
 import binascii
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +15,21 @@ ENVIRONMENTS = ("development", "testing", "production")
 
 class ConfigError(RuntimeError):
     """The configuration cannot be used; the message names the setting, never its value."""
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """One inbound provider's VAULT_SERVICE_<NAME>_* settings; None means its own default."""
+
+    # WEBHOOK_SECRET: several, whitespace-separated, for rotation (a vendor secret may hold a
+    # comma, none holds a space).
+    secrets: tuple[str, ...] = ()
+    # CLOSE_STATUSES / REOPEN_STATUSES: comma-separated, compared case-insensitively (some
+    # vendors' statuses hold spaces: Zammad's "pending close").
+    close_statuses: frozenset[str] | None = None
+    reopen_statuses: frozenset[str] | None = None
+    # TIMESTAMP_TOLERANCE_SECONDS: how old a signed timestamp may be (schemes that sign one).
+    tolerance_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,18 @@ class Settings:
     # A receiver that hangs holds one worker this long per attempt, never a request.
     events_timeout_seconds: float = 10.0
     events_backoff_max_seconds: int = 600
+    # Native help-desk webhooks and write-back (services/providers/, services/connectors/).
+    # Each registered provider's VAULT_SERVICE_<NAME>_* variables, read by one generic reader
+    # (read_provider_settings), so a new vendor is one module and its tests.
+    providers: dict[str, ProviderSettings] = field(default_factory=dict)
+    zendesk_subdomain: str = ""
+    zendesk_email: str = ""
+    zendesk_api_token: str = ""
+    # Defaults to https://<subdomain>.zendesk.com; set for a proxy (or the tests' local fake).
+    zendesk_api_url: str = ""
+    zammad_url: str = ""
+    zammad_token: str = ""
+    helpdesk_timeout_seconds: float = 10.0
 
     @property
     def vault_addresses(self) -> list[str]:
@@ -113,6 +140,35 @@ def parse_webhook_secret(raw: str, name: str = "VAULT_SERVICE_WEBHOOK_SECRET") -
     if len(key) < 24:
         raise ConfigError(f"{name} must carry at least 24 bytes of key")
     return key
+
+
+def _statuses(raw: str | None) -> frozenset[str] | None:
+    if raw is None or not raw.strip():
+        return None
+    return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+
+
+def read_provider_settings(environ: Mapping[str, str]) -> dict[str, ProviderSettings]:
+    """VAULT_SERVICE_<NAME>_{WEBHOOK_SECRET,CLOSE_STATUSES,REOPEN_STATUSES,
+    TIMESTAMP_TOLERANCE_SECONDS} for every registered native provider (Standard Webhooks keeps
+    its own VAULT_SERVICE_WEBHOOK_SECRET)."""
+    # Imported here: the providers import this module.
+    from .services.providers import native_provider_names
+
+    found = {}
+    for name in native_provider_names():
+        prefix = f"VAULT_SERVICE_{name.upper().replace('-', '_')}_"
+        found[name] = ProviderSettings(
+            secrets=tuple(environ.get(prefix + "WEBHOOK_SECRET", "").split()),
+            close_statuses=_statuses(environ.get(prefix + "CLOSE_STATUSES")),
+            reopen_statuses=_statuses(environ.get(prefix + "REOPEN_STATUSES")),
+            tolerance_seconds=(
+                _int(environ, prefix + "TIMESTAMP_TOLERANCE_SECONDS", 0)
+                if environ.get(prefix + "TIMESTAMP_TOLERANCE_SECONDS")
+                else None
+            ),
+        )
+    return found
 
 
 def _default_database_url(environ: Mapping[str, str]) -> str:
@@ -198,6 +254,16 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         ),
         "events_backoff_max_seconds": _int(
             environ, "VAULT_SERVICE_EVENTS_BACKOFF_MAX_SECONDS", Settings.events_backoff_max_seconds
+        ),
+        "providers": read_provider_settings(environ),
+        "zendesk_subdomain": environ.get("VAULT_SERVICE_ZENDESK_SUBDOMAIN", ""),
+        "zendesk_email": environ.get("VAULT_SERVICE_ZENDESK_EMAIL", ""),
+        "zendesk_api_token": environ.get("VAULT_SERVICE_ZENDESK_API_TOKEN", ""),
+        "zendesk_api_url": environ.get("VAULT_SERVICE_ZENDESK_API_URL", "").rstrip("/"),
+        "zammad_url": environ.get("VAULT_SERVICE_ZAMMAD_URL", "").rstrip("/"),
+        "zammad_token": environ.get("VAULT_SERVICE_ZAMMAD_TOKEN", ""),
+        "helpdesk_timeout_seconds": float(
+            _int(environ, "VAULT_SERVICE_HELPDESK_TIMEOUT_SECONDS", 10)
         ),
     }
     known = {f.name for f in fields(Settings)}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from ..clock import utcnow
 from ..models import WebhookDelivery
 from ..transactions import transaction
 from .lifecycle import close_ticket, reopen_ticket
@@ -31,6 +33,10 @@ class TicketEvent:
     delivery_id: str
     type: TicketEventType
     ticket_ref: str
+    # For a content-hash id of a vendor that signs nothing and numbers nothing (Freshdesk): a
+    # record older than this no longer marks the same bytes as a redelivery, so the ticket's
+    # next identical close (after a reopen) is applied. None: recognised for ever.
+    dedupe_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,12 @@ HANDLERS: dict[TicketEventType, Callable[..., str]] = {
 }
 
 
+def _dedupe_lapsed(earlier: WebhookDelivery, event: TicketEvent) -> bool:
+    if event.dedupe_seconds is None:
+        return False
+    return earlier.received_at <= utcnow() - timedelta(seconds=event.dedupe_seconds)
+
+
 def receive_event(event: TicketEvent) -> Receipt:
     """Apply an event once per delivery id, in one transaction with its delivery record.
 
@@ -57,8 +69,12 @@ def receive_event(event: TicketEvent) -> Receipt:
     recorded, outcome = False, None
     try:
         with transaction() as session:
-            if session.get(WebhookDelivery, event.delivery_id) is not None:
-                return ALREADY_PROCESSED
+            earlier = session.get(WebhookDelivery, event.delivery_id)
+            if earlier is not None:
+                if not _dedupe_lapsed(earlier, event):
+                    return ALREADY_PROCESSED
+                session.delete(earlier)
+                session.flush()
             name = f"ticket.{event.type}"
             session.add(WebhookDelivery(webhook_id=event.delivery_id, event_type=name))
             session.flush()

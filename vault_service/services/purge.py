@@ -15,7 +15,7 @@ from ..extensions import db
 from ..models import CredentialItem, Grant, Job, Lease, Ticket
 from ..transactions import read_only
 from ..vault import Vault, VaultError, lease_key_name
-from . import audit, events, lifecycle
+from . import audit, connectors, events, lifecycle
 from .events import EventType
 
 
@@ -149,6 +149,7 @@ def record_purge(job: Job, done: PurgeDone) -> dict:
         tokens_revoked=len(progress.tokens_revoked),
         transit_key=progress.transit_key,
     )
+    connectors.enqueue_purged_note(target.ticket_ref, job.ticket_id, job.id)
     receipt = {
         "ticket_ref": target.ticket_ref,
         "lease_id": target.lease.id,

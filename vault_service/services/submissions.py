@@ -18,7 +18,7 @@ from ..kinds.validation import CredentialInput, validate_submission
 from ..models import CredentialItem, Lease, LinkState, SubmissionLink, Ticket, new_uuid
 from ..transactions import read_only, transaction
 from ..vault import Vault, VaultError
-from . import audit, events
+from . import audit, connectors, events
 from .events import EventType
 from .lifecycle import is_serving, link_state
 from .tickets import hash_link_token
@@ -207,6 +207,7 @@ def _consume_link(
             item_count=len(stored),
             retention_until=retention_until,
         )
+        connectors.enqueue_submitted_note(link.ticket_ref, kinds, retention_until)
     return SubmissionReceipt(link.ticket_ref, len(stored), kinds, retention_until.isoformat())
 
 

@@ -26,7 +26,7 @@ from ..models import (
 )
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError
-from . import audit, lifecycle
+from . import audit, connectors, lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +161,11 @@ def _provision_or_unavailable(vault: Vault, ticket_ref: str, lease: Lease) -> No
 
 
 def _issue_link(
-    settings: Settings, ticket_ref: str, lease_id: str, ttl_seconds: int, actor: str
+    settings: Settings, vault: Vault, ticket_ref: str, lease_id: str, ttl_seconds: int, actor: str
 ) -> tuple[SubmissionLink, str]:
     """Record a link on the ticket's active lease, re-checked under its row lock."""
     token = secrets.token_urlsafe(LINK_TOKEN_BYTES)
+    sealed_url = connectors.seal_link(settings, vault, ticket_ref, link_url(settings, token))
     now = utcnow()
     with transaction() as session:
         ticket = lifecycle.get_or_create_open_ticket(ticket_ref)
@@ -188,6 +189,7 @@ def _issue_link(
             link_id=link.id,
             expires_at=link.expires_at.isoformat(),
         )
+        connectors.enqueue_link_reply(ticket.ref, ticket.id, sealed_url, link.expires_at)
     return link, token
 
 
@@ -210,4 +212,4 @@ def create_submission_link(
         lease = lifecycle.reserve_lease(settings, ticket)
     if lease.status == LeaseStatus.PROVISIONING:
         _provision_or_unavailable(vault, ticket_ref, lease)
-    return _issue_link(settings, ticket_ref, lease.id, ttl_seconds, actor)
+    return _issue_link(settings, vault, ticket_ref, lease.id, ttl_seconds, actor)

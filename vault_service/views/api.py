@@ -87,6 +87,9 @@ def receive_webhook(provider: str):
         raise NotFound()
     body = request.get_data(cache=True)  # the signature covers the exact bytes
     event = adapter.read_event(settings, request.headers, body, utcnow())
+    if event is None:
+        # Genuine, but neither a close nor a reopen (another status, another event type).
+        return jsonify(status="ignored"), 200
     receipt = inbound.receive_event(event)
     if not receipt.first_time:
         return jsonify(status="already_processed"), 200

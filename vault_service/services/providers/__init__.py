@@ -22,3 +22,8 @@ def _discover() -> dict[str, InboundProvider]:
 
 
 PROVIDERS = _discover()
+
+
+def native_provider_names() -> list[str]:
+    """The help-desk providers configured by VAULT_SERVICE_<NAME>_* (config.py reads them)."""
+    return sorted(name for name, provider in PROVIDERS.items() if provider.native)

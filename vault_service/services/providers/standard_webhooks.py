@@ -110,6 +110,7 @@ class StandardWebhooks(InboundProvider):
 
     # The v1 contract's path; the webhook ids are kept as sent (earlier deliveries are recorded so).
     name = "ticket-events"
+    native = False
 
     def is_enabled(self, settings: Settings) -> bool:
         return bool(settings.webhook_secrets)
