@@ -197,7 +197,12 @@ def test_the_form_deletes_only_with_a_fresh_nonce_of_this_page_and_our_origin(
     # Step one: the button leads to a confirmation, which carries the nonce; the page does not.
     page = client.get(path).get_data(as_text=True)
     assert 'name="nonce"' not in page and "Delete my credentials now" in page
-    confirm = client.get(f"{path}?confirm=delete").get_data(as_text=True)
+    confirming = client.get(f"{path}?confirm=delete")
+    confirm = confirming.get_data(as_text=True)
+    # The confirmation alone lets the browser send our Origin with its post (under no-referrer
+    # it sends "Origin: null"); every other page keeps the app's policy.
+    assert confirming.headers["Referrer-Policy"] == "same-origin"
+    assert client.get(path).headers["Referrer-Policy"] == "no-referrer"
     nonce = nonce_of(confirm)
     # Neither page carries the token itself: the forms post to the page's own address.
     token = path.removeprefix("/r/")

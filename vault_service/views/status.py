@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, jsonify, make_response, render_template, request
 
 from ..clock import utcnow
 from ..errors import BadRequest, Forbidden, UnsupportedMediaType, wants_json
@@ -23,9 +23,15 @@ def show(token: str):
         return jsonify(report.as_json())
     confirming = request.args.get("confirm") == "delete" and report.state == "open"
     nonce = status_page.delete_nonce(settings, token, utcnow()) if confirming else None
-    return render_template(
-        "customer/status.html", report=report, confirming=confirming, nonce=nonce
+    response = make_response(
+        render_template("customer/status.html", report=report, confirming=confirming, nonce=nonce)
     )
+    if confirming:
+        # Under the app's default no-referrer policy a browser sends "Origin: null" with the
+        # form post, which the Origin check must refuse. same-origin sends our origin to us
+        # only (and a Referer, to us only); no other site learns anything.
+        response.headers["Referrer-Policy"] = "same-origin"
+    return response
 
 
 def _refuse_foreign_origin(*, required: bool) -> None:
