@@ -65,6 +65,9 @@ class Settings:
     reauth_seconds: int = 5 * 60
     lockout_seconds: int = 15 * 60
     max_retention_seconds: int = 30 * 24 * 3600
+    # How long a customer's status page keeps answering after its credentials were purged
+    # (showing the receipt); after that it answers like an unknown token.
+    status_page_retention_seconds: int = 30 * 24 * 3600
     max_request_bytes: int = 64 * 1024
     # Rate limits (Flask-Limiter strings, per client address); see vault_service/ratelimits.py.
     ratelimit_storage_url: str = "memory://"
@@ -224,6 +227,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         "lockout_seconds": _int(environ, "VAULT_SERVICE_LOCKOUT_SECONDS", Settings.lockout_seconds),
         "max_retention_seconds": _int(
             environ, "VAULT_SERVICE_MAX_RETENTION_SECONDS", Settings.max_retention_seconds
+        ),
+        "status_page_retention_seconds": _int(
+            environ,
+            "VAULT_SERVICE_STATUS_PAGE_RETENTION_SECONDS",
+            Settings.status_page_retention_seconds,
         ),
         "max_request_bytes": _int(
             environ, "VAULT_SERVICE_MAX_REQUEST_BYTES", Settings.max_request_bytes

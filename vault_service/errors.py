@@ -53,6 +53,12 @@ class LinkGone(ServiceError):
     message = "This link is no longer valid. Please ask your support agent for a new one."
 
 
+class StatusPageNotFound(ServiceError):
+    # One answer for unknown, wrong and expired status tokens: no oracle for which it was.
+    status, code = 404, "status_page_unavailable"
+    message = "This status page does not exist or is no longer available."
+
+
 class UnsupportedMediaType(ServiceError):
     status, code, message = 415, "unsupported_media_type", "Send Content-Type: application/json."
 

@@ -282,6 +282,26 @@ class CredentialItem(Model):
         return f"<CredentialItem {self.id} {self.kind}>"
 
 
+class StatusToken(Model):
+    """The customer's status page capability for one submission: the token's keyed hash only,
+    and what was received (item ids and kinds, never values), kept past the purge, which
+    deletes the credential_items rows."""
+
+    __tablename__ = "status_tokens"
+
+    id: Mapped[uuid_pk]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # One status page per submission, and a submission consumes its link: one per link.
+    link_id: Mapped[str] = mapped_column(ForeignKey("submission_links.id"), unique=True)
+    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), index=True)
+    # [{"id": item id, "kind": kind name}, ...] in submission order.
+    items: Mapped[list[JsonObject]] = mapped_column(JSON, default=list)
+    created_at: Mapped[created_at]
+
+    def __repr__(self) -> str:
+        return f"<StatusToken {self.id}>"
+
+
 class Grant(Model):
     """An agent's time-limited access: a Vault child token of the lease, TTL = the window."""
 

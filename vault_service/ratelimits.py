@@ -7,6 +7,8 @@ limiter decorators; a renamed endpoint fails at startup instead of silently losi
   password and second-factor guessing;
 - `/s/<token>`, GET and POST on one budget: `ratelimit_link`, against link-token guessing and
   submission floods;
+- `/r/<token>`, the customer's status page, GET and POST on a budget of its own, as large as a
+  link's: `ratelimit_link`, against status-token guessing;
 - the ticket API (link creation, ticket status): `ratelimit_api`, against bearer-token guessing
   and Vault load;
 - the webhooks of every inbound provider: `ratelimit_webhook`, generous, so a bulk close passes.
@@ -33,6 +35,7 @@ from .errors import render_error
 log = logging.getLogger(__name__)
 
 LINK_ENDPOINTS = ("customer.submission_form", "customer.submit")
+STATUS_ENDPOINTS = ("status.show", "status.act")
 API_ENDPOINTS = ("api.create_submission_link", "api.get_ticket")
 WEBHOOK_ENDPOINTS = ("api.receive_webhook",)
 TOO_MANY_REQUESTS = "Too many requests. Please wait a moment and try again."
@@ -116,6 +119,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
 
     attach(login_endpoints(app), settings.ratelimit_login, "login", methods=["POST"])
     attach(LINK_ENDPOINTS, settings.ratelimit_link, "submission-link")
+    attach(STATUS_ENDPOINTS, settings.ratelimit_link, "status-page")
     attach(API_ENDPOINTS, settings.ratelimit_api, "ticket-api")
     attach(WEBHOOK_ENDPOINTS, settings.ratelimit_webhook, "webhook")
 

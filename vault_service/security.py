@@ -38,7 +38,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     def set_security_headers(response: Response) -> Response:
         headers = response.headers
         headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        headers["Referrer-Policy"] = "no-referrer"
+        # A view may ask for a looser policy on one page (the status page's confirmation, whose
+        # form post needs its Origin: under no-referrer a browser sends "Origin: null").
+        headers.setdefault("Referrer-Policy", "no-referrer")
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "DENY"
         headers["Cross-Origin-Opener-Policy"] = "same-origin"

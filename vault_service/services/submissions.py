@@ -18,7 +18,7 @@ from ..kinds.validation import CredentialInput, validate_submission
 from ..models import CredentialItem, Lease, LinkState, SubmissionLink, Ticket, new_uuid
 from ..transactions import read_only, transaction
 from ..vault import Vault, VaultError
-from . import audit, connectors, events
+from . import audit, connectors, events, status_page
 from .events import EventType
 from .lifecycle import is_serving, link_state
 from .tickets import hash_link_token
@@ -119,6 +119,8 @@ class SubmissionReceipt:
     item_count: int
     kinds: list[str]
     retention_until: str
+    # The customer's status page (a capability: shown to them once, stored only hashed).
+    status_url: str
 
 
 def _lock_serving_lease(connection: Connection, lease_id: str) -> datetime | None:
@@ -180,10 +182,13 @@ def _consume_link(
     received_at: datetime,
     stored: list[tuple[str, CredentialInput]],
     client: str,
+    settings: Settings,
 ) -> SubmissionReceipt | None:
     """One transaction, after the Vault writes: consume the link if no other post did and the
-    ticket is still open, record the items and the audit event. None if the post lost."""
+    ticket is still open, record the items, the status page and the audit event. None if the
+    post lost."""
     now = utcnow()
+    status_token, status_hash = status_page.new_status_token(settings)
     with transaction() as session:
         connection = session.connection()
         retention_until = _lock_serving_lease(connection, link.lease_id)
@@ -191,6 +196,14 @@ def _consume_link(
             return None  # nothing was written: the commit ends an empty transaction
         _record_items(connection, link, stored, now)
         kinds = [item.kind for _, item in stored]
+        status_page.record_status_token(
+            connection,
+            status_hash,
+            link_id=link.id,
+            lease_id=link.lease_id,
+            items=[(item_id, item.kind) for item_id, item in stored],
+            now=now,
+        )
         audit.record(
             "submission.received",
             actor=client,
@@ -208,7 +221,13 @@ def _consume_link(
             retention_until=retention_until,
         )
         connectors.enqueue_submitted_note(link.ticket_ref, kinds, retention_until)
-    return SubmissionReceipt(link.ticket_ref, len(stored), kinds, retention_until.isoformat())
+    return SubmissionReceipt(
+        link.ticket_ref,
+        len(stored),
+        kinds,
+        retention_until.isoformat(),
+        status_page.status_url(settings, status_token),
+    )
 
 
 def submit_credentials(
@@ -241,7 +260,9 @@ def submit_credentials(
         _fail_submission(link, error, discard=item_ids, vault=vault)
     failpoints.hit("submission.after_vault_writes")
 
-    receipt = _consume_link(link, received_at, list(zip(item_ids, to_store, strict=True)), client)
+    receipt = _consume_link(
+        link, received_at, list(zip(item_ids, to_store, strict=True)), client, settings
+    )
     if receipt is None:
         # Another post consumed the link first, or the close won the race (its purge may
         # already have listed the lease's path): what this post wrote must go.

@@ -22,6 +22,9 @@ PUBLIC_ENDPOINTS = frozenset(
         "health.readyz",
         "customer.submission_form",
         "customer.submit",
+        # The customer's status page: its token is the capability (views/status.py).
+        "status.show",
+        "status.act",
         "auth.login",
         "auth.login_submit",
     }
@@ -35,9 +38,9 @@ MACHINE_ENDPOINTS = frozenset(
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint and the guard."""
-    from . import api, auth, customer, health, tickets
+    from . import api, auth, customer, health, status, tickets
 
-    for module in (auth, tickets, api, customer, health):
+    for module in (auth, tickets, api, customer, status, health):
         app.register_blueprint(module.bp)
     app.before_request(require_agent_unless_public)
 

@@ -55,6 +55,7 @@ def submit(token: str):
             item_count=receipt.item_count,
             kinds=receipt.kinds,
             retention_until=receipt.retention_until,
+            status_url=receipt.status_url,
         ), 201
 
     csrf.protect()
