@@ -93,5 +93,6 @@ def check_readiness(vault: Vault) -> Readiness:
     operator must look (a purge that keeps failing is a promise not yet kept).
     """
     checks = {**_check_database(), **vault_state(vault)}
-    failing = jobs.failing_counts() if checks["database"] == "ok" else None
+    # An outdated schema may not even have the jobs table.
+    failing = jobs.failing_counts() if checks.get("schema") == "ok" else None
     return Readiness(checks, failing)
