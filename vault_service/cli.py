@@ -220,6 +220,7 @@ def reset_totp(username: str) -> None:
 def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
     """Create or repair mounts, keys, policies and roles in Vault (idempotent)."""
     from .config import Settings
+    from .vault import TLSOptions
     from .vault import bootstrap_vault as bootstrap
     from .vault import issue_app_token as issue
 
@@ -233,16 +234,19 @@ def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
     if not token:
         raise click.ClickException("an admin token is needed (--admin-token-file)")
     retention = int(os.environ.get("VAULT_SERVICE_MAX_RETENTION_SECONDS", 30 * 24 * 3600))
+    # The same trust as the app's: a private CA and a client certificate from its variables.
+    tls = TLSOptions.from_environ()
     try:
         for line in bootstrap(
             addr,
             token,
             max_retention_seconds=retention,
             enable_approle=approle,
+            tls=tls,
         ):
             click.echo(f"- {line}")
         if issue_app_token:
-            issued = issue(addr, token, ttl_seconds=30 * 24 * 3600)
+            issued = issue(addr, token, ttl_seconds=30 * 24 * 3600, tls=tls)
             fd = os.open(issue_app_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(issued.token)

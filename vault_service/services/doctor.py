@@ -18,6 +18,7 @@ from ..vault import (
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     AdminPosture,
+    TLSOptions,
     Vault,
     VaultError,
     read_admin_posture,
@@ -81,7 +82,10 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
         return findings
     try:
         admin = read_admin_posture(
-            settings.vault_addresses[0], admin_token, settings.vault_timeout_seconds
+            settings.vault_addresses[0],
+            admin_token,
+            settings.vault_timeout_seconds,
+            TLSOptions.from_settings(settings),
         )
     except VaultError as error:
         findings.append(Finding("vault admin checks", False, str(error)))
