@@ -59,13 +59,10 @@ def vault_state(vault: Vault) -> dict[str, str]:
     try:
         vault.lookup_self()
     except VaultUnavailable:
-        # A standby that cannot reach an active node (an election, a lost quorum) answers its
-        # health check but fails every request.
-        try:
-            led = vault.has_leader()
-        except VaultError:
-            return {"vault": "unavailable"}
-        return {"vault": "unavailable" if led else "no_leader"}
+        # A standby answers its health check itself but forwards every other request to the
+        # active node: failing here, it has none it can reach (an election, a lost quorum; its
+        # sys/leader still names the dead leader, so that is no help).
+        return {"vault": "no_leader" if health.get("standby") else "unavailable"}
     except VaultError:
         return {"vault": "ok", "vault_auth": "refused"}
     return {"vault": "ok", "vault_auth": "ok"}

@@ -182,25 +182,18 @@ class Vault:
                 timeout=self._settings.vault_timeout_seconds,
             ),
         )
+        if response.status_code == 503:
+            # Sealed (every node, when there are several: the transport tried the others). Vault
+            # says so in the body; readiness reports it as sealed rather than unavailable.
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            if isinstance(body, dict) and body.get("sealed") is True:
+                return body
         if response.status_code not in (200, 429, 472, 473):
             raise VaultUnavailable(f"health: status {response.status_code}")
         return response.json()
-
-    def has_leader(self) -> bool:
-        """Whether the node answering knows an active node (false during a raft election or
-        without quorum); a Vault without HA always has one. Unauthenticated endpoint."""
-        response = self._call(
-            "leader",
-            lambda: self._session.get(
-                f"{self._addr}/v1/sys/leader", timeout=self._settings.vault_timeout_seconds
-            ),
-        )
-        if response.status_code != 200:
-            raise VaultUnavailable(f"leader: status {response.status_code}")
-        leader = response.json()
-        return not leader.get("ha_enabled") or bool(
-            leader.get("is_self") or leader.get("leader_address")
-        )
 
     def lookup_self(self) -> dict:
         """The app token's own properties (policies, ttl)."""
