@@ -29,7 +29,12 @@ def test_app_logs_in_with_approle_and_holds_only_its_policy(
     vault = app.extensions["vault_service.vault"]
     assert vault.lookup_self()["policies"] == [APP_POLICY]  # no "default" either
     ready = client.get("/readyz").get_json()
-    assert ready["checks"] == {"database": "ok", "vault": "ok", "vault_auth": "ok"}
+    assert ready["checks"] == {
+        "database": "ok",
+        "schema": "ok",
+        "vault": "ok",
+        "vault_auth": "ok",
+    }
 
 
 def test_app_logs_in_again_when_its_approle_token_is_revoked(
@@ -56,3 +61,4 @@ def test_readiness_fails_when_vault_refuses_the_app_token(openbao, make_settings
     response = probe.get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"]["vault_auth"] == "refused"
+    assert response.get_json()["checks"]["vault"] == "ok"  # Vault answered: the identity is wrong

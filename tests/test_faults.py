@@ -169,7 +169,11 @@ def test_sealed_vault_gives_customers_503_keeps_the_link_and_still_accepts_the_c
     try:
         response = client.post(path, json={"items": SAMPLE_ITEMS})
         assert response.status_code == 503
-        assert client.get("/readyz").status_code == 503
+        readiness = client.get("/readyz")
+        assert readiness.status_code == 503
+        # Named as what it is: not "unavailable", and not the app's identity's fault.
+        assert readiness.get_json()["checks"]["vault"] == "sealed"
+        assert "vault_auth" not in readiness.get_json()["checks"]
         assert ticket_system.close("T-sealed-close").status_code == 202
         assert run_worker_pass(app).jobs_completed["purge"] == 0
     finally:

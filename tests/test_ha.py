@@ -150,3 +150,34 @@ def test_leader_killed_during_a_purge_the_purge_still_completes(cluster, cluster
     with app.app_context():
         assert db.session.scalars(select(CredentialItem)).all() == []
     restart(cluster, old_leader)
+
+
+def test_a_node_without_quorum_reports_no_leader_not_a_refused_identity(
+    cluster, make_settings, ticket_system_factory
+):
+    """Two of three nodes gone: the last one is unsealed but can elect nobody. /readyz says
+    `no_leader` (an election or a lost quorum), never `vault_auth: refused` (an AppRole fault)."""
+    leader = cluster.leader()
+    survivor = next(node for node in cluster.nodes if node is not leader)
+    others = [node for node in cluster.nodes if node is not survivor]
+    app = create_app(make_settings(vault_addr=survivor.addr, vault_token=cluster.app_token))
+    ticket_system_factory(app)
+    probe = app.test_client()
+    assert probe.get("/readyz").get_json()["checks"]["vault"] == "ok"
+    for node in others:
+        node.kill()
+    try:
+        deadline = time.monotonic() + 30
+        checks: dict = {}
+        while time.monotonic() < deadline:
+            response = probe.get("/readyz")
+            checks = response.get_json()["checks"]
+            if checks.get("vault") == "no_leader":
+                break
+            time.sleep(0.5)
+        assert checks == {"database": "ok", "schema": "ok", "vault": "no_leader"}, checks
+        assert response.status_code == 503
+    finally:
+        for node in others:
+            restart(cluster, node)
+    cluster.wait_for_leader()

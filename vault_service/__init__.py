@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import errors, kinds, ratelimits, security, transactions
+from . import errors, kinds, metrics, ratelimits, security, transactions
 from .config import Settings, load_settings
 from .extensions import csrf, db, login_manager
 from .logs import configure_logging
@@ -58,7 +58,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["vault_service.settings"] = settings
     app.extensions["vault_service.vault"] = Vault(
-        settings, before_call=transactions.refuse_open_transaction
+        settings,
+        before_call=transactions.refuse_open_transaction,
+        after_call=metrics.observe_vault_call,
     )
 
     db.init_app(app)
@@ -69,6 +71,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     login_manager.init_app(app)
     errors.init_app(app)
     security.init_app(app, settings)
+    # Before the blueprints' guard, so that refused and redirected requests are timed too.
+    metrics.init_app(app, settings.metrics_allow)
     kinds.init_app(app)
 
     from . import cli

@@ -12,53 +12,121 @@ from pathlib import Path
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import current_settings, current_vault, db
 from .vault import VaultError
 
+# sysexits.h's EX_CONFIG: the configuration is wrong (2 stays click's "usage error").
+EXIT_CONFIG = 78
+
 
 def _create_app():
-    from flask.cli import NoAppException
-
     from . import create_app
     from .config import ConfigError
 
     try:
         return create_app()
     except ConfigError as error:
-        # Shown as one clear line by FlaskGroup instead of a traceback.
-        raise NoAppException(f"configuration: {error}") from None
+        # Every problem on a line of its own, all at once; no traceback, no "No such command".
+        for problem in error.problems:
+            click.echo(f"configuration: {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
-def main() -> None:
-    """vault_service operator commands. Configuration comes from the environment (see README)."""
+class OperatorCommands(click.Group):
+    """A plain click group (not Flask's: its --app, --env-file and --version are not ours) whose
+    failures to reach the database are one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as error:
+            # The class names only: a driver's message can echo the connection string.
+            cause = type(getattr(error, "orig", None) or error).__name__
+            raise click.ClickException(
+                f"database unavailable ({type(error).__name__}: {cause}); "
+                "check VAULT_SERVICE_DATABASE_URL"
+            ) from None
+
+
+@click.group(cls=OperatorCommands)
+@click.version_option(package_name="vault-service", prog_name="vault-service")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """vault_service operator commands. Configuration comes from the environment (see README).
+
+    Exit codes: 0 ok, 1 the command failed, 2 a usage error, 78 a configuration error.
+    """
+    # The commands below that need the app build it on first use (flask's with_appcontext).
+    ctx.obj = ScriptInfo(create_app=_create_app, set_debug_flag=False)
 
 
 def init_app(app) -> None:
     """Attach the commands that need a configured app (all but bootstrap-vault) to app.cli."""
-    commands = (
-        init_db,
-        db_revision,
-        create_agent,
-        set_password,
-        reset_totp,
-        worker,
-        sweep,
-        audit_verify,
-        audit_export,
-        doctor,
-        events_replay,
-    )
-    for command in commands:
+    for command in APP_COMMANDS:
         app.cli.add_command(command)
+
+
+@click.group("migrate")
+def migrate() -> None:
+    """The database schema: where it is, and moving it along the shipped migrations."""
+
+
+@migrate.command("current")
+@with_appcontext
+def migrate_current() -> None:
+    """Print the database's revision and whether it is the code's head."""
+    from . import schema
+
+    with db.engine.connect() as connection:
+        current = schema.current_revision(connection)
+        state = schema.schema_state(connection)
+    head = schema.head_revision()
+    click.echo(f"{current or 'none'} (head)" if state == "ok" else f"{current or 'none'}: {state}")
+    if current != head:
+        sys.exit(1)
+
+
+@migrate.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def migrate_upgrade(revision: str) -> None:
+    """Apply the migrations up to REVISION (default: head). Idempotent."""
+    from . import schema
+
+    schema.upgrade(db.engine, revision)
+    with db.engine.connect() as connection:
+        click.echo(f"database at revision {schema.current_revision(connection)}")
+
+
+@migrate.command("downgrade")
+@click.argument("revision")
+@click.confirmation_option(prompt="Step the schema back? Newer tables and columns are dropped")
+@with_appcontext
+def migrate_downgrade(revision: str) -> None:
+    """Step the schema back to REVISION (before running older code; data in newer columns goes)."""
+    from . import schema
+
+    schema.downgrade(db.engine, revision)
+    with db.engine.connect() as connection:
+        click.echo(f"database at revision {schema.current_revision(connection)}")
+
+
+@migrate.command("history")
+def migrate_history() -> None:
+    """List the shipped migrations, newest first (needs no database)."""
+    from . import schema
+
+    for line in schema.history():
+        click.echo(line)
 
 
 @click.command("init-db")
 @with_appcontext
 def init_db() -> None:
-    """Create or upgrade the database schema through its migrations (idempotent)."""
+    """Create or upgrade the database schema (the same as `migrate upgrade`; idempotent)."""
     from . import schema
 
     schema.upgrade(db.engine)
@@ -137,7 +205,7 @@ def reset_totp(username: str) -> None:
 
 
 # Runs before the app has a Vault token, so it must not load the app.
-@main.command("bootstrap-vault", with_appcontext=False, context_settings={"show_default": True})
+@main.command("bootstrap-vault", context_settings={"show_default": True})
 @click.option(
     "--admin-token-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -152,6 +220,7 @@ def reset_totp(username: str) -> None:
 def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
     """Create or repair mounts, keys, policies and roles in Vault (idempotent)."""
     from .config import Settings
+    from .vault import TLSOptions
     from .vault import bootstrap_vault as bootstrap
     from .vault import issue_app_token as issue
 
@@ -165,16 +234,19 @@ def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
     if not token:
         raise click.ClickException("an admin token is needed (--admin-token-file)")
     retention = int(os.environ.get("VAULT_SERVICE_MAX_RETENTION_SECONDS", 30 * 24 * 3600))
+    # The same trust as the app's: a private CA and a client certificate from its variables.
+    tls = TLSOptions.from_environ()
     try:
         for line in bootstrap(
             addr,
             token,
             max_retention_seconds=retention,
             enable_approle=approle,
+            tls=tls,
         ):
             click.echo(f"- {line}")
         if issue_app_token:
-            issued = issue(addr, token, ttl_seconds=30 * 24 * 3600)
+            issued = issue(addr, token, ttl_seconds=30 * 24 * 3600, tls=tls)
             fd = os.open(issue_app_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(issued.token)
@@ -303,3 +375,21 @@ def events_replay(ticket_ref: str | None, since) -> None:
     except UnknownTicket:
         raise click.ClickException(f"no ticket {ticket_ref}") from None
     click.echo(f"{count} event(s) enqueued for delivery")
+
+
+APP_COMMANDS = (
+    init_db,
+    migrate,
+    db_revision,
+    create_agent,
+    set_password,
+    reset_totp,
+    worker,
+    sweep,
+    audit_verify,
+    audit_export,
+    doctor,
+    events_replay,
+)
+for _command in APP_COMMANDS:
+    main.add_command(_command)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,7 +18,35 @@ ENVIRONMENTS = ("development", "testing", "production")
 
 
 class ConfigError(RuntimeError):
-    """The configuration cannot be used; the message names the setting, never its value."""
+    """The configuration cannot be used; each problem names a setting, never its value. The
+    message is the problems, one per line (`vault-service` prints each on its own line)."""
+
+    def __init__(self, *problems: str):
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+# While load_settings runs, every problem is collected here instead of raised, so that an
+# operator sees them all at once rather than one per restart.
+_collected: ContextVar[list[str] | None] = ContextVar("config_problems", default=None)
+
+
+def _problem(message: str) -> None:
+    """Record a configuration problem (or raise it, outside load_settings)."""
+    problems = _collected.get()
+    if problems is None:
+        raise ConfigError(message)
+    problems.append(message)
+
+
+@contextmanager
+def _collecting() -> Iterator[list[str]]:
+    problems: list[str] = []
+    token = _collected.set(problems)
+    try:
+        yield problems
+    finally:
+        _collected.reset(token)
 
 
 @dataclass(frozen=True)
@@ -83,6 +115,10 @@ class Settings:
     purge_backoff_max_seconds: int = 300
     embedded_worker: bool = False
     log_level: str = "INFO"
+    # Who may read GET /metrics (CIDRs or addresses); everyone else gets a 404.
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    vault_client_cert: str = ""
+    vault_client_key: str = ""
 
     # Outbound events (services/events.py): the ticket system's receiver, unset = no events; one
     # Standard Webhooks signature per secret on every delivery, so the receiver can rotate.
@@ -122,9 +158,11 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) 
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer") from None
+        _problem(f"{name} must be an integer")
+        return default
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}")
+        _problem(f"{name} must be at least {minimum}")
+        return default
     return value
 
 
@@ -139,9 +177,10 @@ def parse_webhook_secret(raw: str, name: str = "VAULT_SERVICE_WEBHOOK_SECRET") -
     try:
         key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigError(f"{name} must be whsec_<base64>") from None
+        _problem(f"{name} must be whsec_<base64>")
+        return b""
     if len(key) < 24:
-        raise ConfigError(f"{name} must carry at least 24 bytes of key")
+        _problem(f"{name} must carry at least 24 bytes of key")
     return key
 
 
@@ -181,11 +220,20 @@ def _default_database_url(environ: Mapping[str, str]) -> str:
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Read settings from the environment, apply overrides (tests), and validate them."""
-    environ = os.environ if environ is None else environ
+    """Read settings from the environment, apply overrides (tests), and validate them; every
+    problem found is reported at once, in one ConfigError."""
+    with _collecting() as problems:
+        settings = _load_settings(os.environ if environ is None else environ, overrides)
+    if problems:
+        raise ConfigError(*problems)
+    return settings  # type: ignore[return-value]
+
+
+def _load_settings(environ: Mapping[str, str], overrides: dict[str, object]) -> Settings | None:
     env = environ.get("VAULT_SERVICE_ENV", "production")
     if env not in ENVIRONMENTS:
-        raise ConfigError(f"VAULT_SERVICE_ENV must be one of {', '.join(ENVIRONMENTS)}")
+        _problem(f"VAULT_SERVICE_ENV must be one of {', '.join(ENVIRONMENTS)}")
+        env = "production"  # judge the rest by the strictest rules
 
     webhook_raw = _split(environ.get("VAULT_SERVICE_WEBHOOK_SECRET", ""))
     values: dict[str, object] = {
@@ -273,11 +321,16 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         "helpdesk_timeout_seconds": float(
             _int(environ, "VAULT_SERVICE_HELPDESK_TIMEOUT_SECONDS", 10)
         ),
+        "metrics_allow": _split(environ.get("VAULT_SERVICE_METRICS_ALLOW", ""))
+        or Settings.metrics_allow,
+        "vault_client_cert": environ.get("VAULT_SERVICE_VAULT_CLIENT_CERT", ""),
+        "vault_client_key": environ.get("VAULT_SERVICE_VAULT_CLIENT_KEY", ""),
     }
     known = {f.name for f in fields(Settings)}
     unknown = set(overrides) - known
     if unknown:
-        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        _problem(f"unknown settings: {', '.join(sorted(unknown))}")
+        return None
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
     validate_settings(settings)
@@ -299,19 +352,29 @@ def validate_settings(settings: Settings) -> None:
         if not present
     ]
     if missing:
-        raise ConfigError(
+        _problem(
             "missing or too short: " + ", ".join(missing) + " (the secret key needs 32+ characters)"
         )
     if any(len(token) < 32 for token in settings.ticket_api_tokens):
-        raise ConfigError("VAULT_SERVICE_TICKET_API_TOKEN values need at least 32 characters")
+        _problem("VAULT_SERVICE_TICKET_API_TOKEN values need at least 32 characters")
     if not settings.grant_min_seconds <= settings.grant_default_seconds:
-        raise ConfigError("VAULT_SERVICE_GRANT_DEFAULT_SECONDS is below the grant minimum")
+        _problem("VAULT_SERVICE_GRANT_DEFAULT_SECONDS is below the grant minimum")
     if settings.grant_default_seconds > settings.grant_max_seconds:
-        raise ConfigError("VAULT_SERVICE_GRANT_DEFAULT_SECONDS exceeds the grant maximum")
+        _problem("VAULT_SERVICE_GRANT_DEFAULT_SECONDS exceeds the grant maximum")
     if settings.grant_max_seconds > settings.max_retention_seconds:
-        raise ConfigError("VAULT_SERVICE_GRANT_MAX_SECONDS exceeds the maximum retention")
+        _problem("VAULT_SERVICE_GRANT_MAX_SECONDS exceeds the maximum retention")
     if settings.is_production and not settings.public_url.startswith("https://"):
-        raise ConfigError("VAULT_SERVICE_PUBLIC_URL must be https:// in production")
+        _problem("VAULT_SERVICE_PUBLIC_URL must be https:// in production")
+    if settings.log_level not in logging.getLevelNamesMapping():
+        _problem("VAULT_SERVICE_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    for entry in settings.metrics_allow:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            _problem("VAULT_SERVICE_METRICS_ALLOW must list CIDRs such as 10.0.0.0/8")
+            break
+    if bool(settings.vault_client_cert) != bool(settings.vault_client_key):
+        _problem("VAULT_SERVICE_VAULT_CLIENT_CERT and _KEY go together: set both or neither")
     validate_events(settings)
     validate_rate_limits(settings)
 
@@ -323,16 +386,16 @@ def validate_events(settings: Settings) -> None:
     url = urlsplit(settings.events_url)
     schemes = ("https",) if settings.is_production else ("https", "http")
     if url.scheme not in schemes or not url.hostname:
-        raise ConfigError(
+        _problem(
             "VAULT_SERVICE_EVENTS_URL must be an https:// URL"
             + ("" if settings.is_production else " (or http:// outside production)")
         )
     if url.username or url.password:
         # Credentials in the URL would reach logs and error messages; the signature authenticates.
-        raise ConfigError("VAULT_SERVICE_EVENTS_URL must not carry a user or password")
+        _problem("VAULT_SERVICE_EVENTS_URL must not carry a user or password")
     if not settings.events_secrets:
         # Unsigned events would let anyone who can reach the receiver forge a purge notice.
-        raise ConfigError("VAULT_SERVICE_EVENTS_SECRET is required with VAULT_SERVICE_EVENTS_URL")
+        _problem("VAULT_SERVICE_EVENTS_SECRET is required with VAULT_SERVICE_EVENTS_URL")
 
 
 def validate_rate_limits(settings: Settings) -> None:
@@ -344,12 +407,10 @@ def validate_rate_limits(settings: Settings) -> None:
         try:
             parse_many(getattr(settings, f"ratelimit_{name.lower()}"))
         except ValueError:
-            raise ConfigError(
-                f"VAULT_SERVICE_RATELIMIT_{name} must be a rate limit such as 10/minute"
-            ) from None
+            _problem(f"VAULT_SERVICE_RATELIMIT_{name} must be a rate limit such as 10/minute")
     scheme = settings.ratelimit_storage_url.partition("://")[0]
     if scheme not in SCHEMES or scheme.startswith("async+"):
-        raise ConfigError(
+        _problem(
             "VAULT_SERVICE_RATELIMIT_STORAGE_URL must be memory:// or a storage URL such as "
             "redis://host:6379/0"
         )

@@ -13,6 +13,11 @@ Command-line options (workers, threads, bind) still come from the Dockerfile and
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import gunicorn
 import gunicorn.http.wsgi
 
@@ -41,3 +46,37 @@ control_socket_disable = True
 # gunicorn's own lines (worker start and stop, malformed requests, worker errors) in the app's JSON
 # shape, with link and status tokens redacted: a malformed request line is logged raw otherwise.
 logger_class = "vault_service.gunicorn_logging.JsonLogger"
+
+# Prometheus metrics from every worker (vault_service/metrics.py): each worker writes its counters
+# to files in PROMETHEUS_MULTIPROC_DIR and a scrape adds them up. The variable must be set before
+# a worker imports prometheus_client, i.e. here, in the master, before the fork. Without one given,
+# a fresh directory in memory (/dev/shm: the image's root filesystem is read-only) is used and
+# removed at exit.
+_CREATED_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _CREATED_METRICS_DIR:
+    _shm = "/dev/shm"  # noqa: S108 - a private mkdtemp directory inside it, mode 0700
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="vault-service-metrics-",
+        dir=_shm if os.path.isdir(_shm) and os.access(_shm, os.W_OK) else None,
+    )
+
+
+def on_starting(server) -> None:
+    """Once, in the master: a given directory's files from an earlier run would be added in."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker) -> None:
+    """A worker is gone: drop its live gauges (its counters stay: totals never go backwards)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the directory made above (a given one belongs to whoever gave it)."""
+    if _CREATED_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

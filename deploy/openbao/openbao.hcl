@@ -23,7 +23,10 @@ listener "tcp" {
   # in deploy/openbao/tls/ (git-ignored; mount it at /openbao/tls in docker-compose.yml, key
   # readable by the openbao user only), replace tls_disable with the three lines below, change
   # api_addr to https://, set VAULT_ADDR=https://openbao:8200 for the app and worker, and, for a
-  # private CA, mount the CA file and point REQUESTS_CA_BUNDLE (app) and BAO_CACERT (CLI) at it.
+  # private CA, mount the CA file and point VAULT_SERVICE_VAULT_CA_CERT at it (the app, the worker
+  # and every vault-service command, bootstrap-vault and doctor included; the app ignores
+  # REQUESTS_CA_BUNDLE and VAULT_CACERT on purpose) and BAO_CACERT (the bao CLI). A client
+  # certificate, if the listener requires one: VAULT_SERVICE_VAULT_CLIENT_CERT and _KEY.
   tls_disable = true
   # tls_cert_file   = "/openbao/tls/tls.crt"
   # tls_key_file    = "/openbao/tls/tls.key"

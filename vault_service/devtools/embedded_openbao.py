@@ -27,7 +27,7 @@ storage "pebbledb" {{
 
 listener "tcp" {{
   address     = "127.0.0.1:{port}"
-  tls_disable = true
+{listener_tls}
 }}
 
 # OpenBao accepts audit devices only from its configuration (never through the API), so the
@@ -39,7 +39,7 @@ audit "file" "file" {{
   }}
 }}
 
-api_addr      = "http://127.0.0.1:{port}"
+api_addr      = "{scheme}://127.0.0.1:{port}"
 ui            = false
 log_level     = "warn"
 """
@@ -63,14 +63,40 @@ class InitSecrets:
     unseal_key: str
 
 
-class EmbeddedOpenBao:
-    """One OpenBao process with pebbledb storage under `directory`, on 127.0.0.1:`port`."""
+@dataclass(frozen=True)
+class ServerTLS:
+    """A listener certificate and key, and the CA file that clients must trust to reach it."""
 
-    def __init__(self, directory: Path, port: int, config_text: str | None = None):
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+    def listener_lines(self) -> str:
+        return (
+            f'  tls_cert_file   = "{self.cert_file}"\n'
+            f'  tls_key_file    = "{self.key_file}"\n'
+            '  tls_min_version = "tls12"'
+        )
+
+
+class EmbeddedOpenBao:
+    """One OpenBao process with pebbledb storage under `directory`, on 127.0.0.1:`port`; over
+    HTTPS with `tls` (a certificate for 127.0.0.1, e.g. from devtools.tls), else plain HTTP."""
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int,
+        config_text: str | None = None,
+        tls: ServerTLS | None = None,
+    ):
         self.directory = Path(directory)
         self.port = port
         self.process: Process | None = None
-        self.addr = f"http://127.0.0.1:{port}"
+        self.tls = tls
+        # What this helper's own requests trust: the test CA, or the system's store.
+        self._verify: bool | str = str(tls.ca_file) if tls else True
+        self.addr = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         self.secrets_file = self.directory / "init.json"
         self.log_file = self.directory / "server.log"
         self.audit_log = self.directory / "audit.log"
@@ -95,14 +121,22 @@ class EmbeddedOpenBao:
         config = self.directory / "config.hcl"
         config.write_text(
             self._config_text
-            or CONFIG_TEMPLATE.format(data_dir=data_dir, port=self.port, audit_log=self.audit_log)
+            or CONFIG_TEMPLATE.format(
+                data_dir=data_dir,
+                port=self.port,
+                audit_log=self.audit_log,
+                scheme="https" if self.tls else "http",
+                listener_tls=self.tls.listener_lines() if self.tls else "  tls_disable = true",
+            )
         )
         self.process = Process(
             "openbao", [bao_binary(), "server", f"-config={config}"], self.log_file
         )
         self.pid_file.write_text(str(self.process.pid))
         # Any answer will do: a server not yet initialised or unsealed answers seal-status.
-        self.process.wait_for_url(f"{self.addr}/v1/sys/seal-status", timeout, any_status=True)
+        self.process.wait_for_url(
+            f"{self.addr}/v1/sys/seal-status", timeout, any_status=True, verify=self._verify
+        )
 
     def _stop_stale_server(self) -> None:
         try:
@@ -131,12 +165,13 @@ class EmbeddedOpenBao:
 
     def ensure_initialized_and_unsealed(self) -> InitSecrets:
         """Initialise on first run (1 key share), then unseal with the stored key."""
-        status = requests.get(f"{self.addr}/v1/sys/init", timeout=5).json()
+        status = requests.get(f"{self.addr}/v1/sys/init", timeout=5, verify=self._verify).json()
         if not status["initialized"]:
             response = requests.put(
                 f"{self.addr}/v1/sys/init",
                 json={"secret_shares": 1, "secret_threshold": 1},
                 timeout=30,
+                verify=self._verify,
             )
             response.raise_for_status()
             body = response.json()
@@ -152,11 +187,14 @@ class EmbeddedOpenBao:
     def unseal(self, unseal_key: str, timeout: float = 30.0) -> None:
         """Unseal and wait until the server is active."""
         requests.put(
-            f"{self.addr}/v1/sys/unseal", json={"key": unseal_key}, timeout=10
+            f"{self.addr}/v1/sys/unseal",
+            json={"key": unseal_key},
+            timeout=10,
+            verify=self._verify,
         ).raise_for_status()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            response = requests.get(f"{self.addr}/v1/sys/health", timeout=2)
+            response = requests.get(f"{self.addr}/v1/sys/health", timeout=2, verify=self._verify)
             if response.status_code == 200:
                 return
             time.sleep(0.1)
@@ -165,7 +203,10 @@ class EmbeddedOpenBao:
     def seal(self, root_token: str) -> None:
         """Seal the server (fault tests)."""
         requests.put(
-            f"{self.addr}/v1/sys/seal", headers={"X-Vault-Token": root_token}, timeout=10
+            f"{self.addr}/v1/sys/seal",
+            headers={"X-Vault-Token": root_token},
+            timeout=10,
+            verify=self._verify,
         ).raise_for_status()
 
 

@@ -93,7 +93,9 @@ class Process:
         except OSError:
             return ""
 
-    def wait_for_url(self, url: str, timeout: float, *, any_status: bool = False) -> None:
+    def wait_for_url(
+        self, url: str, timeout: float, *, any_status: bool = False, verify: bool | str = True
+    ) -> None:
         """Return once `url` answers 200 (any status with `any_status`); raise ProcessNotReady if
         the child exits or `timeout` seconds pass first."""
         deadline = time.monotonic() + timeout
@@ -102,7 +104,7 @@ class Process:
             if code is not None:
                 raise ProcessNotReady(f"{self.name} exited ({code}):\n{self.log_tail()}")
             try:
-                response = requests.get(url, timeout=2)
+                response = requests.get(url, timeout=2, verify=verify)
                 if any_status or response.status_code == 200:
                     return
             except requests.RequestException:

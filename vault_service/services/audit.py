@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import insert, select, text
 
+from .. import metrics
 from ..clock import utcnow
 from ..extensions import db
 from ..models import AuditEvent
@@ -96,6 +97,9 @@ def record(
     event.hash = compute_hash(event)
     row = {field: getattr(event, field) for field in RECORD_FIELDS}
     event.id = connection.execute(insert(_EVENTS), row).inserted_primary_key[0]
+    # Counted where the record is written: every reveal and grant, granted or refused, passes
+    # here. (A caller's transaction that then rolls back still counts: metrics are not audit.)
+    metrics.count_audit_event(action, outcome)
     log.info(
         "audit",
         extra={

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from .. import schema
 from ..config import Settings
 from ..transactions import read_only
 from ..vault import (
@@ -17,6 +18,7 @@ from ..vault import (
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     AdminPosture,
+    TLSOptions,
     Vault,
     VaultError,
     read_admin_posture,
@@ -43,7 +45,9 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
     database = _check_database()
     findings = [database]
     if database.ok:  # without a database there are no jobs to judge (and no traceback)
-        findings += _check_jobs()
+        findings.append(_check_schema())
+        if findings[-1].ok:  # an older schema may have no jobs table to read
+            findings += _check_jobs()
     try:
         health = vault.health()
         findings.append(
@@ -78,7 +82,10 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
         return findings
     try:
         admin = read_admin_posture(
-            settings.vault_addresses[0], admin_token, settings.vault_timeout_seconds
+            settings.vault_addresses[0],
+            admin_token,
+            settings.vault_timeout_seconds,
+            TLSOptions.from_settings(settings),
         )
     except VaultError as error:
         findings.append(Finding("vault admin checks", False, str(error)))
@@ -96,6 +103,15 @@ def _check_database() -> Finding:
     except Exception as error:  # noqa: BLE001 - reported, not raised
         return Finding("database", False, type(error).__name__)
     return Finding("database", True, dialect)
+
+
+def _check_schema() -> Finding:
+    """The database at the code's migration head: older, the code's queries would fail."""
+    with read_only() as session:
+        state = schema.schema_state(session.connection())
+    return Finding(
+        "schema revision", state == "ok", state if state != "ok" else schema.head_revision()
+    )
 
 
 def _check_jobs() -> list[Finding]:

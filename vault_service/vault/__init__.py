@@ -13,6 +13,7 @@ from .errors import (
     VaultForbidden,
     VaultNotFound,
     VaultRequestFailed,
+    VaultTLSError,
     VaultUnavailable,
 )
 from .gateway import IssuedToken, Vault
@@ -32,6 +33,7 @@ from .layout import (
     policy_dir,
 )
 from .posture import AdminPosture, Posture, read_admin_posture, read_posture
+from .transport import TLSOptions
 
 __all__ = [
     "APPROLE_ROLE",
@@ -52,7 +54,9 @@ __all__ = [
     "VaultError",
     "VaultForbidden",
     "VaultNotFound",
+    "TLSOptions",
     "VaultRequestFailed",
+    "VaultTLSError",
     "VaultUnavailable",
     "bootstrap_vault",
     "issue_app_token",

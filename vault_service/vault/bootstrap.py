@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import hvac
 import hvac.exceptions
+import requests
 
 from .errors import VaultRequestFailed, translate_errors
 from .gateway import IssuedToken
@@ -25,13 +26,18 @@ from .layout import (
     TRANSIT_MOUNT,
     policy_dir,
 )
+from .transport import TLSOptions
 
 T = TypeVar("T")
 
 
-def admin_client(addr: str, admin_token: str, timeout: float = 10.0) -> hvac.Client:
-    """A client holding an operator's token, for one node of the cluster."""
-    return hvac.Client(url=addr, token=admin_token, timeout=timeout)
+def admin_client(
+    addr: str, admin_token: str, timeout: float = 10.0, tls: TLSOptions | None = None
+) -> hvac.Client:
+    """A client holding an operator's token, for one node of the cluster, trusting Vault as the
+    app does (VAULT_SERVICE_VAULT_CA_CERT, a client certificate; nothing from the environment)."""
+    session = (tls or TLSOptions()).apply(requests.Session())
+    return hvac.Client(url=addr, token=admin_token, timeout=timeout, session=session)
 
 
 def _retry_while_mount_upgrades(fn: Callable[[], T], timeout: float = 30.0) -> T:
@@ -64,12 +70,13 @@ def bootstrap_vault(
     *,
     max_retention_seconds: int = 30 * 24 * 3600,
     enable_approle: bool = False,
+    tls: TLSOptions | None = None,
 ) -> list[str]:
     """Create or repair the mounts, app key, app policy and lease role; require an audit device.
 
     Idempotent: run it again after an upgrade and it converges. Returns what it did, line by line.
     """
-    client = admin_client(addr, admin_token)
+    client = admin_client(addr, admin_token, tls=tls)
     done: list[str] = []
     with translate_errors("bootstrap"):
         mounts = client.sys.list_mounted_secrets_engines()["data"]
@@ -150,9 +157,11 @@ def bootstrap_vault(
     return done
 
 
-def issue_app_token(addr: str, admin_token: str, ttl_seconds: int) -> IssuedToken:
+def issue_app_token(
+    addr: str, admin_token: str, ttl_seconds: int, tls: TLSOptions | None = None
+) -> IssuedToken:
     """A token with only the app policy, for development and tests (production uses AppRole)."""
-    client = admin_client(addr, admin_token)
+    client = admin_client(addr, admin_token, tls=tls)
     with translate_errors("issue app token"):
         auth = client.auth.token.create(
             policies=[APP_POLICY],

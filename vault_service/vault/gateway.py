@@ -80,11 +80,15 @@ class Vault:
         session: requests.Session | None = None,
         *,
         before_call: Callable[[str], None] | None = None,
+        after_call: Callable[[str, float, BaseException | None], None] | None = None,
     ):
         self._settings = settings
         # Called with the operation's name before every request to Vault: the app installs the
         # guard that refuses a call made inside an open database transaction.
         self._before_call = before_call
+        # Called after every request to Vault with the operation, its duration and its error (or
+        # None): the app's metrics observe Vault through it.
+        self._after_call = after_call
         self._session, self._addr = build_session(settings, session)
         self._lock = threading.Lock()
         self._app_token = settings.vault_token
@@ -142,8 +146,16 @@ class Vault:
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
         if self._before_call is not None:
             self._before_call(operation)
-        with translate_errors(operation):
-            return fn()
+        started, error = time.perf_counter(), None
+        try:
+            with translate_errors(operation):
+                return fn()
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            if self._after_call is not None:
+                self._after_call(operation, time.perf_counter() - started, error)
 
     def _app_call(self, operation: str, fn: Callable[[], T]) -> T:
         """A call with the app's identity. With AppRole, a refusal may mean our token expired or
@@ -162,14 +174,23 @@ class Vault:
 
     def health(self) -> dict:
         """Vault's own health: initialized, sealed, standby (unauthenticated endpoint)."""
-        if self._before_call is not None:
-            self._before_call("health")
-        with translate_errors("health"):
-            response = self._session.get(
+        response = self._call(
+            "health",
+            lambda: self._session.get(
                 f"{self._addr}/v1/sys/health",
                 params={"standbyok": "true", "perfstandbyok": "true"},
                 timeout=self._settings.vault_timeout_seconds,
-            )
+            ),
+        )
+        if response.status_code == 503:
+            # Sealed (every node, when there are several: the transport tried the others). Vault
+            # says so in the body; readiness reports it as sealed rather than unavailable.
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            if isinstance(body, dict) and body.get("sealed") is True:
+                return body
         if response.status_code not in (200, 429, 472, 473):
             raise VaultUnavailable(f"health: status {response.status_code}")
         return response.json()

@@ -23,6 +23,7 @@ from .layout import (
     lease_id_of_key,
     lease_key_name,
 )
+from .transport import TLSOptions
 
 T = TypeVar("T")
 
@@ -76,11 +77,13 @@ def read_posture(vault: Vault) -> Posture:
     }
 
 
-def read_admin_posture(addr: str, admin_token: str, timeout: float = 10.0) -> AdminPosture:
+def read_admin_posture(
+    addr: str, admin_token: str, timeout: float = 10.0, tls: TLSOptions | None = None
+) -> AdminPosture:
     """What only an operator's token can see, for `doctor --admin-token-file`: the audit devices,
     the mounts' configuration, every lease key, the stored policies next to the ones the
     bootstrap would write, the lease token role and, if it exists, the app's AppRole role."""
-    client = admin_client(addr, admin_token, timeout)
+    client = admin_client(addr, admin_token, timeout, tls)
     audit_devices = _admin_call("list audit devices", client.sys.list_enabled_audit_devices)["data"]
     mounts = _admin_call("list mounts", client.sys.list_mounted_secrets_engines)["data"]
     auth_methods = _admin_call("list auth methods", client.sys.list_auth_methods)["data"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,17 +17,46 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from ..config import Settings
 
 
+@dataclass(frozen=True)
+class TLSOptions:
+    """How to trust Vault (a private CA's file) and prove ourselves to it (a client certificate),
+    for the app and for every command alike."""
+
+    ca_cert: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TLSOptions:
+        return cls(settings.vault_ca_cert, settings.vault_client_cert, settings.vault_client_key)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> TLSOptions:
+        """For the commands that run before the app's settings can load (bootstrap-vault)."""
+        environ = os.environ if environ is None else environ
+        return cls(
+            environ.get("VAULT_SERVICE_VAULT_CA_CERT", ""),
+            environ.get("VAULT_SERVICE_VAULT_CLIENT_CERT", ""),
+            environ.get("VAULT_SERVICE_VAULT_CLIENT_KEY", ""),
+        )
+
+    def apply(self, session: requests.Session) -> requests.Session:
+        """Vault's address is explicit: no proxy, netrc or CA bundle from the environment
+        (requests reads os.environ and ~/.netrc on every call otherwise; REQUESTS_CA_BUNDLE and
+        hvac's VAULT_CACERT are ignored on purpose). A private CA is given here instead."""
+        session.trust_env = False
+        if self.ca_cert:
+            session.verify = self.ca_cert
+        if self.client_cert:
+            session.cert = (self.client_cert, self.client_key)
+        return session
+
+
 def build_session(
     settings: Settings, session: requests.Session | None = None
 ) -> tuple[requests.Session, str]:
     """The session the app's Vault clients share, and the base address they send requests to."""
-    session = session or requests.Session()
-    # Vault's address is explicit: no proxy, netrc or CA bundle from the environment (requests
-    # reads os.environ and ~/.netrc on every call otherwise). A private CA is configured
-    # explicitly instead (VAULT_SERVICE_VAULT_CA_CERT).
-    session.trust_env = False
-    if settings.vault_ca_cert:
-        session.verify = settings.vault_ca_cert
+    session = TLSOptions.from_settings(settings).apply(session or requests.Session())
     addresses = settings.vault_addresses
     if len(addresses) == 1:
         return session, addresses[0]

@@ -27,6 +27,9 @@ PUBLIC_ENDPOINTS = frozenset(
         "status.act",
         "auth.login",
         "auth.login_submit",
+        # Guarded by its own address allow-list (VAULT_SERVICE_METRICS_ALLOW), not a session:
+        # a Prometheus server has none. Anyone else gets a 404.
+        "metrics.metrics",
     }
 )
 # Views for the ticket system: each authenticates the machine itself (bearer token or
