@@ -6,7 +6,7 @@ per failure mode), `transport` (the HTTP session and cluster failover), `gateway
 (what `doctor` reads). The rest of the app imports from here.
 """
 
-from .bootstrap import bootstrap_vault, issue_app_token
+from .bootstrap import bootstrap_vault, issue_app_token, rotate_receipt_key
 from .errors import (
     RootTokenRefused,
     VaultError,
@@ -15,7 +15,7 @@ from .errors import (
     VaultRequestFailed,
     VaultUnavailable,
 )
-from .gateway import IssuedToken, Vault
+from .gateway import IssuedToken, ReceiptSignature, Vault
 from .layout import (
     APP_KEY,
     APP_POLICY,
@@ -24,6 +24,8 @@ from .layout import (
     LEASE_POLICY,
     LEASE_TOKEN_ROLE,
     POLICY_FILES,
+    RECEIPT_KEY,
+    RECEIPT_KEY_TYPE,
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     TRANSIT_MOUNT,
@@ -41,12 +43,15 @@ __all__ = [
     "LEASE_POLICY",
     "LEASE_TOKEN_ROLE",
     "POLICY_FILES",
+    "RECEIPT_KEY",
+    "RECEIPT_KEY_TYPE",
     "REVEAL_POLICY",
     "TRANSIT_KEY_TYPE",
     "TRANSIT_MOUNT",
     "AdminPosture",
     "IssuedToken",
     "Posture",
+    "ReceiptSignature",
     "RootTokenRefused",
     "Vault",
     "VaultError",
@@ -61,4 +66,5 @@ __all__ = [
     "policy_dir",
     "read_admin_posture",
     "read_posture",
+    "rotate_receipt_key",
 ]
