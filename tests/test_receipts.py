@@ -141,18 +141,16 @@ def test_every_reopen_cycle_keeps_its_own_signed_receipt(app, client, ticket_sys
         close_and_purge(ticket_system, app, ticket_ref)
         assert ticket_system.send_event("ticket.reopened", ticket_ref).status_code == 202
 
-    response = client.get(
-        f"/api/v1/tickets/{ticket_ref}/receipts", headers=ticket_system.headers()
-    )
+    response = client.get(f"/api/v1/tickets/{ticket_ref}/receipts", headers=ticket_system.headers())
     assert response.status_code == 200
     listed = response.get_json()["receipts"]
     assert len(listed) == 2
     claims = [verify_independently(client, entry["purge_receipt_jws"]) for entry in listed]
     # Newest first, one per lease, and the ticket API's latest receipt is the newest.
     assert [c["lease_id"] for c in claims] == list(reversed(leases))
-    assert listed[0]["purge_receipt"] == ticket_system.status(ticket_ref).get_json()[
-        "purge_receipt"
-    ]
+    assert (
+        listed[0]["purge_receipt"] == ticket_system.status(ticket_ref).get_json()["purge_receipt"]
+    )
 
 
 def lease_of_latest(app, ticket_ref: str) -> str:
