@@ -262,3 +262,32 @@ def test_links_of_a_closed_ticket_are_revoked(app, client, ticket_system):
     assert ticket_system.close(ticket_ref).status_code == 202
     assert list_links(client, ticket_ref)[link_id]["state"] == "revoked"
     assert client.get(path).status_code == 410
+
+
+def test_a_submission_racing_the_revocation_loses(app, client, settings, vault):
+    """Found usable, then revoked while it writes to Vault: refused, and it keeps nothing."""
+    from vault_service.errors import LinkGone
+    from vault_service.services import submissions
+
+    ticket_ref = new_ref()
+    link_id, path = create_link(client, ticket_ref)
+    token = path.rsplit("/", 1)[1]
+    real_find = submissions.find_usable_link
+
+    def find_then_revoke(settings_, token_):
+        found = real_find(settings_, token_)
+        assert revoke(client, ticket_ref, link_id).status_code == 200
+        return found
+
+    with app.app_context():
+        submissions.find_usable_link = find_then_revoke
+        try:
+            with pytest.raises(LinkGone):
+                submissions.submit_credentials(settings, vault, token, {"items": CANARY_ITEMS})
+        finally:
+            submissions.find_usable_link = real_find
+    assert list_links(client, ticket_ref)[link_id]["state"] == "revoked"
+    assert (
+        client.get(f"/api/v1/tickets/{ticket_ref}", headers=AUTH).get_json()["credential_count"]
+        == 0
+    )
