@@ -78,3 +78,14 @@ path "vault-service-kv/config" {
 path "vault-service-transit/keys/vault-service-app" {
   capabilities = ["read"]
 }
+
+# Deletion receipts: ask Vault to sign a receipt with the ed25519 receipt key, and read the
+# key's public halves (for /.well-known/jwks.json and `doctor`). Exactly these two paths: no
+# export/, backup/, keys/vault-service-receipts/config or /rotate, so the private key never
+# leaves Vault and the app can neither make it exportable nor rotate or delete it.
+path "vault-service-transit/sign/vault-service-receipts" {
+  capabilities = ["update"]
+}
+path "vault-service-transit/keys/vault-service-receipts" {
+  capabilities = ["read"]
+}

@@ -310,6 +310,7 @@ def test_status_of_a_new_ticket_reports_open_with_no_credentials(ticket_system):
         "status": "open",
         "credential_count": 0,
         "purge_receipt": None,
+        "purge_receipt_jws": None,
     }
 
 

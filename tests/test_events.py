@@ -28,7 +28,7 @@ from vault_service import create_app
 from vault_service.clock import utcnow
 from vault_service.config import ConfigError, load_settings
 from vault_service.extensions import current_settings, current_vault, db
-from vault_service.models import Grant, Job
+from vault_service.models import Grant, Job, Receipt
 from vault_service.services import events, lifecycle, sweep
 from vault_service.services.doctor import run_checks
 from vault_service.services.events import EVENT_DELIVERY_JOB, FIELDS, EventType
@@ -153,6 +153,7 @@ def test_every_state_change_reaches_the_receiver_signed_in_order_and_takes_effec
         first_receipt = db.session.scalar(
             select(Job.result).where(Job.kind == "purge", Job.completed_at.is_not(None))
         )
+        first_receipt_jws = db.session.scalar(select(Receipt.jws))
     assert ticket_system.send_event("ticket.reopened", ref).status_code == 202
     expiring = ticket_system.create_link(ref, ttl_seconds=60).get_json()
     with app.app_context():
@@ -211,12 +212,15 @@ def test_every_state_change_reaches_the_receiver_signed_in_order_and_takes_effec
     }
     assert data["credentials.revealed"] == {"ticket_ref": ref, "agent": "alice"}
     assert data["ticket.closed"] == {"ticket_ref": ref, "reason": "ticket_closed"}
-    assert data["ticket.purged"] == {"ticket_ref": ref, "receipt": first_receipt}
+    # The event carries the signed receipt: the compact JWS, as the ticket API's purge_receipt_jws.
+    assert data["ticket.purged"] == {"ticket_ref": ref, "receipt": first_receipt_jws}
+    assert first_receipt_jws.count(".") == 2
     assert first_receipt["verified_absent_in_vault"] is True
     assert data["link.expired"] == {"ticket_ref": ref, "link_id": expiring["link_id"]}
-    last_receipt = ticket_system.status(ref).get_json()["purge_receipt"]
+    last_status = ticket_system.status(ref).get_json()
+    last_receipt = last_status["purge_receipt_jws"]
     assert receiver.events_of(ref)[-1]["data"] == {"ticket_ref": ref, "receipt": last_receipt}
-    assert last_receipt["reason"] == "customer_deleted"
+    assert last_status["purge_receipt"]["reason"] == "customer_deleted"
 
     # The delivery log lines carry the outcome's fields, never a body.
     lines = [r for r in caplog.records if r.name.endswith("job_kinds.event_delivery")]

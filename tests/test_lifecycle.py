@@ -48,6 +48,7 @@ def test_the_whole_lifecycle_ends_with_nothing_left_in_vault(
         "status": "open",
         "credential_count": 3,
         "purge_receipt": None,
+        "purge_receipt_jws": None,
     }
 
     # An agent logs in, asks for access with a reason, and reveals: values byte-exact.

@@ -16,7 +16,7 @@ from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import current_settings, current_vault, db
-from .vault import VaultError
+from .vault import TLSOptions, VaultError
 
 # sysexits.h's EX_CONFIG: the configuration is wrong (2 stays click's "usage error").
 EXIT_CONFIG = 78
@@ -204,6 +204,23 @@ def reset_totp(username: str) -> None:
     click.echo(f"second factor removed for {agent.username}; their sessions have ended")
 
 
+def _operator_target(admin_token_file: Path | None) -> tuple[str, str, TLSOptions]:
+    """Where an operator's command talks to Vault, with which token and trust: any one node of
+    the cluster, the token from the file or $VAULT_SERVICE_BOOTSTRAP_TOKEN, and the app's own
+    trust (a private CA and a client certificate from its variables)."""
+    from .config import Settings
+
+    addr = Settings(vault_addr=os.environ.get("VAULT_ADDR", Settings.vault_addr)).vault_addresses[0]
+    token = (
+        admin_token_file.read_text().strip()
+        if admin_token_file
+        else os.environ.get("VAULT_SERVICE_BOOTSTRAP_TOKEN", "")
+    )
+    if not token:
+        raise click.ClickException("an admin token is needed (--admin-token-file)")
+    return addr, token, TLSOptions.from_environ()
+
+
 # Runs before the app has a Vault token, so it must not load the app.
 @main.command("bootstrap-vault", context_settings={"show_default": True})
 @click.option(
@@ -219,23 +236,11 @@ def reset_totp(username: str) -> None:
 )
 def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
     """Create or repair mounts, keys, policies and roles in Vault (idempotent)."""
-    from .config import Settings
-    from .vault import TLSOptions
     from .vault import bootstrap_vault as bootstrap
     from .vault import issue_app_token as issue
 
-    # Any one node of a cluster will do for the bootstrap.
-    addr = Settings(vault_addr=os.environ.get("VAULT_ADDR", Settings.vault_addr)).vault_addresses[0]
-    token = (
-        admin_token_file.read_text().strip()
-        if admin_token_file
-        else os.environ.get("VAULT_SERVICE_BOOTSTRAP_TOKEN", "")
-    )
-    if not token:
-        raise click.ClickException("an admin token is needed (--admin-token-file)")
+    addr, token, tls = _operator_target(admin_token_file)
     retention = int(os.environ.get("VAULT_SERVICE_MAX_RETENTION_SECONDS", 30 * 24 * 3600))
-    # The same trust as the app's: a private CA and a client certificate from its variables.
-    tls = TLSOptions.from_environ()
     try:
         for line in bootstrap(
             addr,
@@ -253,6 +258,87 @@ def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
             click.echo(f"- app token written to {issue_app_token} (accessor {issued.accessor})")
     except VaultError as error:
         raise click.ClickException(str(error)) from None
+
+
+@main.command("rotate-receipt-key", with_appcontext=False, context_settings={"show_default": True})
+@click.option(
+    "--admin-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding an admin token (default: $VAULT_SERVICE_BOOTSTRAP_TOKEN).",
+)
+def rotate_receipt_key(admin_token_file) -> None:
+    """Sign new receipts with a new version of the receipt key; old receipts stay verifiable."""
+    from .vault import rotate_receipt_key as rotate
+
+    addr, token, tls = _operator_target(admin_token_file)
+    try:
+        version = rotate(addr, token, tls=tls)
+    except VaultError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"receipt key rotated: new receipts are signed with version {version}")
+
+
+JWKS_PATH = "/.well-known/jwks.json"
+
+
+def _read_receipt(source) -> str:
+    """A compact JWS from a file: the token itself, or a ticket API answer that holds one."""
+    text = source.read().strip()
+    if text.startswith("{"):
+        try:
+            text = json.loads(text).get("purge_receipt_jws") or ""
+        except (ValueError, AttributeError):
+            text = ""
+    return text
+
+
+def _load_jwks(location: str) -> dict:
+    """A JWKS from an http(s) URL or a file."""
+    import requests
+
+    if location.startswith(("https://", "http://")):
+        response = requests.get(location, timeout=10)
+        response.raise_for_status()
+        return response.json()
+    return json.loads(Path(location).read_text())
+
+
+@main.command("verify-receipt", with_appcontext=False)
+@click.argument("receipt_file", type=click.File("r"))
+@click.option(
+    "--jwks",
+    "jwks_location",
+    help=f"JWKS URL or file (default: <issuer>{JWKS_PATH}).",
+)
+@click.option(
+    "--issuer",
+    help="The `iss` the receipt must carry (default: $VAULT_SERVICE_PUBLIC_URL, else the "
+    "origin of a --jwks URL).",
+)
+def verify_receipt(receipt_file, jwks_location: str | None, issuer: str | None) -> None:
+    """Verify a signed deletion receipt (signature, kid, iss) and print its payload; exit 1 if
+    it does not verify."""
+    from . import jws
+
+    issuer = issuer or os.environ.get("VAULT_SERVICE_PUBLIC_URL")
+    if not issuer and jwks_location and jwks_location.endswith(JWKS_PATH):
+        issuer = jwks_location.removesuffix(JWKS_PATH)
+    if not issuer:
+        raise click.ClickException("say which issuer to expect (--issuer)")
+    issuer = issuer.rstrip("/")
+    location = jwks_location or f"{issuer}{JWKS_PATH}"
+    try:
+        keys = _load_jwks(location)
+    except Exception as error:  # noqa: BLE001 - any failure to get the keys is reported
+        click.echo(f"INVALID: cannot read the JWKS at {location}: {type(error).__name__}", err=True)
+        sys.exit(1)
+    try:
+        verified = jws.verify(_read_receipt(receipt_file), keys, issuer=issuer)
+    except jws.InvalidReceipt as error:
+        click.echo(f"INVALID: {error}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(verified.payload, indent=2, sort_keys=True))
+    click.echo(f"verified: kid {verified.header['kid']}, iss {issuer}", err=True)
 
 
 @click.command("worker")

@@ -259,6 +259,8 @@ class SubmissionLink(Model):
     consumed_at: Mapped[optional_timestamp]
     # When a sweep recorded this link's expiry (unused links only), so it is recorded once.
     expiry_recorded_at: Mapped[optional_timestamp]
+    # When the ticket system revoked the link (unused links only): gone for the customer at once.
+    revoked_at: Mapped[optional_timestamp]
 
     def __repr__(self) -> str:
         return f"<SubmissionLink {self.id}>"
@@ -371,6 +373,29 @@ class Job(Model):
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} attempts={self.attempts}>"
+
+
+class Receipt(Model):
+    """A purge's deletion receipt: its claims and, since migration 0007, the JWS that signs them
+    (a Vault transit ed25519 key; services/receipts.py). One per purged lease, so a ticket
+    reopened and closed again keeps every cycle's receipt."""
+
+    __tablename__ = "receipts"
+
+    id: Mapped[uuid_pk]
+    ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"), index=True)
+    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    # The signed claims exactly as in the JWS payload (ids, counts, times, agent names, reasons).
+    payload: Mapped[JsonObject] = mapped_column(JSON)
+    # The compact JWS; NULL only for receipts of purges completed before receipts were signed.
+    jws: Mapped[str | None] = mapped_column(Text)
+    # The hash of the purge's audit record, written in the same transaction (so not signed).
+    audit_record_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[created_at]
+
+    def __repr__(self) -> str:
+        return f"<Receipt {self.id} lease={self.lease_id} {self.reason}>"
 
 
 class WebhookDelivery(Model):

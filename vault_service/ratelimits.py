@@ -9,8 +9,9 @@ limiter decorators; a renamed endpoint fails at startup instead of silently losi
   submission floods;
 - `/r/<token>`, the customer's status page, GET and POST on a budget of its own, as large as a
   link's: `ratelimit_link`, against status-token guessing;
-- the ticket API (link creation, ticket status): `ratelimit_api`, against bearer-token guessing
-  and Vault load;
+- the ticket API (links, ticket status, access log, receipts): `ratelimit_api`, against
+  bearer-token guessing and Vault load; the public JWKS and OpenAPI document on a budget of the
+  same size of their own;
 - the webhooks of every inbound provider: `ratelimit_webhook`, generous, so a bulk close passes.
 
 The key is `request.remote_addr`. X-Forwarded-For is believed only through `ProxyFix` with the
@@ -36,7 +37,16 @@ log = logging.getLogger(__name__)
 
 LINK_ENDPOINTS = ("customer.submission_form", "customer.submit")
 STATUS_ENDPOINTS = ("status.show", "status.act")
-API_ENDPOINTS = ("api.create_submission_link", "api.get_ticket")
+API_ENDPOINTS = (
+    "api.create_submission_link",
+    "api.get_ticket",
+    "api.list_links",
+    "api.revoke_link",
+    "api.get_access_log",
+    "api.list_receipts",
+)
+# Public documents: cheap, but the JWKS reads Vault, so they are limited like the API.
+DOCUMENT_ENDPOINTS = ("wellknown.jwks", "api.openapi_document")
 WEBHOOK_ENDPOINTS = ("api.receive_webhook",)
 TOO_MANY_REQUESTS = "Too many requests. Please wait a moment and try again."
 
@@ -121,6 +131,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     attach(LINK_ENDPOINTS, settings.ratelimit_link, "submission-link")
     attach(STATUS_ENDPOINTS, settings.ratelimit_link, "status-page")
     attach(API_ENDPOINTS, settings.ratelimit_api, "ticket-api")
+    attach(DOCUMENT_ENDPOINTS, settings.ratelimit_api, "public-documents")
     attach(WEBHOOK_ENDPOINTS, settings.ratelimit_webhook, "webhook")
 
     @app.errorhandler(RateLimitExceeded)

@@ -19,6 +19,10 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+# Responses that hold nothing of a customer or an agent and set their own Cache-Control: the
+# static assets, the public keys that verify receipts, and the API's description.
+CACHEABLE_ENDPOINTS = frozenset({"static", "wellknown.jwks", "api.openapi_document"})
+
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Cookie flags and an after_request hook that adds the headers to every response."""
@@ -48,8 +52,11 @@ def init_app(app: Flask, settings: Settings) -> None:
         if settings.is_production:
             headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
         # Every dynamic page either carries a link token, a secret, or an agent's view of a
-        # ticket: none of them belongs in any cache. Only the static assets may be cached.
-        if request.endpoint != "static":
+        # ticket: none of them belongs in any cache. Only CACHEABLE_ENDPOINTS may be cached.
+        cacheable = request.endpoint == "static" or (
+            request.endpoint in CACHEABLE_ENDPOINTS and response.status_code == 200
+        )
+        if not cacheable:
             headers["Cache-Control"] = "no-store"
             headers["Pragma"] = "no-cache"
         return response

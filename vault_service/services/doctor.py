@@ -15,6 +15,8 @@ from ..vault import (
     APPROLE_ROLE,
     LEASE_POLICY,
     POLICY_FILES,
+    RECEIPT_KEY,
+    RECEIPT_KEY_TYPE,
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     AdminPosture,
@@ -76,6 +78,7 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
             posture["direct_kv_read"] == "denied",
             posture["direct_kv_read"],
         ),
+        check_receipt_key(posture["receipt_key"]),
     ]
     if admin_token is None:
         findings.append(check_lease_keys(posture["lease_keys"], "as seen by the app token"))
@@ -150,6 +153,25 @@ def check_lease_keys(keys: dict[str, dict], seen_by: str) -> Finding:
     if problems:
         return Finding("ticket keys stay in vault", False, "; ".join(problems))
     return Finding("ticket keys stay in vault", True, f"{len(keys)} key(s) checked, {seen_by}")
+
+
+def check_receipt_key(props: dict | None) -> Finding:
+    """The key that signs deletion receipts exists, is ed25519, and can never leave Vault."""
+    name = f"receipt signing key {RECEIPT_KEY}"
+    if props is None:
+        return Finding(name, False, "missing: run bootstrap-vault")
+    wrong = [
+        label
+        for label, bad in (
+            (f"type {props.get('type')}", props.get("type") != RECEIPT_KEY_TYPE),
+            ("exportable", props.get("exportable") is not False),
+            ("plaintext backup allowed", props.get("allow_plaintext_backup") is not False),
+        )
+        if bad
+    ]
+    if wrong:
+        return Finding(name, False, ", ".join(wrong))
+    return Finding(name, True, f"{RECEIPT_KEY_TYPE}, not exportable, no plaintext backup")
 
 
 def _policy_finding(name: str, stored: str | None, expected: str, source: str) -> Finding:

@@ -262,6 +262,7 @@ class LinkTimes(Protocol):
 
     consumed_at: datetime | None
     expires_at: datetime
+    revoked_at: datetime | None
 
 
 class GrantTimes(Protocol):
@@ -276,7 +277,7 @@ def link_state(link: LinkTimes, now: datetime, *, serving: bool) -> LinkState:
     """A link's state from its timestamps; `serving`: its lease and ticket take submissions."""
     if link.consumed_at is not None:
         return LinkState.USED
-    if not serving:
+    if link.revoked_at is not None or not serving:
         return LinkState.REVOKED
     if link.expires_at <= now:
         return LinkState.EXPIRED

@@ -15,7 +15,7 @@ from ..extensions import db
 from ..models import CredentialItem, Grant, Job, Lease, Ticket
 from ..transactions import read_only
 from ..vault import Vault, VaultError, lease_key_name
-from . import audit, connectors, events, lifecycle
+from . import audit, connectors, events, lifecycle, receipts
 from .events import EventType
 
 
@@ -82,20 +82,23 @@ class PurgeIncomplete(VaultError):
 
 @dataclass(frozen=True)
 class PurgeTarget:
-    """What a purge job destroys, read before Vault is called."""
+    """What a purge job destroys, and who had access to it, read before Vault is called."""
 
     lease: Lease
     ticket_ref: str
     item_ids: list[str]
     grant_accessors: list[str]
+    accesses: list[dict]
 
 
 @dataclass(frozen=True)
 class PurgeDone:
-    """A purge that Vault confirmed: what it destroyed, for the receipt."""
+    """A purge that Vault confirmed: what it destroyed, and its receipt signed by Vault."""
 
     target: PurgeTarget
     progress: PurgeProgress
+    claims: dict
+    receipt_jws: str
 
 
 def _read_target(job: Job) -> PurgeTarget:
@@ -108,37 +111,69 @@ def _read_target(job: Job) -> PurgeTarget:
         item_ids = list(
             session.scalars(select(CredentialItem.id).where(CredentialItem.lease_id == lease.id))
         )
-    return PurgeTarget(lease, ticket_ref, item_ids, grant_accessors)
+        # The receipt's access summary is fixed here, before the purge changes anything.
+        accesses = receipts.read_accesses(session, lease.id, ticket_ref)
+    return PurgeTarget(lease, ticket_ref, item_ids, grant_accessors, accesses)
+
+
+def _receipt_body(job: Job, target: PurgeTarget, progress: PurgeProgress, now: datetime) -> dict:
+    """What the purge did, as the receipt states it."""
+    return {
+        "ticket_ref": target.ticket_ref,
+        "lease_id": target.lease.id,
+        "requested_at": job.created_at.isoformat(),
+        "completed_at": now.isoformat(),
+        "destroyed": {
+            "kv_entries": len(progress.kv_items_deleted),
+            # The lease is purging, so no submission can add a record before they are erased.
+            "credential_records": len(target.item_ids),
+            "transit_key": progress.transit_key,
+            "identity_entity": progress.entity_id,
+            "tokens_revoked": len(progress.tokens_revoked),
+            "token_accessors": progress.tokens_revoked,
+        },
+        # Each object above was looked up again through Vault's API and found absent.
+        "verified_absent_in_vault": True,
+    }
 
 
 def destroy_lease(settings: Settings, vault: Vault, job: Job) -> PurgeDone:
-    """Destroy a purge job's lease material in Vault and confirm it gone (no transaction held)."""
+    """Destroy a purge job's lease material in Vault, confirm it gone, and have Vault sign the
+    receipt (no transaction held)."""
     target = _read_target(job)
     progress = _destroy_lease_material(vault, target.lease, target.item_ids, target.grant_accessors)
     _verify_destroyed(vault, target.lease.id, progress)
-    return PurgeDone(target, progress)
+    now = utcnow()
+    claims = receipts.claims_for(
+        settings,
+        issued_at=now,
+        reason=job.payload["reason"],
+        body=_receipt_body(job, target, progress, now),
+        accesses=target.accesses,
+    )
+    # A signing failure (Vault down, key missing) fails the attempt: it is retried like any
+    # other, and the destruction steps it repeats find everything already gone.
+    return PurgeDone(target, progress, claims, receipts.sign_claims(vault, claims))
 
 
-def _erase_lease_records(lease_id: str, now: datetime) -> int:
-    """Delete the lease's item records and end its grants; returns how many items there were."""
+def _erase_lease_records(lease_id: str, now: datetime) -> None:
+    """Delete the lease's item records and end its grants."""
     session = db.session
-    item_count = session.execute(
-        delete(CredentialItem).where(CredentialItem.lease_id == lease_id)
-    ).rowcount
+    session.execute(delete(CredentialItem).where(CredentialItem.lease_id == lease_id))
     session.execute(
         update(Grant)
         .where(Grant.lease_id == lease_id, Grant.revoked_at.is_(None))
         .values(revoked_at=now)
     )
     session.execute(update(Grant).where(Grant.lease_id == lease_id).values(token_ciphertext=None))
-    return item_count
 
 
 def record_purge(job: Job, done: PurgeDone) -> dict:
-    """In the job's completing transaction: erase the lease's records, audit, return the receipt."""
+    """In the job's completing transaction: erase the lease's records, audit, keep the signed
+    receipt; returns the receipt's JSON (the job's result)."""
     now = utcnow()
     target, progress = done.target, done.progress
-    item_count = _erase_lease_records(target.lease.id, now)
+    _erase_lease_records(target.lease.id, now)
     lifecycle.complete_lease_purge(job.ticket_id, target.lease.id, now)
     event = audit.record(
         "purge.completed",
@@ -148,26 +183,12 @@ def record_purge(job: Job, done: PurgeDone) -> dict:
         kv_entries=len(progress.kv_items_deleted),
         tokens_revoked=len(progress.tokens_revoked),
         transit_key=progress.transit_key,
+        receipt_jti=done.claims["jti"],
+    )
+    receipt = receipts.store_receipt(
+        job.ticket_id, target.lease.id, done.claims, done.receipt_jws, event.hash
     )
     connectors.enqueue_purged_note(target.ticket_ref, job.ticket_id, job.id)
-    receipt = {
-        "ticket_ref": target.ticket_ref,
-        "lease_id": target.lease.id,
-        "reason": job.payload["reason"],
-        "requested_at": job.created_at.isoformat(),
-        "completed_at": now.isoformat(),
-        "destroyed": {
-            "kv_entries": len(progress.kv_items_deleted),
-            "credential_records": item_count,
-            "transit_key": progress.transit_key,
-            "identity_entity": progress.entity_id,
-            "tokens_revoked": len(progress.tokens_revoked),
-            "token_accessors": progress.tokens_revoked,
-        },
-        # Each object above was looked up again through Vault's API and found absent.
-        "verified_absent_in_vault": True,
-        "audit_record_hash": event.hash,
-    }
-    # The contract's `receipt` is the signed receipt: where purges sign theirs, send that here.
-    events.emit(EventType.TICKET_PURGED, target.ticket_ref, receipt=receipt)
+    # The contract's `receipt` is the signed one: the compact JWS anyone verifies with the JWKS.
+    events.emit(EventType.TICKET_PURGED, target.ticket_ref, receipt=done.receipt_jws)
     return receipt

@@ -58,6 +58,7 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
                     _TICKETS.c.ref,
                     _LINKS.c.expires_at,
                     _LINKS.c.consumed_at,
+                    _LINKS.c.revoked_at,
                     _LEASES.c.status.label("lease_status"),
                     _TICKETS.c.status.label("ticket_status"),
                 )
@@ -150,6 +151,9 @@ def _take_link(connection: Connection, link: UsableLink, received_at: datetime, 
             .where(
                 _LINKS.c.id == link.id,
                 _LINKS.c.consumed_at.is_(None),
+                # A revocation that lands while this post writes to Vault wins: the post is
+                # refused (410) and deletes what it wrote.
+                _LINKS.c.revoked_at.is_(None),
                 _LINKS.c.expires_at > received_at,
             )
             .values(consumed_at=now)

@@ -84,6 +84,8 @@ def record_expired_links(now: datetime) -> int:
                 SubmissionLink.expires_at <= now,
                 SubmissionLink.consumed_at.is_(None),
                 SubmissionLink.expiry_recorded_at.is_(None),
+                # A revoked link was ended by the ticket system; it does not expire as well.
+                SubmissionLink.revoked_at.is_(None),
             )
             .limit(SWEEP_BATCH)
         ).all()

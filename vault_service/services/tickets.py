@@ -18,7 +18,6 @@ from ..errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from ..models import (
     LIVE_LEASE_STATES,
     CredentialItem,
-    Job,
     Lease,
     LeaseStatus,
     SubmissionLink,
@@ -26,7 +25,7 @@ from ..models import (
 )
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError
-from . import audit, connectors, lifecycle
+from . import audit, connectors, lifecycle, receipts
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +60,9 @@ class TicketReport:
     status: TicketStatus
     credential_count: int
     purge_receipt: dict | None
+    # The same receipt as a JWS signed in Vault (None before the first purge, and for receipts
+    # of purges completed before receipts were signed).
+    purge_receipt_jws: str | None = None
 
     def as_json(self) -> dict:
         return {
@@ -68,6 +70,7 @@ class TicketReport:
             "status": self.status,
             "credential_count": self.credential_count,
             "purge_receipt": self.purge_receipt,
+            "purge_receipt_jws": self.purge_receipt_jws,
         }
 
 
@@ -83,17 +86,10 @@ def describe_ticket(ticket_ref: str) -> TicketReport:
             .join(Lease, CredentialItem.lease_id == Lease.id)
             .where(Lease.ticket_id == ticket.id)
         )
-        receipt = session.scalar(
-            select(Job.result)
-            .where(
-                Job.ticket_id == ticket.id,
-                Job.kind == lifecycle.PURGE_JOB,
-                Job.completed_at.is_not(None),
-            )
-            .order_by(Job.completed_at.desc())
-            .limit(1)
-        )
-    return TicketReport(ticket.ref, ticket.status, count or 0, receipt)
+        latest = receipts.latest_receipt(ticket)
+    if latest is None:
+        return TicketReport(ticket.ref, ticket.status, count or 0, None)
+    return TicketReport(ticket.ref, ticket.status, count or 0, latest.receipt, latest.receipt_jws)
 
 
 def _check_link_ttl(settings: Settings, ttl_seconds: int | None) -> int:

@@ -6,7 +6,7 @@ per failure mode), `transport` (the HTTP session and cluster failover), `gateway
 (what `doctor` reads). The rest of the app imports from here.
 """
 
-from .bootstrap import bootstrap_vault, issue_app_token
+from .bootstrap import bootstrap_vault, issue_app_token, rotate_receipt_key
 from .errors import (
     RootTokenRefused,
     VaultError,
@@ -16,7 +16,7 @@ from .errors import (
     VaultTLSError,
     VaultUnavailable,
 )
-from .gateway import IssuedToken, Vault
+from .gateway import IssuedToken, ReceiptSignature, Vault
 from .layout import (
     APP_KEY,
     APP_POLICY,
@@ -25,6 +25,8 @@ from .layout import (
     LEASE_POLICY,
     LEASE_TOKEN_ROLE,
     POLICY_FILES,
+    RECEIPT_KEY,
+    RECEIPT_KEY_TYPE,
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     TRANSIT_MOUNT,
@@ -43,12 +45,15 @@ __all__ = [
     "LEASE_POLICY",
     "LEASE_TOKEN_ROLE",
     "POLICY_FILES",
+    "RECEIPT_KEY",
+    "RECEIPT_KEY_TYPE",
     "REVEAL_POLICY",
     "TRANSIT_KEY_TYPE",
     "TRANSIT_MOUNT",
     "AdminPosture",
     "IssuedToken",
     "Posture",
+    "ReceiptSignature",
     "RootTokenRefused",
     "Vault",
     "VaultError",
@@ -65,4 +70,5 @@ __all__ = [
     "policy_dir",
     "read_admin_posture",
     "read_posture",
+    "rotate_receipt_key",
 ]

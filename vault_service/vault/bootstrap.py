@@ -21,6 +21,8 @@ from .layout import (
     LEASE_POLICY,
     LEASE_TOKEN_ROLE,
     POLICY_FILES,
+    RECEIPT_KEY,
+    RECEIPT_KEY_TYPE,
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     TRANSIT_MOUNT,
@@ -105,6 +107,19 @@ def bootstrap_vault(
                 mount_point=TRANSIT_MOUNT,
             )
             done.append(f"created app key {APP_KEY}")
+        try:
+            client.secrets.transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
+        except hvac.exceptions.InvalidPath:
+            # Signs deletion receipts. Never exportable, never backed up in plaintext, never
+            # deletable (the default): a receipt is only worth its key staying inside Vault.
+            client.secrets.transit.create_key(
+                name=RECEIPT_KEY,
+                key_type=RECEIPT_KEY_TYPE,
+                exportable=False,
+                allow_plaintext_backup=False,
+                mount_point=TRANSIT_MOUNT,
+            )
+            done.append(f"created receipt signing key {RECEIPT_KEY} ({RECEIPT_KEY_TYPE})")
         # The ticket policies name the token mount by accessor in their identity templates.
         token_accessor = client.sys.list_auth_methods()["data"]["token/"]["accessor"]
         for name, text in render_policies(token_accessor).items():
@@ -155,6 +170,17 @@ def bootstrap_vault(
             )
             done.append(f"approle role {APPROLE_ROLE} (policy {APP_POLICY}, 1h tokens)")
     return done
+
+
+def rotate_receipt_key(addr: str, admin_token: str, tls: TLSOptions | None = None) -> int:
+    """Add a new version of the receipt key (an operator's act: the app's policy cannot). Older
+    versions stay for verification, so every receipt already issued stays verifiable; returns
+    the version new receipts are signed with."""
+    client = admin_client(addr, admin_token, tls=tls)
+    with translate_errors("rotate receipt key"):
+        client.secrets.transit.rotate_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
+        key = client.secrets.transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
+    return int(key["data"]["latest_version"])
 
 
 def issue_app_token(

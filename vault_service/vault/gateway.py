@@ -32,6 +32,7 @@ from .layout import (
     KV_MOUNT,
     LEASE_POLICY,
     LEASE_TOKEN_ROLE,
+    RECEIPT_KEY,
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     TRANSIT_MOUNT,
@@ -69,6 +70,14 @@ class IssuedToken:
             auth["lease_duration"],
             auth.get("entity_id") or "",
         )
+
+
+@dataclass(frozen=True)
+class ReceiptSignature:
+    """An Ed25519 signature Vault made with one version of the receipt key."""
+
+    key_version: int
+    signature: bytes
 
 
 class Vault:
@@ -500,6 +509,36 @@ class Vault:
         path = f"identity/entity/id/{entity_id}"
         response = self._app_call("read entity", lambda: app.read(path))
         return response is not None
+
+    # -- receipts: sign with a key that never leaves Vault -----------------------------------
+
+    def read_receipt_key(self) -> dict:
+        """The receipt key as Vault describes it: type, exportable, latest_version, and every
+        version's public key (the app's policy reads this path and nothing else of the key)."""
+        app = self._app()
+        return self._app_call(
+            "read receipt key",
+            lambda: app.secrets.transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT),
+        )["data"]
+
+    def sign_receipt(self, signing_input: bytes, key_version: int) -> ReceiptSignature:
+        """Ed25519 over the raw bytes with this version of the receipt key (the version is in
+        the JWS header the bytes contain, so it must be chosen before signing)."""
+        app = self._app()
+        signature = self._app_call(
+            "sign receipt",
+            lambda: app.secrets.transit.sign_data(
+                name=RECEIPT_KEY,
+                hash_input=base64.b64encode(signing_input).decode("ascii"),
+                key_version=key_version,
+                mount_point=TRANSIT_MOUNT,
+            ),
+        )["data"]["signature"]
+        # Vault answers "vault:v<version>:<standard base64 of the 64-byte signature>".
+        prefix, version, encoded = signature.split(":", 2)
+        if prefix != "vault" or version != f"v{key_version}":
+            raise VaultRequestFailed("sign receipt: signed with another key version")
+        return ReceiptSignature(key_version, base64.b64decode(encoded))
 
     # -- posture: what `doctor` reads of the app's own identity ------------------------------
 

@@ -28,6 +28,10 @@ POLICY_FILES = {
 LEASE_KEY_PREFIX = "ticket-"
 # Every transit key we create (the app key, each lease key): AES-256-GCM with a 96-bit nonce.
 TRANSIT_KEY_TYPE = "aes256-gcm96"
+# The key that signs deletion receipts (EdDSA JWS). Its name has no "ticket-" prefix, so no purge
+# or sweep ever takes it for a lease's key; the app may sign with it and read its public keys.
+RECEIPT_KEY = "vault-service-receipts"
+RECEIPT_KEY_TYPE = "ed25519"
 
 
 def lease_key_name(lease_id: str) -> str:

@@ -41,6 +41,7 @@ class Posture(TypedDict):
     app_key_plaintext_backup: bool | None
     direct_kv_read: str  # "allowed" or "denied"
     lease_keys: dict[str, dict]
+    receipt_key: dict | None  # its KEY_PROPERTIES; None when Vault has no such key
 
 
 class AdminPosture(TypedDict):
@@ -65,6 +66,10 @@ def read_posture(vault: Vault) -> Posture:
     kv_config = vault.read_kv_configuration()
     app_key = vault.read_app_key()
     direct_read = "allowed" if vault.probe_direct_kv_read() else "denied"
+    try:
+        receipt_key = _key_properties(vault.read_receipt_key())
+    except VaultNotFound:
+        receipt_key = None
     return {
         "token_policies": sorted(token.get("policies") or []),
         "kv_max_versions": kv_config.get("max_versions"),
@@ -74,6 +79,7 @@ def read_posture(vault: Vault) -> Posture:
         "direct_kv_read": direct_read,
         # The app's policy may list and read `keys/ticket-*`, so the app token sees every key.
         "lease_keys": _read_lease_keys(vault.list_lease_keys(), vault.read_lease_key),
+        "receipt_key": receipt_key,
     }
 
 

@@ -30,20 +30,31 @@ PUBLIC_ENDPOINTS = frozenset(
         # Guarded by its own address allow-list (VAULT_SERVICE_METRICS_ALLOW), not a session:
         # a Prometheus server has none. Anyone else gets a 404.
         "metrics.metrics",
+        # Published on purpose: the receipt-verifying keys and the API's description.
+        "wellknown.jwks",
+        "api.openapi_document",
     }
 )
 # Views for the ticket system: each authenticates the machine itself (bearer token or
 # webhook signature) instead of an agent session.
 MACHINE_ENDPOINTS = frozenset(
-    {"api.create_submission_link", "api.get_ticket", "api.receive_webhook"}
+    {
+        "api.create_submission_link",
+        "api.get_ticket",
+        "api.receive_webhook",
+        "api.list_links",
+        "api.revoke_link",
+        "api.get_access_log",
+        "api.list_receipts",
+    }
 )
 
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint and the guard."""
-    from . import api, auth, customer, health, status, tickets
+    from . import api, auth, customer, health, status, tickets, wellknown
 
-    for module in (auth, tickets, api, customer, status, health):
+    for module in (auth, tickets, api, customer, status, health, wellknown):
         app.register_blueprint(module.bp)
     app.before_request(require_agent_unless_public)
 

@@ -4,14 +4,17 @@ every inbound provider (services/providers/)."""
 from __future__ import annotations
 
 import hmac
+from functools import cache
+from importlib import resources
+from pathlib import Path
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import NotFound
 
 from ..clock import utcnow
 from ..errors import BadRequest, Unauthorized, UnsupportedMediaType
 from ..extensions import csrf, current_settings, current_vault
-from ..services import inbound, tickets
+from ..services import access_log, inbound, links, receipts, tickets
 from ..services.providers import PROVIDERS
 from ..services.tickets import link_url
 
@@ -75,6 +78,53 @@ def get_ticket(ticket_ref: str):
     """A ticket's status, live credential count and latest purge receipt."""
     require_ticket_api_token()
     return jsonify(tickets.describe_ticket(ticket_ref).as_json())
+
+
+@bp.get("/tickets/<ticket_ref>/links")
+def list_links(ticket_ref: str):
+    """Every submission link of a ticket with its state (open, used, expired, revoked)."""
+    require_ticket_api_token()
+    reports = links.list_links(ticket_ref)
+    return jsonify(ticket_ref=ticket_ref, links=[report.as_json() for report in reports])
+
+
+@bp.delete("/tickets/<ticket_ref>/links/<link_id>")
+def revoke_link(ticket_ref: str, link_id: str):
+    """Revoke an unused link: its holder gets the 410 of an unknown link from now on."""
+    require_ticket_api_token()
+    return jsonify(links.revoke_link(ticket_ref, link_id).as_json())
+
+
+@bp.get("/tickets/<ticket_ref>/access-log")
+def get_access_log(ticket_ref: str):
+    """The ticket's audit records: submissions, grants, reveals, denials, close, purge."""
+    require_ticket_api_token()
+    return jsonify(ticket_ref=ticket_ref, records=access_log.access_log(ticket_ref))
+
+
+@bp.get("/tickets/<ticket_ref>/receipts")
+def list_receipts(ticket_ref: str):
+    """Every deletion receipt of the ticket across reopen cycles, newest first."""
+    require_ticket_api_token()
+    views = receipts.list_receipts(ticket_ref)
+    return jsonify(ticket_ref=ticket_ref, receipts=[view.as_json() for view in views])
+
+
+@cache
+def _openapi_document() -> bytes:
+    """openapi.yaml: beside the package in the source tree, inside it in the wheel."""
+    source_tree = Path(__file__).resolve().parents[2] / "openapi.yaml"
+    if source_tree.is_file():
+        return source_tree.read_bytes()
+    return (resources.files("vault_service") / "_openapi" / "openapi.yaml").read_bytes()
+
+
+@bp.get("/openapi.yaml")
+def openapi_document():
+    """The API's OpenAPI description. Public: it is the published contract, holding no secret."""
+    response = Response(_openapi_document(), mimetype="application/yaml")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 @bp.post("/webhooks/<provider>")

@@ -8,7 +8,7 @@ keeps its own record of what it reports.
 Plain create/drop, no batch mode (see 0005).
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from alembic import op
 import vault_service.models
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,63 @@
+"""A ticket's audit records for the ticket system: who did what, when, with which outcome.
+
+Audit records never hold a submitted value (services/audit.py refuses anything but scalars, and
+no caller passes one); this view still shows only the detail keys it names, so a detail added
+later (a token accessor, an error text) stays out until someone decides it belongs here.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ..errors import NotFound
+from ..models import AuditEvent
+from ..transactions import read_only
+from . import lifecycle
+from .tickets import validate_ticket_ref
+
+# Details the ticket system may see: ids, counts, kinds, times, reasons and outcomes. Left out on
+# purpose: token accessors (a handle on a Vault token) and Vault error texts (internals).
+SAFE_DETAILS = frozenset(
+    {
+        "lease_id",
+        "link_id",
+        "expires_at",
+        "item_count",
+        "kinds",
+        "grant_id",
+        "item_ids",
+        "reason",
+        "purge_jobs",
+        "kv_entries",
+        "tokens_revoked",
+        "transit_key",
+        "receipt_jti",
+    }
+)
+# A ticket's history is a few dozen records; this bounds one answer all the same.
+MAX_RECORDS = 1000
+
+
+def access_log(ticket_ref: str) -> list[dict]:
+    """The ticket's audit records, oldest first, across reopen cycles; NotFound if unknown."""
+    ref = validate_ticket_ref(ticket_ref)
+    with read_only() as session:
+        if lifecycle.get_ticket(ref) is None:
+            raise NotFound("Unknown ticket.")
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.ticket_ref == ref)
+            .order_by(AuditEvent.id)
+            .limit(MAX_RECORDS)
+        ).all()
+    return [
+        {
+            "id": event.id,
+            "occurred_at": event.occurred_at.isoformat(),
+            "action": event.action,
+            "actor": event.actor,
+            "outcome": event.outcome,
+            "details": {k: v for k, v in (event.details or {}).items() if k in SAFE_DETAILS},
+        }
+        for event in events
+    ]
