@@ -260,7 +260,7 @@ def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
         raise click.ClickException(str(error)) from None
 
 
-@main.command("rotate-receipt-key", with_appcontext=False, context_settings={"show_default": True})
+@main.command("rotate-receipt-key", context_settings={"show_default": True})
 @click.option(
     "--admin-token-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -303,7 +303,7 @@ def _load_jwks(location: str) -> dict:
     return json.loads(Path(location).read_text())
 
 
-@main.command("verify-receipt", with_appcontext=False)
+@main.command("verify-receipt")
 @click.argument("receipt_file", type=click.File("r"))
 @click.option(
     "--jwks",
