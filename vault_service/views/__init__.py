@@ -16,6 +16,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "health.readyz",
         "customer.submission_form",
         "customer.submit",
+        "customer.brand_logo",
         "auth.login",
         "auth.login_submit",
     }

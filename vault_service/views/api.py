@@ -52,13 +52,18 @@ def create_submission_link(ticket_ref: str):
     require_ticket_api_token()
     tickets.validate_ticket_ref(ticket_ref)
     body = optional_json_body()
-    unknown = set(body) - {"ttl_seconds"}
+    unknown = set(body) - {"ttl_seconds", "message", "locale"}
     if unknown:
         raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}.")
     if "ttl_seconds" in body and body["ttl_seconds"] is None:
         raise BadRequest("ttl_seconds must be an integer; omit it for the default.")
     link, token = tickets.create_submission_link(
-        current_settings(), current_vault(), ticket_ref, ttl_seconds=body.get("ttl_seconds")
+        current_settings(),
+        current_vault(),
+        ticket_ref,
+        ttl_seconds=body.get("ttl_seconds"),
+        message=body.get("message"),
+        locale=body.get("locale"),
     )
     return (
         jsonify(
