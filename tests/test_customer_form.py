@@ -34,10 +34,11 @@ from .test_submissions import app_without_vault, csrf_token_of  # noqa: F401 (a 
 BRAND = "Acme Hosting <GmbH> & Co"
 SUPPORT = "support@acme.example"
 PRIVACY = "https://acme.example/privacy"
-# A one-pixel PNG: the logo the branded app serves.
+# A 24x24 blue square PNG: the logo the branded app serves (visible in the screenshots).
 PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2e3a1bb0000000049454e44ae426082"
+    "89504e470d0a1a0a0000000d4948445200000018000000180806000000e0773df80000002549444154789c"
+    "63908fdfff9f969861d482510b462d18b560d482510b462d18b56068580000d3cf074cc02c00c40000000049"
+    "454e44ae426082"
 )
 
 
