@@ -198,6 +198,8 @@ def test_a_link_carries_the_ticket_systems_message_and_locale(app, ticket_system
     ("body", "problem"),
     [
         ({"message": 42}, "message must be a string"),
+        ({"message": None}, "message must be a string"),
+        ({"locale": None}, "locale must be a string"),
         ({"message": "x" * 1001}, "at most 1000"),
         ({"message": "bell\x07"}, "control characters"),
         ({"locale": "german please"}, "language tag"),
