@@ -1,5 +1,8 @@
 """Invariant 1: a submitted canary reaches no database file, log line, page (but the reveal),
-outbound event, or Vault's audit log in clear — searched byte by byte after the whole story."""
+outbound event, or Vault's audit log in clear — searched byte by byte after the whole story. One
+page is its own exception: the customer's form, re-rendered after a validation error, gives its
+author back what they typed except passwords and other secrets; a password canary proves that
+part."""
 
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def test_canary_is_nowhere_but_the_reveal_response(
     app, client, ticket_system, agent, openbao, database_url, capfd, tmp_path, receiver
 ):
     canary = f"CANARY{uuid.uuid4().hex}"
+    password_canary = f"PWCANARY{uuid.uuid4().hex}"
     log_file = tmp_path / "debug.log"
     handler = logging.FileHandler(log_file)
     handler.setLevel(logging.DEBUG)
@@ -94,10 +98,13 @@ def test_canary_is_nowhere_but_the_reveal_response(
             "ft_host": f"{canary.lower()}.example.test",
             "ft_port": "not-a-port",
             "ft_username": canary,
-            "ft_password": canary,
+            "ft_password": password_canary,
             "notes": canary,
         }
-        pages.append(client.post(form_path, data=form).get_data(as_text=True))
+        refilled = client.post(form_path, data=form).get_data(as_text=True)
+        # The customer's own values come back to them (notes included); the password never.
+        assert canary in refilled and f"{canary.lower()}.example.test" in refilled
+        assert password_canary not in refilled
         pages.append(client.post(form_path, data=dict(form, ft_port="22")).get_data(as_text=True))
 
         agent.login()
@@ -117,13 +124,14 @@ def test_canary_is_nowhere_but_the_reveal_response(
         logging.getLogger("vault_service").removeHandler(handler)
         handler.close()
 
-    needles = [canary.encode(), canary.lower().encode()]
+    needles = [canary.encode(), canary.lower().encode(), password_canary.encode()]
     for item in items:
         plaintext = CredentialInput(item["kind"], {k: v for k, v in item.items() if k != "kind"})
         needles += encodings_of(plaintext.plaintext())
 
     for number, page in enumerate(pages):
         assert canary not in page and canary.lower() not in page, f"page {number}"
+        assert password_canary not in page, f"page {number}"
 
     # Every outbound event, as delivered: no value, no link token, no Vault token.
     delivered = [attempt.body for attempt in receiver.delivered()]
@@ -172,3 +180,4 @@ def test_canary_is_nowhere_but_the_reveal_response(
     everything = "\n".join(dump)
     assert "T-canary" in everything
     assert canary not in everything and canary.lower() not in everything
+    assert password_canary not in everything

@@ -428,27 +428,31 @@ def test_form_post_without_a_valid_csrf_token_is_400_and_does_not_consume_the_li
     assert client.post(path, json=VALID).status_code == 201
 
 
-def test_form_validation_error_page_does_not_echo_typed_values(app, client, ticket_system):
+def test_form_validation_error_page_keeps_what_was_typed_except_passwords(
+    app, client, ticket_system
+):
     path = ticket_system.link_path("T-echo")
-    typed = {
+    kept = {
         "ft_host": "canary-host-7f3a.example.test",
         "ft_port": "99999",  # the one invalid field
         "ft_username": "canary-user-91b2",
-        "ft_password": "canary-pass-c0ffee",
         "ap_url": "ftp://canary-admin-5e1d.example.test",  # invalid: not http(s)
         "ap_username": "canary-admin-user-ab12",
-        "ap_password": "canary-admin-pass-34cd",
         "notes": "canary-notes-e9f8",
     }
+    secrets = {"ft_password": "canary-pass-c0ffee", "ap_password": "canary-admin-pass-34cd"}
     token = csrf_token_of(client.get(path).get_data(as_text=True))
-    response = client.post(path, data={"csrf_token": token, "ft_kind": "sftp", **typed})
+    response = client.post(path, data={"csrf_token": token, "ft_kind": "sftp", **kept, **secrets})
     assert response.status_code == 422
     html = response.get_data(as_text=True)
-    for name, value in typed.items():
+    for name, value in kept.items():
+        assert value in html, name
+    for name, value in secrets.items():
         assert value not in html, name
+        assert f'id="{name}-retype"' in html, name
     assert 'id="ft_port-error"' in html
     assert 'id="ap_url-error"' in html
-    assert '<option value="sftp" selected>' in html  # only the protocol choice is kept
+    assert '<option value="sftp" selected>' in html
     assert link_row(app).consumed_at is None
 
 

@@ -9,7 +9,8 @@ from flask import Flask, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import errors, kinds, metrics, ratelimits, security, transactions
+from . import errors, i18n, kinds, metrics, ratelimits, security, transactions
+from .branding import load_branding
 from .config import Settings, load_settings
 from .extensions import csrf, db, login_manager
 from .logs import configure_logging
@@ -74,6 +75,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Before the blueprints' guard, so that refused and redirected requests are timed too.
     metrics.init_app(app, settings.metrics_allow)
     kinds.init_app(app)
+    # The customer pages' language and the organisation's branding (views/customer.py).
+    i18n.init_app(app)
+    app.extensions["vault_service.branding"] = load_branding(settings)
 
     from . import cli
     from .formatting import format_duration

@@ -140,6 +140,14 @@ class Settings:
     zammad_token: str = ""
     helpdesk_timeout_seconds: float = 10.0
 
+    # What the customer's pages show of the organisation asking for credentials (a page asking for
+    # a password must say whose it is): name, logo (a local image, served same-origin so the CSP
+    # stays 'self'), support contact and privacy-policy URL. Empty hides each one.
+    brand_name: str = ""
+    brand_logo: str = ""
+    support_contact: str = ""
+    privacy_url: str = ""
+
     @property
     def vault_addresses(self) -> list[str]:
         """VAULT_ADDR may name several nodes of one cluster, comma- or space-separated."""
@@ -325,6 +333,10 @@ def _load_settings(environ: Mapping[str, str], overrides: dict[str, object]) -> 
         or Settings.metrics_allow,
         "vault_client_cert": environ.get("VAULT_SERVICE_VAULT_CLIENT_CERT", ""),
         "vault_client_key": environ.get("VAULT_SERVICE_VAULT_CLIENT_KEY", ""),
+        "brand_name": environ.get("VAULT_SERVICE_BRAND_NAME", "").strip(),
+        "brand_logo": environ.get("VAULT_SERVICE_BRAND_LOGO", "").strip(),
+        "support_contact": environ.get("VAULT_SERVICE_SUPPORT_CONTACT", "").strip(),
+        "privacy_url": environ.get("VAULT_SERVICE_PRIVACY_URL", "").strip(),
     }
     known = {f.name for f in fields(Settings)}
     unknown = set(overrides) - known
@@ -377,6 +389,33 @@ def validate_settings(settings: Settings) -> None:
         _problem("VAULT_SERVICE_VAULT_CLIENT_CERT and _KEY go together: set both or neither")
     validate_events(settings)
     validate_rate_limits(settings)
+    validate_branding(settings)
+
+
+def validate_branding(settings: Settings) -> None:
+    """The branding must be what a customer can trust: an https privacy page, a local image."""
+    from .branding import LOGO_TYPES, MAX_LOGO_BYTES
+
+    if settings.privacy_url and not settings.privacy_url.startswith("https://"):
+        raise ConfigError("VAULT_SERVICE_PRIVACY_URL must be an https:// URL")
+    for name, value, limit in (
+        ("VAULT_SERVICE_BRAND_NAME", settings.brand_name, 100),
+        ("VAULT_SERVICE_SUPPORT_CONTACT", settings.support_contact, 200),
+        ("VAULT_SERVICE_PRIVACY_URL", settings.privacy_url, 2048),
+    ):
+        if len(value) > limit or any(ord(ch) < 32 for ch in value):
+            raise ConfigError(f"{name} must be one line of at most {limit} characters")
+    if settings.brand_logo:
+        logo = Path(settings.brand_logo)
+        if logo.suffix.lower() not in LOGO_TYPES:
+            raise ConfigError(
+                "VAULT_SERVICE_BRAND_LOGO must be a " + ", ".join(sorted(LOGO_TYPES)) + " file"
+            )
+        if not logo.is_file() or logo.stat().st_size > MAX_LOGO_BYTES:
+            raise ConfigError(
+                "VAULT_SERVICE_BRAND_LOGO must name a readable file of at most "
+                f"{MAX_LOGO_BYTES} bytes"
+            )
 
 
 def validate_events(settings: Settings) -> None:

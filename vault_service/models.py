@@ -236,6 +236,10 @@ class Lease(Model):
         return f"<Lease {self.id} {self.status}>"
 
 
+# The longest customer-facing message a link may carry (characters).
+LINK_MESSAGE_MAX_LENGTH = 1000
+
+
 class SubmissionLink(Model):
     """A one-time customer link; the token itself is never stored, only its keyed hash."""
 
@@ -261,6 +265,10 @@ class SubmissionLink(Model):
     expiry_recorded_at: Mapped[optional_timestamp]
     # When the ticket system revoked the link (unused links only): gone for the customer at once.
     revoked_at: Mapped[optional_timestamp]
+    # The ticket system's plain-text note for the customer's form, and the form's language
+    # (a BCP 47 tag). Never a secret: the API docs say the message is stored as sent.
+    message: Mapped[str | None] = mapped_column(String(LINK_MESSAGE_MAX_LENGTH))
+    locale: Mapped[str | None] = mapped_column(String(35))
 
     def __repr__(self) -> str:
         return f"<SubmissionLink {self.id}>"

@@ -85,10 +85,19 @@ class Field:
     choices: tuple[tuple[str, str], ...] = ()
     # JSON callers may send a port as a number; every other value must be text.
     accepts_integer: bool = False
+    # A secret the form still gives back after a validation error (see `refilled`).
+    refill_secret: bool = False
 
     def __post_init__(self) -> None:
         if bool(self.choices) != (self.input == "select"):
             raise ValueError(f"field {self.name}: a select, and only a select, has choices")
+
+    @property
+    def refilled(self) -> bool:
+        """Whether the customer's form, re-rendered after a validation error, keeps what was
+        typed here: every non-secret field does (a typo in a port must not cost the host and
+        the username); a password never does, so it is never in a page's source."""
+        return self.refill_secret or not self.secret
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ NOTES_FIELD = Field(
     required=False,
     secret=True,
     input="textarea",
+    # Secret to everyone else (stored in Vault, shown only on the reveal), but the customer's own
+    # prose: losing a long note to a typo in a port is worse than showing it back to its author,
+    # on their own page, over TLS and never cached (no-store).
+    refill_secret=True,
 )
 # Not a form section, and not accepted as an item: a submission carries it as `notes`.
 NOTES = Kind("notes", "Notes", (NOTES_FIELD,))

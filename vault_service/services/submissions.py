@@ -42,6 +42,9 @@ class UsableLink:
     lease_id: str
     ticket_ref: str
     expires_at: datetime
+    # What the ticket system asked to show the customer, and in which language (None: not set).
+    message: str | None = None
+    locale: str | None = None
 
 
 def find_usable_link(settings: Settings, token: str) -> UsableLink:
@@ -59,6 +62,8 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
                     _LINKS.c.expires_at,
                     _LINKS.c.consumed_at,
                     _LINKS.c.revoked_at,
+                    _LINKS.c.message,
+                    _LINKS.c.locale,
                     _LEASES.c.status.label("lease_status"),
                     _TICKETS.c.status.label("ticket_status"),
                 )
@@ -73,7 +78,7 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
     serving = is_serving(row.lease_status, row.ticket_status)
     if link_state(row, utcnow(), serving=serving) != LinkState.OPEN:
         raise LinkGone()
-    return UsableLink(row.id, row.lease_id, row.ref, row.expires_at)
+    return UsableLink(row.id, row.lease_id, row.ref, row.expires_at, row.message, row.locale)
 
 
 def _discard_written(vault: Vault, lease_id: str, item_ids: list[str]) -> None:

@@ -16,6 +16,7 @@ from ..clock import utcnow
 from ..config import Settings
 from ..errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from ..models import (
+    LINK_MESSAGE_MAX_LENGTH,
     LIVE_LEASE_STATES,
     CredentialItem,
     Lease,
@@ -102,6 +103,24 @@ def _check_link_ttl(settings: Settings, ttl_seconds: int | None) -> int:
     return ttl_seconds
 
 
+def check_link_presentation(message: object, locale: object) -> tuple[str | None, str | None]:
+    """The link's customer-facing message (plain text, capped) and locale (a BCP 47 tag)."""
+    from ..i18n import LOCALE_TAG
+
+    if message is not None:
+        if not isinstance(message, str):
+            raise BadRequest("message must be a string")
+        if len(message) > LINK_MESSAGE_MAX_LENGTH:
+            raise BadRequest(f"message must be at most {LINK_MESSAGE_MAX_LENGTH} characters")
+        if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in message) or "\x7f" in message:
+            raise BadRequest("message must be plain text without control characters")
+        message = message.strip() or None
+    if locale is not None:
+        if not isinstance(locale, str) or not LOCALE_TAG.fullmatch(locale) or len(locale) > 35:
+            raise BadRequest("locale must be a language tag such as de, fr-CA or es")
+    return message, locale
+
+
 def _record_lease_token(lease_id: str, issued: IssuedToken, sealed: str, expires_at) -> bool:
     """Activate the lease with its token, in one transaction; False if it left provisioning."""
     with transaction():
@@ -157,7 +176,13 @@ def _provision_or_unavailable(vault: Vault, ticket_ref: str, lease: Lease) -> No
 
 
 def _issue_link(
-    settings: Settings, vault: Vault, ticket_ref: str, lease_id: str, ttl_seconds: int, actor: str
+    settings: Settings,
+    vault: Vault,
+    ticket_ref: str,
+    lease_id: str,
+    ttl_seconds: int,
+    actor: str,
+    presentation: tuple[str | None, str | None] = (None, None),
 ) -> tuple[SubmissionLink, str]:
     """Record a link on the ticket's active lease, re-checked under its row lock."""
     token = secrets.token_urlsafe(LINK_TOKEN_BYTES)
@@ -175,6 +200,8 @@ def _issue_link(
             created_at=now,
             # A link never outlives the lease that would hold what it collects.
             expires_at=min(now + timedelta(seconds=ttl_seconds), lease.expires_at),
+            message=presentation[0],
+            locale=presentation[1],
         )
         session.add(link)
         session.flush()
@@ -196,6 +223,8 @@ def create_submission_link(
     *,
     ttl_seconds: int | None = None,
     actor: str = "ticket-system",
+    message: str | None = None,
+    locale: str | None = None,
 ) -> tuple[SubmissionLink, str]:
     """Issue a one-time link for a ticket (creating the ticket and its lease on first use).
 
@@ -203,9 +232,10 @@ def create_submission_link(
     """
     validate_ticket_ref(ticket_ref)
     ttl_seconds = _check_link_ttl(settings, ttl_seconds)
+    presentation = check_link_presentation(message, locale)
     with transaction():
         ticket = lifecycle.get_or_create_open_ticket(ticket_ref)
         lease = lifecycle.reserve_lease(settings, ticket)
     if lease.status == LeaseStatus.PROVISIONING:
         _provision_or_unavailable(vault, ticket_ref, lease)
-    return _issue_link(settings, vault, ticket_ref, lease.id, ttl_seconds, actor)
+    return _issue_link(settings, vault, ticket_ref, lease.id, ttl_seconds, actor, presentation)

@@ -25,6 +25,7 @@ PUBLIC_ENDPOINTS = frozenset(
         # The customer's status page: its token is the capability (views/status.py).
         "status.show",
         "status.act",
+        "customer.brand_logo",
         "auth.login",
         "auth.login_submit",
         # Guarded by its own address allow-list (VAULT_SERVICE_METRICS_ALLOW), not a session:

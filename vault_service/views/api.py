@@ -55,13 +55,24 @@ def create_submission_link(ticket_ref: str):
     require_ticket_api_token()
     tickets.validate_ticket_ref(ticket_ref)
     body = optional_json_body()
-    unknown = set(body) - {"ttl_seconds"}
+    unknown = set(body) - {"ttl_seconds", "message", "locale"}
     if unknown:
         raise BadRequest(f"Unknown fields: {', '.join(sorted(unknown))}.")
-    if "ttl_seconds" in body and body["ttl_seconds"] is None:
-        raise BadRequest("ttl_seconds must be an integer; omit it for the default.")
+    # null is not "omitted": the contract's types say so, and a typo'd client learns it now.
+    for name, kind in (
+        ("ttl_seconds", "an integer"),
+        ("message", "a string"),
+        ("locale", "a string"),
+    ):
+        if name in body and body[name] is None:
+            raise BadRequest(f"{name} must be {kind}; omit it for the default.")
     link, token = tickets.create_submission_link(
-        current_settings(), current_vault(), ticket_ref, ttl_seconds=body.get("ttl_seconds")
+        current_settings(),
+        current_vault(),
+        ticket_ref,
+        ttl_seconds=body.get("ttl_seconds"),
+        message=body.get("message"),
+        locale=body.get("locale"),
     )
     return (
         jsonify(
