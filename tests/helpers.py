@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -9,14 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+from joserfc import jws as jose_jws
+from joserfc.jwk import KeySet
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from vault_service import jws
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import Lease, Ticket
 from vault_service.services import sweep
+from vault_service.vault import RECEIPT_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,3 +149,30 @@ class EventReceiver:
         """The events that took effect for a ticket, in the order they did."""
         with self._lock:
             return [e for e in self.effects.values() if e["data"]["ticket_ref"] == ticket_ref]
+
+
+# -- signed receipts, checked with an independent JOSE implementation (joserfc), never ours -----
+
+
+def published_key_set(client: Any) -> KeySet:
+    """The JWKS as any verifier fetches it: anonymously, from the well-known URL."""
+    response = client.get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    return KeySet.import_key_set(response.get_json())
+
+
+def verify_independently(client: Any, token: str) -> dict[str, Any]:
+    """joserfc's verdict (not ours): the signature against the published keys, then the claims."""
+    signed = jose_jws.deserialize_compact(token, published_key_set(client), algorithms=["EdDSA"])
+    assert signed.protected["alg"] == "EdDSA"
+    assert signed.protected["kid"].startswith(f"{RECEIPT_KEY}:v")
+    return json.loads(signed.payload)
+
+
+def tamper(token: str, part: int) -> str:
+    """The token with one byte of one part (0 header, 1 payload, 2 signature) changed."""
+    parts = token.split(".")
+    raw = bytearray(jws.b64url_decode(parts[part]))
+    raw[len(raw) // 2] ^= 0x01
+    parts[part] = jws.b64url(bytes(raw))
+    return ".".join(parts)

@@ -12,9 +12,7 @@ import hvac
 import hvac.exceptions
 import pytest
 from click.testing import CliRunner
-from joserfc import jws as jose_jws
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 from sqlalchemy import select, update
 
 from vault_service import jws
@@ -26,37 +24,13 @@ from vault_service.services.doctor import check_receipt_key, run_checks
 from vault_service.vault import RECEIPT_KEY, TRANSIT_MOUNT
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of, run_worker_pass
+from .helpers import lease_of, run_worker_pass, tamper, verify_independently
 
 # RFC 9864 deprecates "EdDSA" for the fully specified "Ed25519"; DESIGN.md's contract names EdDSA,
 # which every JOSE library still verifies, so joserfc's warning about it is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
 ISSUER = "http://localhost"  # the tests' public URL (conftest.make_settings)
-
-
-def published_key_set(client) -> KeySet:
-    """The JWKS as any verifier fetches it: anonymously, from the well-known URL."""
-    response = client.get("/.well-known/jwks.json")
-    assert response.status_code == 200
-    return KeySet.import_key_set(response.get_json())
-
-
-def verify_independently(client, token: str) -> dict:
-    """joserfc's verdict (not ours): the signature against the published keys, then the claims."""
-    signed = jose_jws.deserialize_compact(token, published_key_set(client), algorithms=["EdDSA"])
-    assert signed.protected["alg"] == "EdDSA"
-    assert signed.protected["kid"].startswith(f"{RECEIPT_KEY}:v")
-    return json.loads(signed.payload)
-
-
-def tamper(token: str, part: int) -> str:
-    """The token with one byte of one part (0 header, 1 payload, 2 signature) changed."""
-    parts = token.split(".")
-    raw = bytearray(jws.b64url_decode(parts[part]))
-    raw[len(raw) // 2] ^= 0x01
-    parts[part] = jws.b64url(bytes(raw))
-    return ".".join(parts)
 
 
 def close_and_purge(ticket_system, app, ticket_ref: str) -> dict:

@@ -13,6 +13,7 @@ from datetime import timedelta
 import hvac.exceptions
 import pytest
 from freezegun import freeze_time
+from joserfc.errors import JoseError
 from sqlalchemy import func, select, text
 
 from vault_service.clock import utcnow
@@ -24,7 +25,7 @@ from vault_service.services.lifecycle import PURGE_JOB
 from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of, run_worker_pass
+from .helpers import lease_of, run_worker_pass, tamper, verify_independently
 
 pytestmark = pytest.mark.usefixtures("openbao")
 
@@ -158,6 +159,20 @@ def test_the_customer_sees_the_access_deletes_and_gets_the_receipt(
     html = client.get(path).get_data(as_text=True)
     assert "Deletion receipt" in html and "customer_deleted" in html
     assert ticket_system.status("T-status").get_json()["purge_receipt"] == receipt
+
+    # The customer downloads the signed receipt and anyone verifies it with an independent JOSE
+    # implementation against the published keys; one changed byte and it no longer verifies.
+    assert 'href="?download=receipt"' in html
+    download = client.get(f"{path}?download=receipt")
+    assert download.status_code == 200 and download.mimetype == "application/jose"
+    assert "attachment" in download.headers["Content-Disposition"]
+    signed = download.get_data(as_text=True).strip()
+    assert signed == report["receipt_jws"]
+    claims = verify_independently(client, signed)
+    assert claims["reason"] == "customer_deleted" and claims["ticket_ref"] == "T-status"
+    assert claims["accesses"][0]["reason"] == REASON
+    with pytest.raises(JoseError):
+        verify_independently(client, tamper(signed, 1))
 
     # Once purged, deleting again answers "deleted"; nothing else happens.
     done = client.post(path, json={"action": "delete"})

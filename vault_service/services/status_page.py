@@ -29,6 +29,7 @@ from ..models import (
     Job,
     Lease,
     LeaseStatus,
+    Receipt,
     StatusToken,
     Ticket,
     new_uuid,
@@ -175,6 +176,8 @@ class StatusReport:
     purge_reason: str | None
     purge_completed_at: datetime | None
     receipt: dict | None
+    # The same receipt signed by Vault (compact JWS): what the customer keeps and anyone verifies.
+    receipt_jws: str | None
     available_until: datetime | None
 
     def as_json(self) -> dict:
@@ -188,6 +191,7 @@ class StatusReport:
             "purge_reason": self.purge_reason,
             "purged_at": _iso(self.purge_completed_at),
             "receipt": self.receipt,
+            "receipt_jws": self.receipt_jws,
             "available_until": _iso(self.available_until),
         }
 
@@ -238,11 +242,12 @@ def _accesses(connection: Connection, row: Row) -> list[Access]:
 
 
 def _purge_job(connection: Connection, lease_id: str) -> Row | None:
-    """The lease's purge job (at most one: its dedupe key is the lease id)."""
+    """The lease's purge job (at most one: its dedupe key is the lease id) and, once it is done,
+    its signed receipt (one per lease)."""
     return connection.execute(
-        select(Job.payload, Job.result, Job.completed_at).where(
-            Job.kind == PURGE_JOB, Job.dedupe_key == lease_id
-        )
+        select(Job.payload, Job.result, Job.completed_at, Receipt.jws)
+        .outerjoin(Receipt, Receipt.lease_id == Job.dedupe_key)
+        .where(Job.kind == PURGE_JOB, Job.dedupe_key == lease_id)
     ).first()
 
 
@@ -268,6 +273,7 @@ def read_status(settings: Settings, token: str) -> StatusReport:
         purge_reason=job.payload.get("reason") if job else None,
         purge_completed_at=row.purged_at,
         receipt=job.result if job and job.completed_at else None,
+        receipt_jws=job.jws if job and job.completed_at else None,
         available_until=available_until,
     )
 

@@ -19,6 +19,14 @@ def show(token: str):
     """The page, or its JSON; `?confirm=delete` adds the confirmation step of "delete now"."""
     settings = current_settings()
     report = status_page.read_status(settings, token)
+    if request.args.get("download") == "receipt" and report.receipt_jws:
+        # The signed receipt as a file the customer keeps: verifiable offline with the JWKS.
+        download = make_response(report.receipt_jws + "\n")
+        download.mimetype = "application/jose"
+        download.headers["Content-Disposition"] = (
+            f'attachment; filename="deletion-receipt-{report.ticket_ref}.jws"'
+        )
+        return download
     if wants_json():
         return jsonify(report.as_json())
     confirming = request.args.get("confirm") == "delete" and report.state == "open"
