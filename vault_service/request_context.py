@@ -21,7 +21,7 @@ HEADER = "X-Request-ID"
 MAX_REQUEST_ID = 128
 USER_AGENT_CHARS = 200
 # Printable ASCII without spaces: an id goes into headers and log lines unescaped by readers.
-_VALID_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_REQUEST_ID)
+_VALID_REQUEST_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_REQUEST_ID}}}")
 # Control characters (C0, DEL, C1) and the bidi/invisible format characters: a user agent is
 # shown to auditors, and none of these should reorder or hide what they read.
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
