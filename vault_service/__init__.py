@@ -9,7 +9,7 @@ from flask import Flask, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import errors, kinds, ratelimits, request_context, security, transactions
+from . import errors, kinds, ratelimits, request_body, request_context, security, transactions
 from .config import Settings, load_settings
 from .extensions import csrf, db, login_manager
 from .logs import configure_logging
@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     login_manager.init_app(app)
     errors.init_app(app)
     security.init_app(app, settings)
-    request_context.init_app(app, settings)
+    request_body.init_app(app)
+    request_context.init_app(app, settings)  # after request_body: its hook goes first
     kinds.init_app(app)
 
     from . import cli

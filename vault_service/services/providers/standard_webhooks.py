@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,6 +19,7 @@ from werkzeug.http import parse_options_header
 
 from ...config import Settings
 from ...errors import BadRequest, Unauthorized, UnsupportedMediaType
+from ...request_body import strict_loads
 from ..inbound import TicketEvent, TicketEventType
 from ..tickets import validate_ticket_ref
 from .base import InboundProvider
@@ -85,8 +85,8 @@ def verify_signature(
 def parse_event(body: bytes) -> tuple[str, str]:
     """(event type, ticket_ref) of a verified delivery; BadRequest when malformed."""
     try:
-        event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        event = strict_loads(body)
+    except ValueError:
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
         raise BadRequest('Expected {"type": ..., "data": {"ticket_ref": ...}}.')
