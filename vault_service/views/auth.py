@@ -196,7 +196,10 @@ def logout():
     """End this and every other session of the agent."""
     authentication.end_sessions(_agent())
     _end_session()
-    return redirect(url_for("auth.login"))
+    response = redirect(url_for("auth.login"))
+    # The browser drops what it kept of the session too: cached pages, cookies, storage.
+    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    return response
 
 
 @bp.get("/reauth")

@@ -65,10 +65,14 @@ def verify_signature(
         raise Unauthorized("Missing webhook signature headers.")
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH or not webhook_id.isprintable():
         raise Unauthorized("Invalid webhook-id.")
-    try:
-        timestamp = int(timestamp_header)
-    except ValueError:
-        raise Unauthorized("Invalid webhook-timestamp.") from None
+    # Digits only, as the spec's reference implementations parse it: int() would also take
+    # "+1795902519", " 17", "1_7" or Unicode digits, each a second spelling of one signed value.
+    if (
+        not (timestamp_header.isascii() and timestamp_header.isdigit())
+        or len(timestamp_header) > 12
+    ):
+        raise Unauthorized("Invalid webhook-timestamp.")
+    timestamp = int(timestamp_header)
     # Whole seconds, as the Standard Webhooks reference implementations compare.
     if abs(int(now.timestamp()) - timestamp) > settings.webhook_tolerance_seconds:
         raise Unauthorized("The webhook timestamp is outside the allowed tolerance.")
