@@ -86,8 +86,8 @@ def time_healthz(port: int, timeout: float = 8.0) -> float:
 
 
 def test_the_shipped_proxy_keeps_healthz_answering_under_ten_half_sent_headers(
-    start_gunicorn,
-    tmp_path,  # noqa: F811
+    start_gunicorn,  # noqa: F811 - the fixture imported above
+    tmp_path,
 ):
     server = start_gunicorn()
     proxy_port = free_port()
