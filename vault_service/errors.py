@@ -53,6 +53,15 @@ class LinkGone(ServiceError):
     message = "This link is no longer valid. Please ask your support agent for a new one."
 
 
+class CredentialsMissing(ServiceError):
+    # The database holds the ticket's credentials but Vault no longer has them.
+    status, code = 410, "credentials_missing"
+    message = (
+        "These credentials are missing from the secure store: they were removed outside this "
+        "service. This has been recorded; please tell an administrator."
+    )
+
+
 class UnsupportedMediaType(ServiceError):
     status, code, message = 415, "unsupported_media_type", "Send Content-Type: application/json."
 
