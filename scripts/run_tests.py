@@ -68,6 +68,26 @@ def ensure_chromium() -> None:
         print("Browser: chromium unavailable; tests/test_browser.py will be SKIPPED")
 
 
+def ensure_nginx() -> None:
+    """tests/test_reverse_proxy.py runs the shipped nginx config: install Debian's nginx-light
+    where we may (root with apt-get), as for chromium."""
+    if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
+        print("Reverse proxy: nginx found; the slowloris test runs")
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("Reverse proxy: installing Debian's nginx-light (apt-get)", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        quiet = {"stdout": subprocess.DEVNULL, "env": env}
+        subprocess.call(["apt-get", "update", "-qq"], **quiet)
+        for package in ("nginx-light", "nginx"):  # nginx-light is gone from newer Debian
+            if subprocess.call(["apt-get", "install", "-y", "-qq", package], **quiet) == 0:
+                break
+    if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
+        print("Reverse proxy: nginx installed; the slowloris test runs")
+    else:
+        print("Reverse proxy: nginx unavailable; tests/test_reverse_proxy.py will be SKIPPED")
+
+
 def run_suite(label: str, env: dict[str, str], args: list[str]) -> tuple[int, float]:
     print(f"\n=== test suite on {label} ===", flush=True)
     started = time.monotonic()
@@ -78,6 +98,7 @@ def run_suite(label: str, env: dict[str, str], args: list[str]) -> tuple[int, fl
 def main() -> int:
     args = sys.argv[1:]
     ensure_chromium()
+    ensure_nginx()
     base_env = {k: v for k, v in os.environ.items() if k != "VAULT_SERVICE_TEST_DATABASE_URL"}
     results = [("SQLite", *run_suite("SQLite", base_env, args))]
     postgres = reachable_postgres()

@@ -41,6 +41,15 @@ def lease_of(app, ticket_ref: str) -> Lease:
         return db.session.scalar(select(Lease).where(Lease.ticket_id == ticket.id))
 
 
+ORIGIN_FIELDS = ("client_address", "user_agent", "request_id")
+
+
+def own_details(details: dict) -> dict:
+    """An audit record's details without the request origin every record of a request carries
+    (services/audit.py; tests/test_request_origin.py checks those)."""
+    return {key: value for key, value in details.items() if key not in ORIGIN_FIELDS}
+
+
 def make_child_environment() -> dict[str, str]:
     """The environment for a child process (gunicorn, the worker, `make dev`): this one without
     Vault or app settings, and with this checkout first on PYTHONPATH, so that a child runs the

@@ -13,6 +13,8 @@ from vault_service.extensions import db
 from vault_service.models import Agent, AuditEvent, RecoveryCode
 from vault_service.services.agents import disable_agent
 
+from .helpers import own_details
+
 
 def test_unknown_user_and_wrong_password_get_the_same_answer(agent, client):
     unknown = agent.login(username="nobody")
@@ -91,7 +93,7 @@ def test_a_failed_login_for_an_unknown_name_records_no_name(agent, app):
     agent.login(username="my-password-typed-here")
     with app.app_context():
         last = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
-        assert (last.action, last.actor, last.details) == (
+        assert (last.action, last.actor, own_details(last.details)) == (
             "agent.login",
             "anonymous",
             {"reason": "unknown user"},
@@ -126,4 +128,4 @@ def test_totp_secrets_under_a_replaced_secret_key_fail_closed(
     assert browser.login().status_code == 401
     with rotated.app_context():
         last = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
-        assert last.details == {"reason": "totp secret unreadable"}
+        assert own_details(last.details) == {"reason": "totp secret unreadable"}

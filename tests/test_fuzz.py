@@ -326,3 +326,116 @@ def test_the_api_description_is_not_served(client):
     """openapi.yaml ships in the repository; the app exposes no documentation endpoint."""
     for path in ("/openapi.yaml", "/openapi.json", "/docs", "/swagger.json", "/api/v1/openapi"):
         assert client.get(path).status_code == 404, path
+
+
+# -- hostile values in every parameter, through HTTP ------------------------------------------
+# What the property tests above never generated, and what an attacker's afternoon found: deep
+# nesting (the parser's recursion), lone surrogates (valid JSON escapes, not text) and control
+# characters (CR/LF in a redirect target), each in every parameter a client controls.
+
+hostile_text = st.sampled_from(
+    ["\ud800", "a\udfffb", "\r\n", "/\r\nSet-Cookie: x=1", "\x00", "\x1b[2J", "\u202e", "\x7f"]
+) | st.text(
+    alphabet=st.characters(categories=["Cc", "Cs", "Cf", "Zl", "Zp"]), min_size=1, max_size=8
+)
+deep_json = st.integers(min_value=1_000, max_value=30_000).map(lambda n: "[" * n + "]" * n)
+
+
+def _form_body(fields: dict[str, str]) -> bytes:
+    """URL-encoded as a hostile client would: lone surrogates as their (invalid) UTF-8 bytes."""
+    from urllib.parse import quote
+
+    return "&".join(
+        f"{quote(k)}={quote(v.encode('utf-8', 'surrogatepass'), safe='')}"
+        for k, v in fields.items()
+    ).encode()
+
+
+def _json_body(value: object) -> bytes:
+    """JSON as sent on the wire: ensure_ascii escapes a lone surrogate as \\ud800."""
+    return json.dumps(value).encode()
+
+
+def _csrf_token(client, path: str) -> str:
+    """The CSRF token of a page's form (the client keeps the session it belongs to)."""
+    page = client.get(path).get_data(as_text=True)
+    marker = 'name="csrf_token" value="'
+    start = page.index(marker) + len(marker)
+    return page[start : page.index('"', start)]
+
+
+LINK_FIELDS = ("label", "secret", "notes", "kind")
+LOGIN_FIELDS = ("username", "password", "code", "next")
+
+
+@pytest.mark.usefixtures("openbao")
+@settings(
+    max_examples=120,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    site=st.sampled_from(
+        [*(f"submission:{f}" for f in LINK_FIELDS), *(f"form:{f}" for f in LINK_FIELDS)]
+        + [*(f"login:{f}" for f in LOGIN_FIELDS), "login-page:next", "api:ttl_seconds"]
+        + ["deep:link", "deep:unknown-link", "deep:api", "deep:webhook", "webhook:ticket_ref"]
+    ),
+    value=hostile_text,
+    deep=deep_json,
+)
+def test_hostile_values_in_every_parameter_get_a_4xx_and_change_nothing(
+    fuzz_app, site, value, deep
+):
+    fixtures = fuzz_app.extensions.setdefault("fuzz_fixtures", Fixtures(fuzz_app))
+    client, kind, name = fixtures.client, *site.split(":")
+    api_auth = {"Authorization": f"Bearer {TICKET_API_TOKEN}"}
+    json_type = {"Content-Type": "application/json"}
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+    token = fixtures.usable_link_token()
+    before = row_counts(fuzz_app)
+    if kind == "submission":
+        item = {"kind": "other", "label": "fuzz", "secret": "s3cret"}
+        body = {"items": [item], "notes": ""}
+        if name == "notes":
+            body["notes"] = value
+        else:
+            item[name] = value
+        response = client.post(f"/s/{token}", data=_json_body(body), headers=json_type)
+    elif kind == "form":
+        fields = {"ot_label": "fuzz", "ot_secret": "s3cret", "notes": ""}
+        fields["csrf_token"] = _csrf_token(client, f"/s/{token}")
+        fields[name if name == "notes" else f"ot_{name}"] = value
+        response = client.post(f"/s/{token}", data=_form_body(fields), headers=form_type)
+    elif kind == "login":
+        fields = {"username": "alice", "password": "x" * 12, "code": "123456", "next": "/"}
+        fields["csrf_token"] = _csrf_token(client, "/login")
+        fields[name] = value
+        response = client.post("/login", data=_form_body(fields), headers=form_type)
+    elif kind == "login-page":
+        response = client.get("/login?next=" + _form_body({"": value}).decode()[1:])
+    elif kind == "api":
+        response = client.post(
+            f"/api/v1/tickets/{fixtures.open_ref()}/submission-links",
+            data=_json_body({"ttl_seconds": value}),
+            headers={**api_auth, **json_type},
+        )
+    elif kind == "webhook":
+        body = _json_body({"type": "ticket.closed", "data": {"ticket_ref": value}})
+        response = fixtures._deliver(body)
+    else:
+        target = {
+            "link": (f"/s/{token}", {}),
+            "unknown-link": ("/s/no-such-token", {}),
+            "api": (f"/api/v1/tickets/{fixtures.open_ref()}/submission-links", api_auth),
+        }.get(name)
+        if target is None:
+            response = fixtures._deliver(deep.encode())
+        else:
+            response = client.post(target[0], data=deep, headers={**target[1], **json_type})
+    assert response.status_code < 500, (site, repr(value), response.get_data(as_text=True))
+    if 400 <= response.status_code < 500 and kind != "login":
+        # A refused login writes its failure record, by design; nothing else may change.
+        assert row_counts(fuzz_app) == before, (site, repr(value), response.status_code)
+    if kind in ("login", "login-page") and "Location" in response.headers:
+        assert response.headers["Location"].isprintable()

@@ -42,6 +42,7 @@ class Gunicorn:
             "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),
             "VAULT_SERVICE_PUBLIC_URL": self.base,
         }
+        self.env = env  # for tests that call the API (its token) or read the settings
         args = ["-c", GUNICORN_CONF] if conf else []
         args += ["--workers", "1", "vault_service.wsgi:app"]
         self.log = tmp_path / f"gunicorn-{self.port}.log"

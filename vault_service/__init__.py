@@ -9,7 +9,17 @@ from flask import Flask, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import errors, i18n, kinds, metrics, ratelimits, security, transactions
+from . import (
+    errors,
+    i18n,
+    kinds,
+    metrics,
+    ratelimits,
+    request_body,
+    request_context,
+    security,
+    transactions,
+)
 from .branding import load_branding
 from .config import Settings, load_settings
 from .extensions import csrf, db, login_manager
@@ -72,6 +82,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     login_manager.init_app(app)
     errors.init_app(app)
     security.init_app(app, settings)
+    request_body.init_app(app)
+    request_context.init_app(app, settings)  # after request_body: its hook goes first
     # Before the blueprints' guard, so that refused and redirected requests are timed too.
     metrics.init_app(app, settings.metrics_allow)
     kinds.init_app(app)

@@ -59,6 +59,15 @@ class StatusPageNotFound(ServiceError):
     message = "This status page does not exist or is no longer available."
 
 
+class CredentialsMissing(ServiceError):
+    # The database holds the ticket's credentials but Vault no longer has them.
+    status, code = 410, "credentials_missing"
+    message = (
+        "These credentials are missing from the secure store: they were removed outside this "
+        "service. This has been recorded; please tell an administrator."
+    )
+
+
 class UnsupportedMediaType(ServiceError):
     status, code, message = 415, "unsupported_media_type", "Send Content-Type: application/json."
 

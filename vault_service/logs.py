@@ -7,6 +7,7 @@ import logging
 import sys
 
 from .clock import utcnow
+from .request_context import current_request_id
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,6 +20,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        request_id = current_request_id()
+        if request_id:
+            entry["request_id"] = request_id
         entry.update(getattr(record, "fields", {}) or {})
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type only: messages and tracebacks can hold the values being handled.

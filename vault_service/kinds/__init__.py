@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .base import FormSection, Kind
 from .notes import NOTES
+from .text import ascii_form, mark_hidden
 
 if TYPE_CHECKING:
     from flask import Flask  # only init_app's annotation: the registry itself needs no app
@@ -62,9 +63,19 @@ def field_label(name: str, kind_name: str) -> str:
     return field.label if field else name
 
 
+def field_address(name: str, kind_name: str) -> str | None:
+    """Whether a kind's field holds a "host" or a "url" (None for anything else)."""
+    kind = find_kind(kind_name)
+    field = kind.field_named(name) if kind else None
+    return field.address if field else None
+
+
 def init_app(app: Flask) -> None:
     """Load the registry at startup (a duplicate fails here, not mid-request) and give the
     templates its labels."""
     form_sections()
     app.add_template_filter(kind_label, "kind_label")
     app.add_template_filter(field_label, "field_label")
+    app.add_template_filter(field_address, "field_address")
+    app.add_template_filter(ascii_form, "ascii_form")
+    app.add_template_filter(mark_hidden, "mark_hidden")

@@ -11,13 +11,15 @@ from .base import (
     check_no_control_characters,
     check_web_address,
 )
+from .text import check_no_hidden_characters
 
 URL = Field(
     "url",
     "Login URL",
     2048,
-    checks=(check_no_control_characters, check_web_address),
+    checks=(check_no_control_characters, check_no_hidden_characters, check_web_address),
     input="url",
+    address="url",
 )
 
 SECTION = FormSection(

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .text import ascii_host, check_no_hidden_characters, url_host
+
 # A check reads a field's text and returns the problem to show, or None. It never echoes the value.
 Check = Callable[[str], str | None]
 
@@ -34,12 +36,18 @@ def check_not_blank(value: str) -> str | None:
 
 
 def check_host(value: str) -> str | None:
-    """A host name or an IP address (IPv6 optionally in brackets), without a scheme or port."""
+    """A host name (internationalized names as valid IDNA) or an IP address (IPv6 optionally in
+    brackets), without a scheme or port."""
     try:
         ipaddress.ip_address(value.strip("[]"))
         return None
     except ValueError:
-        if _HOSTNAME.fullmatch(value):
+        # An A-label ("xn--...") must also decode to a valid IDNA name.
+        if _HOSTNAME.fullmatch(value) and ("xn--" not in value.lower() or ascii_host(value)):
+            return None
+    if not value.isascii() and check_no_hidden_characters(value) is None:
+        encoded = ascii_host(value)
+        if encoded is not None and _HOSTNAME.fullmatch(encoded):
             return None
     return "Enter a host name or IP address, without spaces or a scheme."
 
@@ -61,7 +69,11 @@ def check_web_address(value: str) -> str | None:
         except ValueError:  # e.g. "http://[::1": an unclosed IPv6 literal
             parts = None
         if parts is not None and parts.scheme in ("http", "https") and parts.netloc:
-            return None
+            host = url_host(value)
+            # An internationalized host must be valid IDNA: the reveal shows its punycode.
+            plain = host and host.isascii() and "xn--" not in host
+            if host and (plain or ascii_host(host) is not None):
+                return None
     return "Enter a full http:// or https:// address."
 
 
@@ -87,6 +99,8 @@ class Field:
     accepts_integer: bool = False
     # A secret the form still gives back after a validation error (see `refilled`).
     refill_secret: bool = False
+    # "host" or "url": the reveal page shows a non-ASCII host's punycode beside it.
+    address: str | None = None
 
     def __post_init__(self) -> None:
         if bool(self.choices) != (self.input == "select"):
@@ -141,7 +155,13 @@ class FormSection:
 
 
 # Fields several kinds share; a kind that words one differently uses dataclasses.replace.
-HOST = Field("host", "Host", 253, checks=(check_no_control_characters, check_host))
+HOST = Field(
+    "host",
+    "Host",
+    253,
+    checks=(check_no_control_characters, check_no_hidden_characters, check_host),
+    address="host",
+)
 PORT = Field(
     "port",
     "Port",
@@ -150,7 +170,12 @@ PORT = Field(
     inputmode="numeric",
     accepts_integer=True,
 )
-USERNAME = Field("username", "Username", 256, checks=(check_no_control_characters, check_not_blank))
+USERNAME = Field(
+    "username",
+    "Username",
+    256,
+    checks=(check_no_control_characters, check_no_hidden_characters, check_not_blank),
+)
 # Kept byte-exact: a password's spaces are part of it.
 PASSWORD = Field(
     "password", "Password", 1024, secret=True, input="password", autocomplete="new-password"

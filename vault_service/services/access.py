@@ -12,7 +12,14 @@ from sqlalchemy import Connection, Row, select
 
 from ..clock import utcnow
 from ..config import Settings
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
+from ..errors import (
+    BadRequest,
+    Conflict,
+    CredentialsMissing,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+)
 from ..extensions import db
 from ..models import (
     Agent,
@@ -25,7 +32,14 @@ from ..models import (
     TicketStatus,
 )
 from ..transactions import read_only, transaction
-from ..vault import IssuedToken, Vault, VaultError, VaultForbidden, VaultNotFound
+from ..vault import (
+    IssuedToken,
+    Vault,
+    VaultError,
+    VaultForbidden,
+    VaultNotFound,
+    VaultRequestFailed,
+)
 from . import audit, events
 from .agents import actor_of
 from .events import EventType
@@ -314,9 +328,15 @@ def _read_revealed(
     """Read the audited items from Vault with the grant token; Vault's refusal is audited too."""
     try:
         plaintexts = vault.read_items(unwrapping.result(), grant.lease_id, [i.id for i in items])
-    except (VaultForbidden, VaultNotFound) as error:
+    except VaultForbidden as error:
         _deny(agent, "credentials.revealed", ref, "refused by vault", error=str(error))
         raise Forbidden("Vault refused this access: the grant has ended.") from error
+    except (VaultNotFound, VaultRequestFailed) as error:
+        # The item (404) or the lease's key (transit's 400) is gone from Vault while the
+        # database says the ticket holds it: removed outside this service (another deployment's
+        # sweep, an operator, a restore). Said as such, never as an ended grant.
+        _deny(agent, "credentials.revealed", ref, "missing in vault", error=str(error))
+        raise CredentialsMissing() from error
     except VaultError as error:
         _deny(agent, "credentials.revealed", ref, "vault unavailable", error=str(error))
         raise ServiceUnavailable(

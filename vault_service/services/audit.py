@@ -14,6 +14,7 @@ from .. import metrics
 from ..clock import utcnow
 from ..extensions import db
 from ..models import AuditEvent
+from ..request_context import request_origin
 
 log = logging.getLogger("vault_service.audit")
 
@@ -75,6 +76,9 @@ def record(
     **details: object,
 ) -> AuditEvent:
     """Append an event inside the caller's transaction; it exists only if the caller commits."""
+    # Where the request came from, for every record written while handling one (the worker and
+    # the CLI have no request, and their records carry none): one place, not every call site.
+    details = {**details, **{k: v for k, v in request_origin().items() if v is not None}}
     _check_details(details)
     # Core statements on the session's connection: a record is never changed once written, so
     # it needs no place in the unit of work, and the ORM's per-statement machinery would cost

@@ -240,7 +240,7 @@ def change_password(
 ) -> None:
     """The agent changes their own password; every session of theirs ends (the caller re-issues
     its own). A wrong current password counts as a failed login."""
-    check_new_password(new, "new_password")
+    check_new_password(new, "new_password", username=agent.username)
     if new != confirmation:
         message = "The two new passwords differ."
         raise BadRequest(message, fields={"confirm_password": message})

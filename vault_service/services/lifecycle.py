@@ -286,8 +286,12 @@ def link_state(link: LinkTimes, now: datetime, *, serving: bool) -> LinkState:
 
 def grant_state(grant: GrantTimes, now: datetime) -> GrantState:
     """A grant's state from its timestamps; a grant whose token is erased reveals nothing."""
-    if grant.revoked_at is not None or grant.token_ciphertext is None:
+    if grant.revoked_at is not None:
         return GrantState.REVOKED
+    # Before the token check: the sweep erases an expired grant's token, and the audit trail
+    # must still say it expired (not that someone revoked it).
     if grant.expires_at <= now:
         return GrantState.EXPIRED
+    if grant.token_ciphertext is None:
+        return GrantState.REVOKED
     return GrantState.ACTIVE

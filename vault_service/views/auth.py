@@ -146,7 +146,9 @@ def safe_next(target: str | None) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return url_for("tickets.dashboard")
-    if "\\" in target:
+    # A backslash some browsers read as "/"; a control character (CR/LF) or space would end
+    # up in the Location header, which refuses it: the check and the answer use one string.
+    if "\\" in target or not target.isprintable() or any(c.isspace() for c in target):
         return url_for("tickets.dashboard")
     return target
 
@@ -194,7 +196,10 @@ def logout():
     """End this and every other session of the agent."""
     authentication.end_sessions(_agent())
     _end_session()
-    return redirect(url_for("auth.login"))
+    response = redirect(url_for("auth.login"))
+    # The browser drops what it kept of the session too: cached pages, cookies, storage.
+    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    return response
 
 
 @bp.get("/reauth")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,6 +19,7 @@ from werkzeug.http import parse_options_header
 
 from ...config import Settings
 from ...errors import BadRequest, Unauthorized, UnsupportedMediaType
+from ...request_body import strict_loads
 from ..inbound import TicketEvent, TicketEventType
 from ..tickets import validate_ticket_ref
 from .base import InboundProvider
@@ -65,10 +65,14 @@ def verify_signature(
         raise Unauthorized("Missing webhook signature headers.")
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH or not webhook_id.isprintable():
         raise Unauthorized("Invalid webhook-id.")
-    try:
-        timestamp = int(timestamp_header)
-    except ValueError:
-        raise Unauthorized("Invalid webhook-timestamp.") from None
+    # Digits only, as the spec's reference implementations parse it: int() would also take
+    # "+1795902519", " 17", "1_7" or Unicode digits, each a second spelling of one signed value.
+    if (
+        not (timestamp_header.isascii() and timestamp_header.isdigit())
+        or len(timestamp_header) > 12
+    ):
+        raise Unauthorized("Invalid webhook-timestamp.")
+    timestamp = int(timestamp_header)
     # Whole seconds, as the Standard Webhooks reference implementations compare.
     if abs(int(now.timestamp()) - timestamp) > settings.webhook_tolerance_seconds:
         raise Unauthorized("The webhook timestamp is outside the allowed tolerance.")
@@ -85,8 +89,8 @@ def verify_signature(
 def parse_event(body: bytes) -> tuple[str, str]:
     """(event type, ticket_ref) of a verified delivery; BadRequest when malformed."""
     try:
-        event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        event = strict_loads(body)
+    except ValueError:
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
         raise BadRequest('Expected {"type": ..., "data": {"ticket_ref": ...}}.')
