@@ -12,29 +12,23 @@ with the code: the tests log in with userpass for that token and use the API pat
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
-from joserfc import jwt
-from joserfc.jwk import RSAKey
 from sqlalchemy import select
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from vault_service import create_app, schema
 from vault_service.config import OidcSettings
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import db
-from vault_service.models import Agent, AuditEvent, Grant, OidcIdentity
+from vault_service.models import Agent, AuditEvent, OidcIdentity
 from vault_service.services import oidc
 
-from .conftest import AGENT_PASSWORD, AgentBrowser
+from .conftest import AgentBrowser
 
 PUBLIC_URL = f"http://127.0.0.1:{free_port()}"
 REDIRECT_URI = PUBLIC_URL + "/oidc/callback"
@@ -167,7 +161,9 @@ def bao_provider(openbao) -> BaoProvider:
         template='{"email": {{identity.entity.metadata.email}}}',
     )
     provider._call(
-        "POST", "identity/oidc/scope/groups", template='{"groups": {{identity.entity.groups.names}}}'
+        "POST",
+        "identity/oidc/scope/groups",
+        template='{"groups": {{identity.entity.groups.names}}}',
     )
     provider._call("POST", "identity/oidc/scope/mfa", template='{"amr": ["pwd", "mfa"]}')
     name = f"vs-{suffix}"
@@ -214,19 +210,19 @@ def provider_login(client, provider: BaoProvider, user: str = "alice"):
     location, _ = start_login(client)
     answer = provider.authorize(location, provider.user_token(user))
     assert answer["status"] == 200, answer
-    return client.get("/oidc/callback?" + urlencode({"code": answer["code"], "state": answer["state"]}))
+    return client.get(
+        "/oidc/callback?" + urlencode({"code": answer["code"], "state": answer["state"]})
+    )
 
 
 def audit_reasons(app, event: str = "agent.login") -> list[str]:
     with app.app_context():
-        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == event)).all()
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == event)).all()
         db.session.rollback()
         return [str((row.details or {}).get("reason")) for row in rows]
 
 
-def test_full_login_through_openbao_jit_with_group_role_then_totp_step(
-    bao_provider, make_oidc_app
-):
+def test_full_login_through_openbao_jit_with_group_role_then_totp_step(bao_provider, make_oidc_app):
     """PKCE S256, state and nonce go out; OpenBao's code comes back; the ID token is verified;
     the `support` group maps to agent; no MFA asserted, so the TOTP step follows."""
     app = make_oidc_app(bao_provider.settings())
@@ -251,3 +247,197 @@ def test_full_login_through_openbao_jit_with_group_role_then_totp_step(
         assert binding.issuer == bao_provider.issuer
         assert binding.subject == bao_provider.users["alice"].entity_id
         db.session.rollback()
+
+
+def callback(client, answer: dict):
+    return client.get(
+        "/oidc/callback?" + urlencode({"code": answer["code"], "state": answer["state"]})
+    )
+
+
+def real_id_token(provider: BaoProvider, user: str = "alice", scopes: str = "openid email groups"):
+    """An ID token OpenBao issued (the code flow done by the test itself), and its nonce."""
+    nonce = uuid.uuid4().hex
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": provider.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": scopes,
+            "state": "s",
+            "nonce": nonce,
+        }
+    )
+    path = urlsplit(provider.issuer).path.replace("/v1/", "/ui/vault/", 1)
+    answer = provider.authorize(
+        f"{provider.addr}{path}/authorize?{query}", provider.user_token(user)
+    )
+    assert answer["status"] == 200, answer
+    response = requests.post(
+        f"{provider.issuer}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": answer["code"],
+            "redirect_uri": REDIRECT_URI,
+        },
+        auth=(provider.client_id, provider.client_secret),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["id_token"], nonce
+
+
+def assert_generic_failure(response) -> None:
+    assert response.status_code == 401
+    assert "Invalid login." in response.get_data(as_text=True)
+    assert "Set-Cookie" not in response.headers or "session=;" not in response.headers["Set-Cookie"]
+
+
+def is_logged_in(client) -> bool:
+    return client.get("/").status_code == 200
+
+
+def test_enrolled_agent_bound_identity_gets_totp_step_and_wrong_code_fails_generically(
+    bao_provider, make_oidc_app
+):
+    """provisioning=existing: the admin bound alice's identity; no MFA asserted, so the existing
+    second-factor check runs: a wrong code gets the login failure, the right one a session."""
+    app = make_oidc_app(bao_provider.settings(provisioning="existing"))
+    client = app.test_client()
+    browser = AgentBrowser(client, app)
+    browser.create("alice")
+    with app.app_context():
+        oidc.bind_identity(
+            "alice", bao_provider.issuer, bao_provider.users["alice"].entity_id, actor="test"
+        )
+    response = provider_login(client, bao_provider)
+    assert response.headers["Location"].endswith("/oidc/code")
+    assert not is_logged_in(client)
+    token = browser.csrf_token("/oidc/code")
+    wrong = client.post("/oidc/code", data={"code": "000000", "csrf_token": token})
+    assert_generic_failure(wrong)
+    right = client.post("/oidc/code", data={"code": browser.totp_code(), "csrf_token": token})
+    assert right.status_code == 302
+    assert is_logged_in(client)
+    assert "wrong code" in audit_reasons(app)
+
+
+def test_mfa_asserted_by_openbao_amr_skips_totp(bao_provider, make_oidc_app):
+    """OpenBao's scope template adds `amr: ["pwd", "mfa"]`: the TOTP step is skipped and the
+    session counts as verified (an access request needs no re-prompt right after)."""
+    app = make_oidc_app(bao_provider.settings(scopes=("openid", "email", "groups", "mfa")))
+    client = app.test_client()
+    response = provider_login(client, bao_provider)
+    assert response.status_code == 302
+    assert urlsplit(response.headers["Location"]).path == "/"
+    assert is_logged_in(client)
+    # The reauth page sends an OIDC+MFA session back to the provider with prompt=login, max_age.
+    reauth = client.get("/reauth?next=/")
+    assert reauth.status_code == 302 and reauth.headers["Location"].startswith("/oidc/login")
+    location, params = start_login(client)
+    again = client.get(reauth.headers["Location"])
+    params = parse_qs(urlsplit(again.headers["Location"]).query)
+    assert params["prompt"] == ["login"] and params["max_age"] == ["300"]
+
+
+def test_group_mapping_lead_becomes_admin(bao_provider, make_oidc_app):
+    """The `support-leads` group maps to admin."""
+    app = make_oidc_app(bao_provider.settings())
+    provider_login(app.test_client(), bao_provider, "lead")
+    with app.app_context():
+        assert db.session.scalar(select(Agent.role).where(Agent.username == "lead")) == "admin"
+        db.session.rollback()
+
+
+def test_unmapped_identity_refused_like_failed_login_and_audited(bao_provider, make_oidc_app):
+    """mallory is in no mapped group and not in an allowed domain."""
+    app = make_oidc_app(bao_provider.settings(allowed_domains=("example.test",)))
+    client = app.test_client()
+    assert_generic_failure(provider_login(client, bao_provider, "mallory"))
+    assert "identity not permitted" in audit_reasons(app)
+    with app.app_context():
+        assert db.session.scalar(select(Agent).where(Agent.username == "mallory")) is None
+        db.session.rollback()
+
+
+def test_allowed_domain_lets_existing_agent_in(bao_provider, make_oidc_app):
+    app = make_oidc_app(
+        bao_provider.settings(role_map=(), groups_claim="", allowed_domains=("example.test",))
+    )
+    response = provider_login(app.test_client(), bao_provider, "alice")
+    assert response.status_code == 302
+
+
+def test_not_provisioned_and_disabled_refused(bao_provider, make_oidc_app):
+    app = make_oidc_app(bao_provider.settings(provisioning="existing"))
+    client = app.test_client()
+    assert_generic_failure(provider_login(client, bao_provider))
+    assert "not provisioned" in audit_reasons(app)
+    AgentBrowser(client, app).create("alice")
+    with app.app_context():
+        oidc.bind_identity(
+            "alice", bao_provider.issuer, bao_provider.users["alice"].entity_id, actor="test"
+        )
+        from vault_service.services.agents import disable_agent, get_agent
+
+        disable_agent(get_agent("alice"), actor="test")
+    assert_generic_failure(provider_login(client, bao_provider))
+    assert "disabled" in audit_reasons(app)
+
+
+def test_tampered_state_replayed_callback_and_replayed_code_refused(bao_provider, make_oidc_app):
+    app = make_oidc_app(bao_provider.settings())
+    client = app.test_client()
+    location, _ = start_login(client)
+    answer = bao_provider.authorize(location, bao_provider.user_token("alice"))
+    tampered = client.get("/oidc/callback?" + urlencode({"code": answer["code"], "state": "x"}))
+    assert_generic_failure(tampered)
+    # The pending request was spent by that attempt: the genuine callback now finds nothing.
+    assert_generic_failure(callback(client, answer))
+    # A code already exchanged, offered again under a fresh request: OpenBao refuses it.
+    location, _ = start_login(client)
+    fresh = bao_provider.authorize(location, bao_provider.user_token("alice"))
+    assert callback(client, fresh).status_code == 302
+    start_login(client)
+    with client.session_transaction() as session:
+        fresh_state = session["oidc_request"]["state"]
+    replay = client.get(
+        "/oidc/callback?" + urlencode({"code": fresh["code"], "state": fresh_state})
+    )
+    assert_generic_failure(replay)
+    reasons = audit_reasons(app)
+    assert any(r.startswith("code exchange") for r in reasons), reasons
+    assert "no pending authorization request" in reasons
+
+
+def test_wrong_audience_bad_nonce_wrong_issuer_expired_refused(
+    bao_provider, openbao, make_oidc_app
+):
+    """Real OpenBao ID tokens, verified under settings that must refuse them."""
+    from freezegun import freeze_time
+
+    make_oidc_app(bao_provider.settings())  # an app context is not needed: pure verification
+    id_token, nonce = real_id_token(bao_provider)
+    good = bao_provider.settings()
+    assert oidc.verify_id_token(good, id_token, nonce=nonce).subject == (
+        bao_provider.users["alice"].entity_id
+    )
+    with pytest.raises(oidc.OidcFailure, match="aud"):
+        oidc.verify_id_token(
+            bao_provider.settings(client_id="another-client"), id_token, nonce=nonce
+        )
+    with pytest.raises(oidc.OidcFailure, match="nonce"):
+        oidc.verify_id_token(good, id_token, nonce="not-the-nonce")
+    # A second provider on the same OpenBao (publishing the same key): valid signature, but
+    # the token's issuer is not this one.
+    other = f"other-{uuid.uuid4().hex[:6]}"
+    bao_provider._call(
+        "POST", f"identity/oidc/provider/{other}", issuer=openbao.addr, allowed_client_ids=["*"]
+    )
+    other_issuer = f"{openbao.addr}/v1/identity/oidc/provider/{other}"
+    with pytest.raises(oidc.OidcFailure, match="iss"):
+        oidc.verify_id_token(bao_provider.settings(issuer=other_issuer), id_token, nonce=nonce)
+    # id_token_ttl is 10 minutes; 20 minutes on, the token is expired.
+    with freeze_time(timedelta(minutes=20), tick=True):
+        with pytest.raises(oidc.OidcFailure, match="exp"):
+            oidc.verify_id_token(good, id_token, nonce=nonce)

@@ -236,6 +236,13 @@ def authorization_request(
     return AuthorizationRequest(url=url, state=state, nonce=nonce, code_verifier=verifier)
 
 
+def _describe(error: Exception) -> str:
+    """A JOSE or Authlib error as the audit trail keeps it: its code and which claim."""
+    code = getattr(error, "error", type(error).__name__)
+    description = getattr(error, "description", None)
+    return f"{code} ({description})" if description else str(code)
+
+
 def _string_tuple(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -272,11 +279,10 @@ def verify_id_token(
     try:
         claims.validate(leeway=LEEWAY_SECONDS)
     except (JoseError, AuthlibBaseError) as error:
-        raise OidcFailure(f"id token: {getattr(error, 'error', type(error).__name__)}") from error
+        raise OidcFailure(f"id token: {_describe(error)}") from error
     auth_time = claims.get("auth_time")
     if max_age is not None and (
-        not isinstance(auth_time, int | float)
-        or time.time() - auth_time > max_age + LEEWAY_SECONDS
+        not isinstance(auth_time, int | float) or time.time() - auth_time > max_age + LEEWAY_SECONDS
     ):
         raise OidcFailure("id token: authentication not recent enough")
     groups = _string_tuple(claims.get(oidc.groups_claim)) if oidc.groups_claim else ()
@@ -520,7 +526,7 @@ def verify_logout_token(oidc: OidcSettings, logout_token: str) -> tuple[str | No
     try:
         registry.validate(claims)
     except JoseError as error:
-        raise OidcFailure(f"logout token: {error.error}") from error
+        raise OidcFailure(f"logout token: {_describe(error)}") from error
     events = claims.get("events")
     if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_EVENT), dict):
         raise OidcFailure("logout token: no back-channel logout event")
