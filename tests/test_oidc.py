@@ -12,20 +12,28 @@ with the code: the tests log in with userpass for that token and use the API pat
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import hvac.exceptions as hvac_exceptions
 import pytest
 import requests
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 from sqlalchemy import select
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from vault_service import create_app, schema
 from vault_service.config import OidcSettings
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import db
-from vault_service.models import Agent, AuditEvent, OidcIdentity
+from vault_service.models import Agent, AuditEvent, Grant, OidcIdentity
 from vault_service.services import oidc
 
 from .conftest import AgentBrowser
@@ -441,3 +449,144 @@ def test_wrong_audience_bad_nonce_wrong_issuer_expired_refused(
     with freeze_time(timedelta(minutes=20), tick=True):
         with pytest.raises(oidc.OidcFailure, match="exp"):
             oidc.verify_id_token(good, id_token, nonce=nonce)
+
+
+class LocalProvider:
+    """A second provider on loopback that publishes discovery and a JWKS for a test signing key,
+    so the tests can sign what OpenBao never sends: back-channel logout tokens."""
+
+    def __init__(self):
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "test-key", "use": "sig"})
+        self.server = make_server("127.0.0.1", 0, self._app)
+        self.issuer = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @Request.application
+    def _app(self, request: Request) -> Response:
+        if request.path == "/.well-known/openid-configuration":
+            body = {
+                "issuer": self.issuer,
+                "authorization_endpoint": self.issuer + "/authorize",
+                "token_endpoint": self.issuer + "/token",
+                "jwks_uri": self.issuer + "/jwks",
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
+        elif request.path == "/jwks":
+            body = {"keys": [self.key.as_dict(private=False)]}
+        else:
+            return Response(status=404)
+        return Response(json.dumps(body), mimetype="application/json")
+
+    def sign(self, claims: dict, key: RSAKey | None = None) -> str:
+        return jwt.encode({"alg": "RS256", "kid": "test-key"}, claims, key or self.key)
+
+    def logout_token(self, sub: str, **overrides) -> str:
+        claims = {
+            "iss": self.issuer,
+            "aud": "local-client",
+            "iat": int(time.time()),
+            "jti": uuid.uuid4().hex,
+            "sub": sub,
+            "events": {oidc.BACKCHANNEL_EVENT: {}},
+        }
+        claims.update(overrides)
+        return self.sign({k: v for k, v in claims.items() if v is not None})
+
+    def stop(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def local_provider():
+    provider = LocalProvider()
+    yield provider
+    provider.stop()
+
+
+def test_backchannel_logout_ends_sessions_and_revokes_grants_in_vault(
+    local_provider, make_oidc_app, ticket_system_factory, openbao
+):
+    """alice (bound to the local provider's subject) holds a session and a live grant; the
+    provider's logout token ends the session and Vault no longer knows the grant's token.
+    Forged, foreign-audience, nonce-carrying and event-less tokens change nothing first."""
+    settings = OidcSettings(
+        issuer=local_provider.issuer,
+        client_id="local-client",
+        allowed_domains=("example.test",),
+    )
+    app = make_oidc_app(settings)
+    ticket_system, browser, client = ticket_system_factory(app)
+    with app.app_context():
+        oidc.bind_identity("alice", local_provider.issuer, "alice-sub", actor="test")
+    ref = f"T-{uuid.uuid4().hex[:8]}"
+    path = ticket_system.link_path(ref)
+    assert (
+        client.post(
+            path, json={"items": [{"kind": "other", "label": "x", "secret": "s3"}]}
+        ).status_code
+        == 201
+    )
+    assert browser.login().status_code == 302
+    assert browser.request_access(ref).status_code in (302, 303)
+    with app.app_context():
+        grant = db.session.scalar(select(Grant))
+        accessor = grant.token_accessor
+        db.session.rollback()
+    root = openbao.admin()
+    assert root.auth.token.lookup_accessor(accessor)["data"]["accessor"] == accessor
+
+    machine = app.test_client()
+    stranger = RSAKey.generate_key(2048, parameters={"kid": "test-key"})
+    refused = [
+        local_provider.sign(jwt_claims(local_provider, "alice-sub"), key=stranger),
+        local_provider.logout_token("alice-sub", aud="someone-else"),
+        local_provider.logout_token("alice-sub", nonce="n"),
+        local_provider.logout_token("alice-sub", events=None),
+        local_provider.logout_token("alice-sub", iss="http://127.0.0.1:1"),
+        local_provider.logout_token("alice-sub", iat=int(time.time()) - 3600),
+        local_provider.logout_token(None),
+    ]
+    for token in refused:
+        response = machine.post("/oidc/backchannel-logout", data={"logout_token": token})
+        assert response.status_code == 400, response.get_data(as_text=True)
+    assert is_logged_in(client)
+    assert root.auth.token.lookup_accessor(accessor)["data"]["accessor"] == accessor
+
+    response = machine.post(
+        "/oidc/backchannel-logout", data={"logout_token": local_provider.logout_token("alice-sub")}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == {"agents": 1, "grants_revoked": 1}
+    assert response.headers["Cache-Control"] == "no-store"
+    assert not is_logged_in(client)
+    with pytest.raises(hvac_exceptions.InvalidRequest):
+        root.auth.token.lookup_accessor(accessor)
+    with app.app_context():
+        assert db.session.scalar(select(Grant)).revoked_at is not None
+        db.session.rollback()
+
+
+def jwt_claims(provider: LocalProvider, sub: str) -> dict:
+    return {
+        "iss": provider.issuer,
+        "aud": "local-client",
+        "iat": int(time.time()),
+        "sub": sub,
+        "events": {oidc.BACKCHANNEL_EVENT: {}},
+    }
+
+
+def test_local_login_off_except_break_glass_admin(bao_provider, make_oidc_app):
+    app = make_oidc_app(
+        bao_provider.settings(), local_login=False, break_glass_admins=("root-admin",)
+    )
+    client = app.test_client()
+    browser = AgentBrowser(client, app)
+    browser.create("alice")
+    browser.create("root-admin", role="admin")
+    page = client.get("/login").get_data(as_text=True)
+    assert "Sign in with OpenBao" in page
+    assert_generic_failure(browser.login("alice"))
+    assert "local login off" in audit_reasons(app)
+    assert browser.login("root-admin").status_code == 302
