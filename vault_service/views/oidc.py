@@ -9,6 +9,7 @@ from flask import abort, jsonify, redirect, render_template, request, session, u
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from ..errors import Unauthorized
 from ..extensions import csrf, current_settings, current_vault
 from ..services import authentication, oidc
 from .auth import (
@@ -192,8 +193,11 @@ def oidc_code_submit() -> ResponseReturnValue:
 def oidc_backchannel_logout() -> ResponseReturnValue:
     """OpenID Connect Back-Channel Logout 1.0: the provider's signed logout token ends the
     agent's sessions and revokes their live grants; 400 (and nothing changes) otherwise."""
-    _require_enabled()
     token = request.form.get("logout_token", "")
+    if not token:
+        # No credential at all: 401, as every machine endpoint answers one without its own.
+        raise Unauthorized()
+    _require_enabled()
     try:
         result = oidc.backchannel_logout(current_settings(), current_vault(), token)
     except oidc.OidcFailure as failure:
