@@ -11,11 +11,11 @@ from flask_login import current_user
 
 from ..errors import Unauthorized
 from ..extensions import csrf, current_settings, current_vault
+from ..models import Agent
 from ..services import authentication, oidc
 from .auth import (
     LOGIN_FAILED,
     VERIFIED_AT,
-    _agent,
     _now,
     _recovery_notice,
     _start_session,
@@ -138,7 +138,7 @@ def _finish_reauth(identity: oidc.VerifiedIdentity, next_path: str) -> ResponseR
     """A re-authentication counts only for the same identity, with a second factor asserted."""
     if not current_user.is_authenticated:
         return _failed()
-    agent = _agent()
+    agent: Agent = current_user._get_current_object()
     same = oidc.is_bound_to(agent, identity)
     mfa = oidc.asserts_mfa(current_settings().oidc, identity)
     if not (same and mfa):
@@ -189,7 +189,6 @@ def oidc_code_submit() -> ResponseReturnValue:
 
 
 @bp.post("/oidc/backchannel-logout")
-@csrf.exempt
 def oidc_backchannel_logout() -> ResponseReturnValue:
     """OpenID Connect Back-Channel Logout 1.0: the provider's signed logout token ends the
     agent's sessions and revokes their live grants; 400 (and nothing changes) otherwise."""
@@ -208,6 +207,10 @@ def oidc_backchannel_logout() -> ResponseReturnValue:
         response = jsonify(agents=len(result.agents), grants_revoked=result.grants_revoked)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+# The provider posts without our CSRF token: its signed logout token is the credential.
+csrf.exempt(oidc_backchannel_logout)
 
 
 def reauth_at_provider() -> ResponseReturnValue | None:
