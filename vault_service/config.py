@@ -65,6 +65,34 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """Agents' sign-in through an OpenID Connect provider (VAULT_SERVICE_OIDC_*); README "Signing
+    in with an identity provider". An empty issuer turns it off."""
+
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    # The button's words: "Sign in with <provider_name>".
+    provider_name: str = "your identity provider"
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    # Who may sign in: an email domain listed here (the email must be verified unless the
+    # provider sends no email_verified at all) and/or a group mapped to a role.
+    allowed_domains: tuple[str, ...] = ()
+    groups_claim: str = ""
+    role_map: tuple[tuple[str, str], ...] = ()
+    # "jit": a permitted identity seen first becomes an agent; "existing": an admin binds it first.
+    provisioning: str = "existing"
+    # An `acr` value the provider sends for a login with a second factor (also `amr` mfa/otp/hwk).
+    mfa_acr: str = ""
+    timeout_seconds: float = 10.0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether OIDC sign-in is configured."""
+        return bool(self.issuer)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every knob the service reads, with its default; see README "Configuration"."""
 
@@ -148,6 +176,12 @@ class Settings:
     support_contact: str = ""
     privacy_url: str = ""
 
+    # Sign-in through an identity provider; VAULT_SERVICE_LOCAL_LOGIN=off then refuses the
+    # password form to everyone but the break-glass admins named in BREAK_GLASS_ADMINS.
+    oidc: OidcSettings = field(default_factory=OidcSettings)
+    local_login: bool = True
+    break_glass_admins: tuple[str, ...] = ()
+
     @property
     def vault_addresses(self) -> list[str]:
         """VAULT_ADDR may name several nodes of one cluster, comma- or space-separated."""
@@ -219,6 +253,59 @@ def read_provider_settings(environ: Mapping[str, str]) -> dict[str, ProviderSett
             ),
         )
     return found
+
+
+def _secret_or_file(environ: Mapping[str, str], name: str) -> str:
+    """NAME, or the content of the file NAME_FILE names (a mounted secret), stripped."""
+    path = environ.get(name + "_FILE", "").strip()
+    if not path:
+        return environ.get(name, "").strip()
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        _problem(f"{name}_FILE names a file that cannot be read")
+        return ""
+
+
+def read_oidc_settings(environ: Mapping[str, str]) -> OidcSettings:
+    """VAULT_SERVICE_OIDC_*; checked here so that a half-configured provider stops the start."""
+    prefix = "VAULT_SERVICE_OIDC_"
+    issuer = environ.get(prefix + "ISSUER", "").strip().rstrip("/")
+    role_map: list[tuple[str, str]] = []
+    for pair in _split(environ.get(prefix + "ROLE_MAP", "")):
+        group, _, role = pair.partition("=")
+        if not group or role not in ("agent", "admin"):
+            _problem(f"{prefix}ROLE_MAP must be group=agent or group=admin pairs")
+            continue
+        role_map.append((group, role))
+    provisioning = environ.get(prefix + "PROVISIONING", "existing").strip().lower()
+    if provisioning not in ("jit", "existing"):
+        _problem(f"{prefix}PROVISIONING must be jit or existing")
+    oidc = OidcSettings(
+        issuer=issuer,
+        client_id=_secret_or_file(environ, prefix + "CLIENT_ID"),
+        client_secret=_secret_or_file(environ, prefix + "CLIENT_SECRET"),
+        provider_name=environ.get(prefix + "PROVIDER_NAME", "").strip()
+        or OidcSettings.provider_name,
+        scopes=_split(environ.get(prefix + "SCOPES", "")) or OidcSettings.scopes,
+        allowed_domains=tuple(
+            d.lower().lstrip("@") for d in _split(environ.get(prefix + "ALLOWED_DOMAINS", ""))
+        ),
+        groups_claim=environ.get(prefix + "GROUPS_CLAIM", "").strip(),
+        role_map=tuple(role_map),
+        provisioning=provisioning,
+        mfa_acr=environ.get(prefix + "MFA_ACR", "").strip(),
+        timeout_seconds=float(_int(environ, prefix + "TIMEOUT_SECONDS", 10)),
+    )
+    if issuer:
+        if not oidc.client_id:
+            _problem(f"{prefix}CLIENT_ID (or {prefix}CLIENT_ID_FILE) is required with the issuer")
+        if not oidc.allowed_domains and not oidc.role_map:
+            # Otherwise anyone with an account at the provider (a Google account!) could sign in.
+            _problem(f"{prefix}ALLOWED_DOMAINS or {prefix}ROLE_MAP must say who may sign in")
+        if oidc.role_map and not oidc.groups_claim:
+            _problem(f"{prefix}ROLE_MAP needs {prefix}GROUPS_CLAIM")
+    return oidc
 
 
 def _default_database_url(environ: Mapping[str, str]) -> str:
@@ -337,6 +424,12 @@ def _load_settings(environ: Mapping[str, str], overrides: dict[str, object]) -> 
         "brand_logo": environ.get("VAULT_SERVICE_BRAND_LOGO", "").strip(),
         "support_contact": environ.get("VAULT_SERVICE_SUPPORT_CONTACT", "").strip(),
         "privacy_url": environ.get("VAULT_SERVICE_PRIVACY_URL", "").strip(),
+        "oidc": read_oidc_settings(environ),
+        "local_login": environ.get("VAULT_SERVICE_LOCAL_LOGIN", "on").strip().lower()
+        not in ("off", "0", "false", "no"),
+        "break_glass_admins": tuple(
+            name.lower() for name in _split(environ.get("VAULT_SERVICE_BREAK_GLASS_ADMINS", ""))
+        ),
     }
     known = {f.name for f in fields(Settings)}
     unknown = set(overrides) - known
@@ -351,6 +444,8 @@ def _load_settings(environ: Mapping[str, str], overrides: dict[str, object]) -> 
 
 def validate_settings(settings: Settings) -> None:
     """Refuse to start with a configuration that would weaken a guarantee."""
+    if not settings.local_login and not settings.oidc.enabled:
+        _problem("VAULT_SERVICE_LOCAL_LOGIN=off needs VAULT_SERVICE_OIDC_ISSUER")
     missing = [
         name
         for name, present in (

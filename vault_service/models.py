@@ -166,6 +166,35 @@ class Agent(UserMixin, Model):  # type: ignore[misc]  # flask-login ships no typ
         return f"<Agent {self.id} {self.username!r} role={self.role}>"
 
 
+class OidcIdentity(Model):
+    """An agent's identity at an OpenID Connect provider: (issuer, sub), never the email, which
+    the provider may hand to someone else later (migration 0011)."""
+
+    __tablename__ = "oidc_identities"
+    __table_args__ = (
+        UniqueConstraint("issuer", "subject", name="uq_oidc_identities_issuer_subject"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[created_at]
+    last_login_at: Mapped[optional_timestamp]
+
+
+class OidcSession(Model):
+    """A provider session id (`sid`) an agent signed in with: a back-channel logout may name
+    only the sid."""
+
+    __tablename__ = "oidc_sessions"
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    created_at: Mapped[created_at]
+
+
 class RecoveryCode(Model):
     """One single-use recovery code of an agent, stored only as a SHA-256 hash.
 

@@ -181,6 +181,10 @@ def authenticate(settings: Settings, username: str, password: str, code: str = "
         if not password_ok:
             _login_failed(settings, agent, "wrong password", now, count=True)
             return None
+        if not local_login_allowed(settings, agent):
+            # After the password check, so the answer and its timing say nothing about it.
+            _login_failed(settings, agent, "local login off", now, count=False)
+            return None
         second_factor = "none"
         if agent.totp_enrolled:
             checked, reason = _check_second_factor(settings, agent, code, now)
@@ -192,6 +196,39 @@ def authenticate(settings: Settings, username: str, password: str, code: str = "
         audit.record("agent.login", actor=actor_of(agent), second_factor=second_factor)
         left = _record_second_factor_use(agent, second_factor, "login")
         return Login(agent, second_factor, left)
+
+
+def local_login_allowed(settings: Settings, agent: Agent) -> bool:
+    """With VAULT_SERVICE_LOCAL_LOGIN=off only a break-glass admin may use the password form."""
+    if settings.local_login:
+        return True
+    return agent.role == "admin" and agent.username in settings.break_glass_admins
+
+
+def second_factor_after_provider(
+    settings: Settings, agent_id: int, session_nonce: str, code: str
+) -> Login | None:
+    """The TOTP (or recovery code) step after a provider sign-in that asserted no second factor:
+    the login's own second-factor check and failure count. None on any failure; a logout,
+    disable or password change since the provider step (the nonce moved) fails too."""
+    now = utcnow()
+    with transaction():
+        agent = lock_agent(agent_id)
+        if agent is None or agent.session_nonce != session_nonce or not agent.is_active:
+            _login_failed(settings, agent, "session changed", now, count=False)
+            return None
+        _lift_expired_lock(agent, now)
+        if is_locked(agent, now):
+            _login_failed(settings, agent, "locked", now, count=False)
+            return None
+        checked, reason = _check_second_factor(settings, agent, code, now)
+        if checked is None:
+            _login_failed(settings, agent, reason or "wrong code", now, count=True)
+            return None
+        agent.failed_logins = 0
+        audit.record("agent.login", actor=actor_of(agent), method="oidc", second_factor=checked)
+        left = _record_second_factor_use(agent, checked, "login")
+        return Login(agent, checked, left)
 
 
 def _login_failed(
@@ -320,3 +357,18 @@ def end_sessions(agent: Agent) -> None:
     with transaction():
         agent.session_nonce = new_uuid()
         audit.record("agent.logout", actor=actor_of(agent), agent=agent.username)
+
+
+def record_reauth(agent: Agent, *, ok: bool, reason: str) -> None:
+    """Audit a re-authentication done at the identity provider."""
+    with transaction():
+        if ok:
+            audit.record("agent.reauth", actor=actor_of(agent), second_factor=reason)
+        else:
+            audit.record("agent.reauth", actor=actor_of(agent), outcome="failure", reason=reason)
+
+
+def record_backchannel_failure(reason: str) -> None:
+    """Audit a back-channel logout refused (its token did not verify)."""
+    with transaction():
+        audit.record("agent.logout", actor="oidc", outcome="failure", reason=reason)

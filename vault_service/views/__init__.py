@@ -28,6 +28,12 @@ PUBLIC_ENDPOINTS = frozenset(
         "customer.brand_logo",
         "auth.login",
         "auth.login_submit",
+        # Sign-in through the identity provider (views/oidc.py): the provider's redirect back,
+        # and the TOTP step after it when the provider asserted no second factor.
+        "auth.oidc_start",
+        "auth.oidc_callback",
+        "auth.oidc_code",
+        "auth.oidc_code_submit",
         # Guarded by its own address allow-list (VAULT_SERVICE_METRICS_ALLOW), not a session:
         # a Prometheus server has none. Anyone else gets a 404.
         "metrics.metrics",
@@ -47,13 +53,16 @@ MACHINE_ENDPOINTS = frozenset(
         "api.revoke_link",
         "api.get_access_log",
         "api.list_receipts",
+        # The identity provider's back-channel logout: a logout token it signed.
+        "auth.oidc_backchannel_logout",
     }
 )
 
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint and the guard."""
-    from . import api, auth, customer, health, status, tickets, wellknown
+    # oidc adds its routes to auth's blueprint (its login steps share auth's limits).
+    from . import api, auth, customer, health, oidc, status, tickets, wellknown  # noqa: F401
 
     for module in (auth, tickets, api, customer, status, health, wellknown):
         app.register_blueprint(module.bp)

@@ -48,6 +48,12 @@ ENROLMENT_EXEMPT = frozenset(
         "auth.enrol_totp_submit",
         "auth.change_password",
         "auth.change_password_submit",
+        # The provider's steps (views/oidc.py) run before or beside a session.
+        "auth.oidc_start",
+        "auth.oidc_callback",
+        "auth.oidc_code",
+        "auth.oidc_code_submit",
+        "auth.oidc_backchannel_logout",
     }
 )
 LOGIN_FAILED = "Invalid login."
@@ -102,6 +108,8 @@ def enforce_session_limits():
         and endpoint not in ENROLMENT_EXEMPT
         and current_user.is_authenticated
         and not current_user.totp_enrolled
+        # The identity provider asserted a second factor at this login (views/oidc.py).
+        and not session.get("oidc_mfa")
     ):
         flash("Set up your second factor before anything else.", "info")
         return redirect(url_for("auth.enrol_totp"))
@@ -162,10 +170,22 @@ def _recovery_notice(left: int | None) -> None:
         )
 
 
+def _login_page(next_path: str, error: str | None = None) -> str:
+    """The login page: the password form, and the provider's button when one is configured."""
+    settings = current_settings()
+    return render_template(
+        "agent/login.html",
+        next=next_path,
+        error=error,
+        oidc_name=settings.oidc.provider_name if settings.oidc.enabled else None,
+        local_login=settings.local_login,
+    )
+
+
 @bp.get("/login")
 def login():
     """The login form."""
-    return render_template("agent/login.html", next=request.args.get("next", ""))
+    return _login_page(request.args.get("next", ""))
 
 
 @bp.post("/login")
@@ -179,10 +199,7 @@ def login_submit():
         request.form.get("code", ""),
     )
     if result is None:
-        page = render_template(
-            "agent/login.html", next=request.form.get("next", ""), error=LOGIN_FAILED
-        )
-        return page, 401
+        return _login_page(request.form.get("next", ""), LOGIN_FAILED), 401
     _start_session(result.agent, verified=result.second_factor != "none")
     _recovery_notice(result.recovery_codes_left)
     if not result.agent.totp_enrolled:
@@ -205,7 +222,13 @@ def logout():
 @bp.get("/reauth")
 @login_required
 def reauth():
-    """The code re-prompt before a reveal or an access request."""
+    """The code re-prompt before a reveal or an access request; a session that signed in at
+    the identity provider with its second factor re-authenticates there instead."""
+    from .oidc import reauth_at_provider  # views/oidc.py imports this module
+
+    at_provider = reauth_at_provider()
+    if at_provider is not None:
+        return at_provider
     return render_template("agent/reauth.html", next=request.args.get("next", ""))
 
 

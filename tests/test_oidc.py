@@ -1,0 +1,592 @@
+"""Agents sign in through an OpenID Connect provider: OpenBao's own identity OIDC provider (the
+suite's real OpenBao, configured here with userpass, entities, a group, a key, an assignment, a
+client, scopes and a provider), plus a small local provider signing with a test key where OpenBao
+cannot say what a test needs (an expired token, an `amr`, a back-channel logout token: OpenBao
+sends no back-channel logouts).
+
+OpenBao's authorize endpoint in discovery is a UI page (`/ui/vault/identity/oidc/provider/<name>/
+authorize`); OpenBao also accepts the same authorization request at the API path
+(`/v1/identity/oidc/provider/<name>/authorize`) with the user's token in X-Vault-Token and answers
+with the code: the tests log in with userpass for that token and use the API path.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import hvac.exceptions as hvac_exceptions
+import pytest
+import requests
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from sqlalchemy import select
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from vault_service import create_app, schema
+from vault_service.config import OidcSettings
+from vault_service.devtools.processes import free_port
+from vault_service.extensions import db
+from vault_service.models import Agent, AuditEvent, Grant, OidcIdentity
+from vault_service.services import oidc
+
+from .conftest import AgentBrowser
+
+PUBLIC_URL = f"http://127.0.0.1:{free_port()}"
+REDIRECT_URI = PUBLIC_URL + "/oidc/callback"
+USER_PASSWORD = "provider-password-1"
+
+
+@dataclass
+class BaoUser:
+    name: str
+    entity_id: str
+
+
+@dataclass
+class BaoProvider:
+    """OpenBao's OIDC provider as configured for these tests."""
+
+    addr: str
+    issuer: str
+    client_id: str
+    client_secret: str
+    users: dict[str, BaoUser]
+    root_token: str
+    mount: str = "userpass"
+
+    def _call(self, method: str, path: str, **body: object) -> dict:
+        response = requests.request(
+            method,
+            f"{self.addr}/v1/{path}",
+            headers={"X-Vault-Token": self.root_token},
+            json=body or None,
+            timeout=10,
+        )
+        assert response.status_code in (200, 204), (path, response.text)
+        return response.json() if response.status_code == 200 else {}
+
+    def user_token(self, name: str) -> str:
+        response = requests.post(
+            f"{self.addr}/v1/auth/{self.mount}/login/{name}",
+            json={"password": USER_PASSWORD},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["auth"]["client_token"]
+
+    def authorize(self, authorization_url: str, token: str) -> dict:
+        """The authorization request the app built, sent to OpenBao's API path as the user."""
+        parts = urlsplit(authorization_url)
+        assert parts.path.startswith("/ui/vault/identity/oidc/provider/"), parts.path
+        api_path = parts.path.replace("/ui/vault/", "/v1/", 1)
+        response = requests.get(
+            f"{self.addr}{api_path}?{parts.query}", headers={"X-Vault-Token": token}, timeout=10
+        )
+        return {"status": response.status_code, **(response.json() if response.content else {})}
+
+    def settings(self, **overrides: object) -> OidcSettings:
+        values: dict[str, object] = {
+            "issuer": self.issuer,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "provider_name": "OpenBao",
+            "scopes": ("openid", "email", "groups"),
+            "groups_claim": "groups",
+            "role_map": (("support", "agent"), ("support-leads", "admin")),
+            "provisioning": "jit",
+        }
+        values.update(overrides)
+        return OidcSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def bao_provider(openbao) -> BaoProvider:
+    """userpass users (alice in `support`, lead in `support-leads`, mallory in no group), their
+    entities and aliases, the groups, a key, an assignment, a client whose redirect URI is the
+    test app's callback, email/groups/mfa scopes, and a provider."""
+    suffix = uuid.uuid4().hex[:6]
+    provider = BaoProvider(openbao.addr, "", "", "", {}, openbao.root_token)
+    mount = provider.mount = f"userpass-{suffix}"
+    provider._call("POST", f"sys/auth/{mount}", type="userpass")
+    accessor = provider._call("GET", "sys/auth")["data"][f"{mount}/"]["accessor"]
+    groups: dict[str, list[str]] = {"support": [], "support-leads": []}
+    for name, email, group in (
+        ("alice", "alice@example.test", "support"),
+        ("lead", "lead@example.test", "support-leads"),
+        ("mallory", "mallory@elsewhere.test", None),
+    ):
+        provider._call("POST", f"auth/{mount}/users/{name}", password=USER_PASSWORD)
+        entity = provider._call(
+            "POST", "identity/entity", name=f"{name}-{suffix}", metadata={"email": email}
+        )
+        entity_id = entity["data"]["id"]
+        provider._call(
+            "POST",
+            "identity/entity-alias",
+            name=name,
+            canonical_id=entity_id,
+            mount_accessor=accessor,
+        )
+        provider.users[name] = BaoUser(name, entity_id)
+        if group:
+            groups[group].append(entity_id)
+    group_ids = []
+    for group, members in groups.items():
+        created = provider._call(
+            "POST", "identity/group", name=f"{group}", member_entity_ids=members
+        )
+        group_ids.append(created["data"]["id"] if created else None)
+    key = f"vs-key-{suffix}"
+    provider._call("POST", f"identity/oidc/key/{key}", allowed_client_ids=["*"], algorithm="RS256")
+    assignment = f"vs-{suffix}"
+    provider._call(
+        "POST",
+        f"identity/oidc/assignment/{assignment}",
+        entity_ids=[u.entity_id for u in provider.users.values()],
+    )
+    client_name = f"vault-service-{suffix}"
+    provider._call(
+        "POST",
+        f"identity/oidc/client/{client_name}",
+        key=key,
+        redirect_uris=[REDIRECT_URI],
+        assignments=[assignment],
+        id_token_ttl="10m",
+        access_token_ttl="10m",
+    )
+    client = provider._call("GET", f"identity/oidc/client/{client_name}")["data"]
+    provider.client_id, provider.client_secret = client["client_id"], client["client_secret"]
+    provider._call(
+        "POST",
+        "identity/oidc/scope/email",
+        template='{"email": {{identity.entity.metadata.email}}}',
+    )
+    provider._call(
+        "POST",
+        "identity/oidc/scope/groups",
+        template='{"groups": {{identity.entity.groups.names}}}',
+    )
+    provider._call("POST", "identity/oidc/scope/mfa", template='{"amr": ["pwd", "mfa"]}')
+    name = f"vs-{suffix}"
+    provider._call(
+        "POST",
+        f"identity/oidc/provider/{name}",
+        issuer=openbao.addr,
+        allowed_client_ids=[provider.client_id],
+        scopes_supported=["email", "groups", "mfa"],
+    )
+    provider.issuer = f"{openbao.addr}/v1/identity/oidc/provider/{name}"
+    return provider
+
+
+@pytest.fixture
+def make_oidc_app(make_settings):
+    """An app with OIDC settings (and anything else) over the test's database."""
+    apps = []
+
+    def build(oidc_settings: OidcSettings, **overrides):
+        oidc.forget_provider_cache()
+        app = create_app(make_settings(public_url=PUBLIC_URL, oidc=oidc_settings, **overrides))
+        with app.app_context():
+            schema.upgrade(db.engine)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def start_login(client, next_path: str = "/") -> tuple[str, dict[str, list[str]]]:
+    response = client.get(f"/oidc/login?next={next_path}")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    location = response.headers["Location"]
+    return location, parse_qs(urlsplit(location).query)
+
+
+def provider_login(client, provider: BaoProvider, user: str = "alice"):
+    """The whole flow: the app's redirect, the user's authorization at OpenBao, the callback."""
+    location, _ = start_login(client)
+    answer = provider.authorize(location, provider.user_token(user))
+    assert answer["status"] == 200, answer
+    return client.get(
+        "/oidc/callback?" + urlencode({"code": answer["code"], "state": answer["state"]})
+    )
+
+
+def audit_reasons(app, event: str = "agent.login") -> list[str]:
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == event)).all()
+        db.session.rollback()
+        return [str((row.details or {}).get("reason")) for row in rows]
+
+
+def test_full_login_through_openbao_jit_with_group_role_then_totp_step(bao_provider, make_oidc_app):
+    """PKCE S256, state and nonce go out; OpenBao's code comes back; the ID token is verified;
+    the `support` group maps to agent; no MFA asserted, so the TOTP step follows."""
+    app = make_oidc_app(bao_provider.settings())
+    client = app.test_client()
+    location, params = start_login(client)
+    assert params["code_challenge_method"] == ["S256"]
+    assert len(params["code_challenge"][0]) == 43
+    assert params["state"][0] and params["nonce"][0]
+    assert params["redirect_uri"] == [REDIRECT_URI]
+    answer = bao_provider.authorize(location, bao_provider.user_token("alice"))
+    assert answer["status"] == 200, answer
+    response = client.get(
+        "/oidc/callback?" + urlencode({"code": answer["code"], "state": answer["state"]})
+    )
+    # JIT: alice is new, not enrolled, no provider MFA: the session may only enrol.
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert response.headers["Location"].endswith("/account/two-factor")
+    with app.app_context():
+        agent = db.session.scalar(select(Agent).where(Agent.username == "alice"))
+        assert agent is not None and agent.role == "agent"
+        binding = db.session.scalar(select(OidcIdentity).where(OidcIdentity.agent_id == agent.id))
+        assert binding.issuer == bao_provider.issuer
+        assert binding.subject == bao_provider.users["alice"].entity_id
+        db.session.rollback()
+
+
+def callback(client, answer: dict):
+    return client.get(
+        "/oidc/callback?" + urlencode({"code": answer["code"], "state": answer["state"]})
+    )
+
+
+def real_id_token(provider: BaoProvider, user: str = "alice", scopes: str = "openid email groups"):
+    """An ID token OpenBao issued (the code flow done by the test itself), and its nonce."""
+    nonce = uuid.uuid4().hex
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": provider.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": scopes,
+            "state": "s",
+            "nonce": nonce,
+        }
+    )
+    path = urlsplit(provider.issuer).path.replace("/v1/", "/ui/vault/", 1)
+    answer = provider.authorize(
+        f"{provider.addr}{path}/authorize?{query}", provider.user_token(user)
+    )
+    assert answer["status"] == 200, answer
+    response = requests.post(
+        f"{provider.issuer}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": answer["code"],
+            "redirect_uri": REDIRECT_URI,
+        },
+        auth=(provider.client_id, provider.client_secret),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["id_token"], nonce
+
+
+def assert_generic_failure(response) -> None:
+    assert response.status_code == 401
+    assert "Invalid login." in response.get_data(as_text=True)
+    assert "Set-Cookie" not in response.headers or "session=;" not in response.headers["Set-Cookie"]
+
+
+def is_logged_in(client) -> bool:
+    return client.get("/").status_code == 200
+
+
+def test_enrolled_agent_bound_identity_gets_totp_step_and_wrong_code_fails_generically(
+    bao_provider, make_oidc_app
+):
+    """provisioning=existing: the admin bound alice's identity; no MFA asserted, so the existing
+    second-factor check runs: a wrong code gets the login failure, the right one a session."""
+    app = make_oidc_app(bao_provider.settings(provisioning="existing"))
+    client = app.test_client()
+    browser = AgentBrowser(client, app)
+    browser.create("alice")
+    with app.app_context():
+        oidc.bind_identity(
+            "alice", bao_provider.issuer, bao_provider.users["alice"].entity_id, actor="test"
+        )
+    response = provider_login(client, bao_provider)
+    assert response.headers["Location"].endswith("/oidc/code")
+    assert not is_logged_in(client)
+    token = browser.csrf_token("/oidc/code")
+    wrong = client.post("/oidc/code", data={"code": "000000", "csrf_token": token})
+    assert_generic_failure(wrong)
+    right = client.post("/oidc/code", data={"code": browser.totp_code(), "csrf_token": token})
+    assert right.status_code == 302
+    assert is_logged_in(client)
+    assert "wrong code" in audit_reasons(app)
+
+
+def test_mfa_asserted_by_openbao_amr_skips_totp(bao_provider, make_oidc_app):
+    """OpenBao's scope template adds `amr: ["pwd", "mfa"]`: the TOTP step is skipped and the
+    session counts as verified (an access request needs no re-prompt right after)."""
+    app = make_oidc_app(bao_provider.settings(scopes=("openid", "email", "groups", "mfa")))
+    client = app.test_client()
+    response = provider_login(client, bao_provider)
+    assert response.status_code == 302
+    assert urlsplit(response.headers["Location"]).path == "/"
+    assert is_logged_in(client)
+    # The reauth page sends an OIDC+MFA session back to the provider with prompt=login, max_age.
+    reauth = client.get("/reauth?next=/")
+    assert reauth.status_code == 302 and reauth.headers["Location"].startswith("/oidc/login")
+    location, params = start_login(client)
+    again = client.get(reauth.headers["Location"])
+    params = parse_qs(urlsplit(again.headers["Location"]).query)
+    assert params["prompt"] == ["login"] and params["max_age"] == ["300"]
+
+
+def test_group_mapping_lead_becomes_admin(bao_provider, make_oidc_app):
+    """The `support-leads` group maps to admin."""
+    app = make_oidc_app(bao_provider.settings())
+    provider_login(app.test_client(), bao_provider, "lead")
+    with app.app_context():
+        assert db.session.scalar(select(Agent.role).where(Agent.username == "lead")) == "admin"
+        db.session.rollback()
+
+
+def test_unmapped_identity_refused_like_failed_login_and_audited(bao_provider, make_oidc_app):
+    """mallory is in no mapped group and not in an allowed domain."""
+    app = make_oidc_app(bao_provider.settings(allowed_domains=("example.test",)))
+    client = app.test_client()
+    assert_generic_failure(provider_login(client, bao_provider, "mallory"))
+    assert "identity not permitted" in audit_reasons(app)
+    with app.app_context():
+        assert db.session.scalar(select(Agent).where(Agent.username == "mallory")) is None
+        db.session.rollback()
+
+
+def test_allowed_domain_lets_existing_agent_in(bao_provider, make_oidc_app):
+    app = make_oidc_app(
+        bao_provider.settings(role_map=(), groups_claim="", allowed_domains=("example.test",))
+    )
+    response = provider_login(app.test_client(), bao_provider, "alice")
+    assert response.status_code == 302
+
+
+def test_not_provisioned_and_disabled_refused(bao_provider, make_oidc_app):
+    app = make_oidc_app(bao_provider.settings(provisioning="existing"))
+    client = app.test_client()
+    assert_generic_failure(provider_login(client, bao_provider))
+    assert "not provisioned" in audit_reasons(app)
+    AgentBrowser(client, app).create("alice")
+    with app.app_context():
+        oidc.bind_identity(
+            "alice", bao_provider.issuer, bao_provider.users["alice"].entity_id, actor="test"
+        )
+        from vault_service.services.agents import disable_agent, get_agent
+
+        disable_agent(get_agent("alice"), actor="test")
+    assert_generic_failure(provider_login(client, bao_provider))
+    assert "disabled" in audit_reasons(app)
+
+
+def test_tampered_state_replayed_callback_and_replayed_code_refused(bao_provider, make_oidc_app):
+    app = make_oidc_app(bao_provider.settings())
+    client = app.test_client()
+    location, _ = start_login(client)
+    answer = bao_provider.authorize(location, bao_provider.user_token("alice"))
+    tampered = client.get("/oidc/callback?" + urlencode({"code": answer["code"], "state": "x"}))
+    assert_generic_failure(tampered)
+    # The pending request was spent by that attempt: the genuine callback now finds nothing.
+    assert_generic_failure(callback(client, answer))
+    # A code already exchanged, offered again under a fresh request: OpenBao refuses it.
+    location, _ = start_login(client)
+    fresh = bao_provider.authorize(location, bao_provider.user_token("alice"))
+    assert callback(client, fresh).status_code == 302
+    start_login(client)
+    with client.session_transaction() as session:
+        fresh_state = session["oidc_request"]["state"]
+    replay = client.get(
+        "/oidc/callback?" + urlencode({"code": fresh["code"], "state": fresh_state})
+    )
+    assert_generic_failure(replay)
+    reasons = audit_reasons(app)
+    assert any(r.startswith("code exchange") for r in reasons), reasons
+    assert "no pending authorization request" in reasons
+
+
+def test_wrong_audience_bad_nonce_wrong_issuer_expired_refused(
+    bao_provider, openbao, make_oidc_app
+):
+    """Real OpenBao ID tokens, verified under settings that must refuse them."""
+    from freezegun import freeze_time
+
+    make_oidc_app(bao_provider.settings())  # an app context is not needed: pure verification
+    id_token, nonce = real_id_token(bao_provider)
+    good = bao_provider.settings()
+    assert oidc.verify_id_token(good, id_token, nonce=nonce).subject == (
+        bao_provider.users["alice"].entity_id
+    )
+    with pytest.raises(oidc.OidcFailure, match="aud"):
+        oidc.verify_id_token(
+            bao_provider.settings(client_id="another-client"), id_token, nonce=nonce
+        )
+    with pytest.raises(oidc.OidcFailure, match="nonce"):
+        oidc.verify_id_token(good, id_token, nonce="not-the-nonce")
+    # A second provider on the same OpenBao (publishing the same key): valid signature, but
+    # the token's issuer is not this one.
+    other = f"other-{uuid.uuid4().hex[:6]}"
+    bao_provider._call(
+        "POST", f"identity/oidc/provider/{other}", issuer=openbao.addr, allowed_client_ids=["*"]
+    )
+    other_issuer = f"{openbao.addr}/v1/identity/oidc/provider/{other}"
+    with pytest.raises(oidc.OidcFailure, match="iss"):
+        oidc.verify_id_token(bao_provider.settings(issuer=other_issuer), id_token, nonce=nonce)
+    # id_token_ttl is 10 minutes; 20 minutes on, the token is expired.
+    with freeze_time(timedelta(minutes=20), tick=True):
+        with pytest.raises(oidc.OidcFailure, match="exp"):
+            oidc.verify_id_token(good, id_token, nonce=nonce)
+
+
+class LocalProvider:
+    """A second provider on loopback that publishes discovery and a JWKS for a test signing key,
+    so the tests can sign what OpenBao never sends: back-channel logout tokens."""
+
+    def __init__(self):
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "test-key", "use": "sig"})
+        self.server = make_server("127.0.0.1", 0, self._app)
+        self.issuer = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @Request.application
+    def _app(self, request: Request) -> Response:
+        if request.path == "/.well-known/openid-configuration":
+            body = {
+                "issuer": self.issuer,
+                "authorization_endpoint": self.issuer + "/authorize",
+                "token_endpoint": self.issuer + "/token",
+                "jwks_uri": self.issuer + "/jwks",
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
+        elif request.path == "/jwks":
+            body = {"keys": [self.key.as_dict(private=False)]}
+        else:
+            return Response(status=404)
+        return Response(json.dumps(body), mimetype="application/json")
+
+    def sign(self, claims: dict, key: RSAKey | None = None) -> str:
+        return jwt.encode({"alg": "RS256", "kid": "test-key"}, claims, key or self.key)
+
+    def logout_token(self, sub: str, **overrides) -> str:
+        claims = {
+            "iss": self.issuer,
+            "aud": "local-client",
+            "iat": int(time.time()),
+            "jti": uuid.uuid4().hex,
+            "sub": sub,
+            "events": {oidc.BACKCHANNEL_EVENT: {}},
+        }
+        claims.update(overrides)
+        return self.sign({k: v for k, v in claims.items() if v is not None})
+
+    def stop(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def local_provider():
+    provider = LocalProvider()
+    yield provider
+    provider.stop()
+
+
+def test_backchannel_logout_ends_sessions_and_revokes_grants_in_vault(
+    local_provider, make_oidc_app, ticket_system_factory, openbao
+):
+    """alice (bound to the local provider's subject) holds a session and a live grant; the
+    provider's logout token ends the session and Vault no longer knows the grant's token.
+    Forged, foreign-audience, nonce-carrying and event-less tokens change nothing first."""
+    settings = OidcSettings(
+        issuer=local_provider.issuer,
+        client_id="local-client",
+        allowed_domains=("example.test",),
+    )
+    app = make_oidc_app(settings)
+    ticket_system, browser, client = ticket_system_factory(app)
+    with app.app_context():
+        oidc.bind_identity("alice", local_provider.issuer, "alice-sub", actor="test")
+    ref = f"T-{uuid.uuid4().hex[:8]}"
+    path = ticket_system.link_path(ref)
+    assert (
+        client.post(
+            path, json={"items": [{"kind": "other", "label": "x", "secret": "s3"}]}
+        ).status_code
+        == 201
+    )
+    assert browser.login().status_code == 302
+    assert browser.request_access(ref).status_code in (302, 303)
+    with app.app_context():
+        grant = db.session.scalar(select(Grant))
+        accessor = grant.token_accessor
+        db.session.rollback()
+    root = openbao.admin()
+    assert root.auth.token.lookup_accessor(accessor)["data"]["accessor"] == accessor
+
+    machine = app.test_client()
+    stranger = RSAKey.generate_key(2048, parameters={"kid": "test-key"})
+    refused = [
+        local_provider.sign(jwt_claims(local_provider, "alice-sub"), key=stranger),
+        local_provider.logout_token("alice-sub", aud="someone-else"),
+        local_provider.logout_token("alice-sub", nonce="n"),
+        local_provider.logout_token("alice-sub", events=None),
+        local_provider.logout_token("alice-sub", iss="http://127.0.0.1:1"),
+        local_provider.logout_token("alice-sub", iat=int(time.time()) - 3600),
+        local_provider.logout_token(None),
+    ]
+    for token in refused:
+        response = machine.post("/oidc/backchannel-logout", data={"logout_token": token})
+        assert response.status_code == 400, response.get_data(as_text=True)
+    assert is_logged_in(client)
+    assert root.auth.token.lookup_accessor(accessor)["data"]["accessor"] == accessor
+
+    response = machine.post(
+        "/oidc/backchannel-logout", data={"logout_token": local_provider.logout_token("alice-sub")}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == {"agents": 1, "grants_revoked": 1}
+    assert response.headers["Cache-Control"] == "no-store"
+    assert not is_logged_in(client)
+    with pytest.raises(hvac_exceptions.InvalidRequest):
+        root.auth.token.lookup_accessor(accessor)
+    with app.app_context():
+        assert db.session.scalar(select(Grant)).revoked_at is not None
+        db.session.rollback()
+
+
+def jwt_claims(provider: LocalProvider, sub: str) -> dict:
+    return {
+        "iss": provider.issuer,
+        "aud": "local-client",
+        "iat": int(time.time()),
+        "sub": sub,
+        "events": {oidc.BACKCHANNEL_EVENT: {}},
+    }
+
+
+def test_local_login_off_except_break_glass_admin(bao_provider, make_oidc_app):
+    app = make_oidc_app(
+        bao_provider.settings(), local_login=False, break_glass_admins=("root-admin",)
+    )
+    client = app.test_client()
+    browser = AgentBrowser(client, app)
+    browser.create("alice")
+    browser.create("root-admin", role="admin")
+    page = client.get("/login").get_data(as_text=True)
+    assert "Sign in with OpenBao" in page
+    assert_generic_failure(browser.login("alice"))
+    assert "local login off" in audit_reasons(app)
+    assert browser.login("root-admin").status_code == 302
