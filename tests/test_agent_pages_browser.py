@@ -16,6 +16,7 @@ from vault_service.models import Agent
 from vault_service.services import access
 
 from .conftest import SAMPLE_ITEMS
+from .helpers import run_worker_pass
 from .test_browser import CHROMIUM, QuietRequestHandler, log_browser_in
 from .test_customer_pages_browser import assert_accessible
 
@@ -111,7 +112,7 @@ def test_reveal_masks_copies_counts_down_and_removes_values_at_the_grants_end(
     # Show one: that value alone becomes visible.
     field = page.evaluate(
         "(value) => Array.from(document.querySelectorAll('.secret-raw'))"
-        ".find(n => n.textContent === value).id.replace('-raw', '')",
+        ".find(n => JSON.parse(n.textContent) === value).id.replace('-raw', '')",
         password,
     )
     page.click(f"dd[data-field='{field}'] button:has-text('Show')")
@@ -186,3 +187,52 @@ def test_end_my_access_on_the_reveal_page_ends_it_and_another_open_page_follows(
     other.wait_for_selector("#ended:visible", timeout=6_000)
     assert "was ended" in other.inner_text("#ended")
     assert other.evaluate(VALUES) == []
+
+
+def test_the_ticket_timeline_tells_the_whole_story_in_order(
+    app, live_server, page, agent, ticket_system, submitted_ticket
+):
+    log_browser_in(page, live_server, agent)
+    agent.request_access(submitted_ticket, reason="customer cannot upload")
+    grant_id = agent.current_grant_id(submitted_ticket)
+    assert agent.reveal(submitted_ticket, grant_id).status_code == 200
+    agent.post(
+        f"/tickets/{submitted_ticket}/grants/{grant_id}/end", {}, f"/tickets/{submitted_ticket}"
+    )
+    assert agent.reveal(submitted_ticket, grant_id).status_code == 403  # a denial
+    agent.request_access(submitted_ticket, reason="second look")
+
+    page.goto(f"{live_server}/tickets/{submitted_ticket}")
+    assert "second look" in page.inner_text("table:has-text('Agent')")
+    assert_accessible(page, "ticket page with an active grant")
+    shoot(page, "ticket-active")
+
+    assert ticket_system.close(submitted_ticket).status_code in (200, 202)
+    run_worker_pass(app)
+    page.goto(f"{live_server}/tickets/{submitted_ticket}")
+    actions = page.eval_on_selector_all(
+        "ol.timeline li", "nodes => nodes.map(n => n.dataset.action + ':' + n.className)"
+    )
+    story = [a.split(":")[0] for a in actions]
+    expected = [
+        "link.created",
+        "submission.received",
+        "access.granted",
+        "credentials.revealed",
+        "access.revoked",
+        "credentials.revealed",
+        "access.granted",
+        "ticket.closed",
+        "purge.completed",
+    ]
+    it = iter(story)
+    assert all(step in it for step in expected), story  # in this order
+    assert any(a.startswith("credentials.revealed") and "denied" in a for a in actions)
+    text = page.inner_text("ol.timeline")
+    assert "customer cannot upload" in text and "by agent:alice" in text
+    assert "Nobody holds access" in page.inner_text("main")
+    assert "verified_absent_in_vault" in page.inner_text("pre.receipt")
+    for item in SAMPLE_ITEMS:
+        assert item["password"] not in page.content()
+    assert_accessible(page, "ticket timeline")
+    shoot(page, "ticket-timeline")

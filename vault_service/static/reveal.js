@@ -55,7 +55,8 @@
     var id = field.getAttribute("data-field");
     var shown = document.getElementById(id);
     var raw = document.getElementById(id + "-raw");
-    var name = (document.getElementById(id + "-label") || {}).textContent || "value";
+    var label = field.previousElementSibling;  // the field's <dt>
+    var name = (label && label.textContent) || "value";
     var mask = document.createElement("code");
     mask.className = "mask";
     mask.textContent = MASK;
@@ -81,7 +82,7 @@
     status.setAttribute("role", "status");
     copy.addEventListener("click", function () {
       // The exact value (the shown one marks hidden characters), read at the moment of use.
-      navigator.clipboard.writeText(raw.textContent).then(
+      navigator.clipboard.writeText(JSON.parse(raw.textContent)).then(
         function () { status.textContent = "Copied."; },
         function () { status.textContent = "Copy failed: select the value and copy it."; }
       );

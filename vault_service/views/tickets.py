@@ -12,7 +12,7 @@ from flask_login import current_user
 
 from ..errors import ServiceError
 from ..extensions import current_settings, current_vault
-from ..services import access, grants
+from ..services import access, grants, timeline
 from ..services.agents import actor_of
 from . import login_required
 from .auth import recently_verified
@@ -54,6 +54,7 @@ def ticket(ticket_ref: str) -> ResponseReturnValue:
         "agent/ticket.html",
         grant_default_minutes=settings.grant_default_seconds // 60,
         grant_max_minutes=settings.grant_max_seconds // 60,
+        story=timeline.ticket_story(ticket_ref),
         **vars(access.ticket_overview(current_user, ticket_ref)),
     )
 
