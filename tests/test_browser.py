@@ -207,7 +207,7 @@ def test_markup_in_every_customer_field_is_inert_on_every_agent_page(
     assert "__xss" not in page.content()
 
     page.locator("form[action$='/tickets/T-xss/reveal'] button[type=submit]").click()
-    page.wait_for_selector("code.secret")
+    page.wait_for_selector("code.secret", state="attached")  # masked (hidden) until asked
     assert_inert(page, "reveal page")
     shown = page.eval_on_selector_all("code.secret", "nodes => nodes.map(n => n.textContent)")
     # Each value is on the page as text, exactly as typed (quotes, tags and `&amp;` included).

@@ -17,6 +17,7 @@ STATE_CHANGING = {
     "auth.logout": "/logout",
     "tickets.request_access": "/tickets/T-1/access",
     "tickets.reveal": "/tickets/T-1/reveal",
+    "tickets.end_grant": "/tickets/T-1/grants/G-1/end",
 }
 
 

@@ -10,6 +10,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
         "script-src 'self'",
+        # The reveal page's script polls its grant's status (same origin only).
+        "connect-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
         "form-action 'self'",

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..errors import ServiceError
 from ..extensions import current_settings, current_vault
-from ..services import access
+from ..services import access, grants, timeline
+from ..services.agents import actor_of
 from . import login_required
 from .auth import recently_verified
 
@@ -53,6 +54,7 @@ def ticket(ticket_ref: str) -> ResponseReturnValue:
         "agent/ticket.html",
         grant_default_minutes=settings.grant_default_seconds // 60,
         grant_max_minutes=settings.grant_max_seconds // 60,
+        story=timeline.ticket_story(ticket_ref),
         **vars(access.ticket_overview(current_user, ticket_ref)),
     )
 
@@ -90,11 +92,31 @@ def request_access(ticket_ref: str) -> ResponseReturnValue:
 @require_recent_verification
 def reveal(ticket_ref: str) -> ResponseReturnValue:
     """Decrypt and show the credentials: POST only, audited first, never cached."""
+    grant_id = request.form.get("grant_id", "")
     result = access.reveal_credentials(
-        current_settings(),
-        current_vault(),
-        current_user,
-        ticket_ref,
-        request.form.get("grant_id", ""),
+        current_settings(), current_vault(), current_user, ticket_ref, grant_id
     )
-    return render_template("agent/reveal.html", reveal=result)
+    # The grant revealed with is the one the page polls and offers to end.
+    return render_template("agent/reveal.html", reveal=result, grant_id=grant_id)
+
+
+@bp.get("/tickets/<ticket_ref>/grants/<grant_id>/status")
+@login_required
+def grant_status(ticket_ref: str, grant_id: str) -> ResponseReturnValue:
+    """Whether the agent's grant still holds (the reveal page polls it); never a value."""
+    return jsonify(grants.grant_status(current_user.id, ticket_ref, grant_id).as_json())
+
+
+@bp.post("/tickets/<ticket_ref>/grants/<grant_id>/end")
+@login_required
+def end_grant(ticket_ref: str, grant_id: str) -> ResponseReturnValue:
+    """End the agent's own grant now: its Vault token is revoked before this answers."""
+    ended = grants.end_grant(
+        current_vault(),
+        ticket_ref,
+        grant_id,
+        actor=actor_of(current_user),
+        owner_id=current_user.id,
+    )
+    flash("Your access has ended." if ended else "This access had already ended.", "info")
+    return redirect(url_for("tickets.ticket", ticket_ref=ticket_ref))
