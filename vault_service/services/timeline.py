@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ..clock import utcnow
 from ..errors import NotFound
+from ..kinds import kind_label
 from ..models import Agent, AuditEvent, Grant, Lease
 from ..transactions import read_only
 from . import lifecycle, receipts
@@ -69,7 +70,7 @@ def _detail(action: str, details: dict[str, Any]) -> str:
     """A short human line from a record's safe details (kinds, counts, reasons, times)."""
     parts = []
     if "kinds" in details:
-        parts.append("kinds: " + ", ".join(map(str, details["kinds"])))
+        parts.append("kinds: " + ", ".join(kind_label(str(kind)) for kind in details["kinds"]))
     if "item_count" in details:
         parts.append(f"{details['item_count']} item(s)")
     if "reason" in details:
