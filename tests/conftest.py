@@ -25,6 +25,8 @@ from vault_service.extensions import db
 from vault_service.services.providers import standard_webhooks
 from vault_service.vault import bootstrap_vault, issue_app_token
 
+from .helpers import Gunicorn
+
 WEBHOOK_KEY = secrets.token_bytes(32)
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_KEY).decode()
 TICKET_API_TOKEN = secrets.token_urlsafe(32)
@@ -373,3 +375,38 @@ def ticket_system_factory():
         return TicketSystem(client), browser, client
 
     return build
+
+
+# -- fixtures more than one test module uses (their helpers live in tests/helpers.py) ---------
+
+
+@pytest.fixture
+def start_gunicorn(tmp_path, openbao, app_token, migrated_sqlite_template):
+    started: list[Gunicorn] = []
+
+    def start(conf: bool = True) -> Gunicorn:
+        database = tmp_path / f"db-{len(started)}.sqlite"
+        shutil.copyfile(migrated_sqlite_template, database)
+        server = Gunicorn(tmp_path, openbao, app_token, database, conf)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def app_without_vault(make_settings, settings):
+    """The same service and database, pointed at a port where no Vault listens."""
+    broken = create_app(
+        make_settings(
+            secret_key=settings.secret_key,  # so it recognises the working app's link tokens
+            vault_addr=f"http://127.0.0.1:{free_port()}",
+            vault_timeout_seconds=2.0,
+        )
+    )
+    yield broken
+    with broken.app_context():
+        db.session.remove()
+        db.engine.dispose()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
+import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +20,10 @@ from joserfc import jws as jose_jws
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from werkzeug.serving import WSGIRequestHandler
 
 from vault_service import jws
+from vault_service.devtools import processes
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import Lease, Ticket
@@ -185,3 +191,79 @@ def tamper(token: str, part: int) -> str:
     raw[len(raw) // 2] ^= 0x01
     parts[part] = jws.b64url(bytes(raw))
     return ".".join(parts)
+
+
+# -- gunicorn started as the Dockerfile starts it (test_server_banner.py and others) -----------
+
+GUNICORN_CONF = "python:vault_service.gunicorn_conf"
+
+
+class Gunicorn:
+    """gunicorn serving the app on a free loopback port, with a minimal environment."""
+
+    def __init__(self, tmp_path: Path, openbao, app_token: str, database: Path, conf: bool):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        inherited = make_child_environment()
+        env = {
+            **inherited,
+            "VAULT_SERVICE_ENV": "testing",
+            "VAULT_SERVICE_DATABASE_URL": f"sqlite:///{database}",
+            "VAULT_ADDR": openbao.addr,
+            "VAULT_SERVICE_VAULT_TOKEN": app_token,
+            "VAULT_SERVICE_SECRET_KEY": secrets.token_urlsafe(48),
+            "VAULT_SERVICE_TICKET_API_TOKEN": secrets.token_urlsafe(32),
+            "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),
+            "VAULT_SERVICE_PUBLIC_URL": self.base,
+        }
+        self.env = env  # for tests that call the API (its token) or read the settings
+        args = ["-c", GUNICORN_CONF] if conf else []
+        args += ["--workers", "1", "vault_service.wsgi:app"]
+        self.log = tmp_path / f"gunicorn-{self.port}.log"
+        self.process = processes.start_gunicorn(
+            args, port=self.port, log_path=self.log, env=env, cwd=ROOT
+        )
+
+    def raw(self, request: bytes) -> bytes:
+        """Send bytes as they are (gunicorn's own parser errors never reach the app)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
+            connection.sendall(request)
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+# -- real Chromium against a werkzeug server (test_browser.py, test_customer_pages_browser.py) -
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """werkzeug's server without its `Server: Werkzeug/x Python/y` banner, like production."""
+
+    def version_string(self) -> str:
+        return "vault-service"
+
+
+# -- the customer's form, and the branding an organisation gives it -----------------------------
+
+
+def csrf_token_of(page: str) -> str:
+    marker = 'name="csrf_token" value="'
+    start = page.index(marker) + len(marker)
+    return page[start : page.index('"', start)]
+
+
+BRAND = "Acme Hosting <GmbH> & Co"
+SUPPORT = "support@acme.example"
+PRIVACY = "https://acme.example/privacy"
+# A 24x24 blue square PNG: the logo the branded app serves (visible in the screenshots).
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000018000000180806000000e0773df80000002549444154789c"
+    "63908fdfff9f969861d482510b462d18b560d482510b462d18b56068580000d3cf074cc02c00c40000000049"
+    "454e44ae426082"
+)

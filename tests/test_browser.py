@@ -4,15 +4,14 @@ any agent page."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 
 from .conftest import AGENT_PASSWORD
+from .helpers import CHROMIUM, QuietRequestHandler
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 
@@ -47,13 +46,6 @@ FORM_PAYLOADS = {
     "#ot_secret": payload("os"),
     "#notes": payload("no"),
 }
-
-
-class QuietRequestHandler(WSGIRequestHandler):
-    """werkzeug's server without its `Server: Werkzeug/x Python/y` banner, like production."""
-
-    def version_string(self) -> str:
-        return "vault-service"
 
 
 @pytest.fixture

@@ -29,17 +29,7 @@ from vault_service.kinds.validation import check_field
 from vault_service.models import SubmissionLink
 from vault_service.services.customer_form import RECEIVED_COOKIE
 
-from .test_submissions import app_without_vault, csrf_token_of  # noqa: F401 (a fixture)
-
-BRAND = "Acme Hosting <GmbH> & Co"
-SUPPORT = "support@acme.example"
-PRIVACY = "https://acme.example/privacy"
-# A 24x24 blue square PNG: the logo the branded app serves (visible in the screenshots).
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000018000000180806000000e0773df80000002549444154789c"
-    "63908fdfff9f969861d482510b462d18b560d482510b462d18b56068580000d3cf074cc02c00c40000000049"
-    "454e44ae426082"
-)
+from .helpers import BRAND, PNG, PRIVACY, SUPPORT, csrf_token_of
 
 
 @pytest.fixture

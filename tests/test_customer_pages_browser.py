@@ -18,8 +18,7 @@ from vault_service import create_app
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import db
 
-from .test_browser import CHROMIUM, QuietRequestHandler
-from .test_customer_form import BRAND, PNG, PRIVACY, SUPPORT
+from .helpers import BRAND, CHROMIUM, PNG, PRIVACY, SUPPORT, QuietRequestHandler
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")

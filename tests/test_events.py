@@ -38,6 +38,7 @@ from vault_service.services.submissions import find_usable_link, submit_credenti
 from vault_service.transactions import read_only, transaction
 
 from .conftest import SAMPLE_ITEMS
+from .deployment import Stack, wait_for
 from .helpers import ROOT, EventReceiver, run_worker_pass
 
 KEY_A = secrets.token_bytes(32)
@@ -404,8 +405,6 @@ def test_the_app_killed_right_after_a_submissions_201_still_has_its_event_delive
 ):
     """gunicorn SIGKILLed the moment the submission's 201 arrives: the event is in the database,
     never attempted, and a worker started afterwards delivers it, signed."""
-    from .test_process_faults import Stack, wait_for
-
     stack = Stack(tmp_path, SimpleNamespace(addr=openbao.addr, app_token=app_token))
     events_env = {
         "VAULT_SERVICE_EVENTS_URL": receiver.url,

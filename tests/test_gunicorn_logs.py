@@ -10,8 +10,6 @@ import json
 import pytest
 import requests
 
-from .test_server_banner import start_gunicorn  # noqa: F401 - the fixture
-
 MALFORMED = [
     b"GET /s/{token}\xff HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /s/{token} HTTP/9.Z\r\nHost: x\r\n\r\n",

@@ -19,7 +19,6 @@ import requests
 from vault_service.devtools.processes import Process, free_port
 
 from .helpers import ROOT
-from .test_server_banner import start_gunicorn  # noqa: F401 - the fixture
 
 SHIPPED = ROOT / "deploy" / "nginx" / "vault-service.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)

@@ -4,79 +4,12 @@ banner, on the app's pages and on gunicorn's own error responses."""
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 import secrets
-import shutil
-import socket
-from pathlib import Path
 
-import pytest
 import requests
 
-from vault_service.devtools import processes
-from vault_service.devtools.processes import free_port
-
-from .helpers import ROOT, make_child_environment
-
-GUNICORN_CONF = "python:vault_service.gunicorn_conf"
 VERSION = re.compile(r"\d+\.\d+")
-
-
-class Gunicorn:
-    """gunicorn serving the app on a free loopback port, with a minimal environment."""
-
-    def __init__(self, tmp_path: Path, openbao, app_token: str, database: Path, conf: bool):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        inherited = make_child_environment()
-        env = {
-            **inherited,
-            "VAULT_SERVICE_ENV": "testing",
-            "VAULT_SERVICE_DATABASE_URL": f"sqlite:///{database}",
-            "VAULT_ADDR": openbao.addr,
-            "VAULT_SERVICE_VAULT_TOKEN": app_token,
-            "VAULT_SERVICE_SECRET_KEY": secrets.token_urlsafe(48),
-            "VAULT_SERVICE_TICKET_API_TOKEN": secrets.token_urlsafe(32),
-            "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),
-            "VAULT_SERVICE_PUBLIC_URL": self.base,
-        }
-        self.env = env  # for tests that call the API (its token) or read the settings
-        args = ["-c", GUNICORN_CONF] if conf else []
-        args += ["--workers", "1", "vault_service.wsgi:app"]
-        self.log = tmp_path / f"gunicorn-{self.port}.log"
-        self.process = processes.start_gunicorn(
-            args, port=self.port, log_path=self.log, env=env, cwd=ROOT
-        )
-
-    def raw(self, request: bytes) -> bytes:
-        """Send bytes as they are (gunicorn's own parser errors never reach the app)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
-            connection.sendall(request)
-            chunks = []
-            while chunk := connection.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks)
-
-    def stop(self) -> None:
-        self.process.stop()
-
-
-@pytest.fixture
-def start_gunicorn(tmp_path, openbao, app_token, migrated_sqlite_template):
-    started: list[Gunicorn] = []
-
-    def start(conf: bool = True) -> Gunicorn:
-        database = tmp_path / f"db-{len(started)}.sqlite"
-        shutil.copyfile(migrated_sqlite_template, database)
-        server = Gunicorn(tmp_path, openbao, app_token, database, conf)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def banner_free(value: str | None) -> bool:

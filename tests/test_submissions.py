@@ -14,13 +14,12 @@ import pytest
 from freezegun import freeze_time
 from sqlalchemy import func, select
 
-from vault_service import create_app
-from vault_service.devtools.processes import free_port
 from vault_service.extensions import db
 from vault_service.models import CredentialItem, Lease, SubmissionLink, Ticket
 from vault_service.vault import KV_MOUNT
 
 from .conftest import SAMPLE_ITEMS
+from .helpers import csrf_token_of
 
 pytestmark = pytest.mark.usefixtures("openbao")
 
@@ -76,12 +75,6 @@ def link_row(app) -> SubmissionLink:
         (link,) = db.session.scalars(select(SubmissionLink)).all()
         db.session.expunge(link)
         return link
-
-
-def csrf_token_of(page: str) -> str:
-    marker = 'name="csrf_token" value="'
-    start = page.index(marker) + len(marker)
-    return page[start : page.index('"', start)]
 
 
 # -- JSON validation ----------------------------------------------------------------------------
@@ -488,22 +481,6 @@ def test_concurrent_posts_to_one_link_store_exactly_one_submission(app, ticket_s
 
 
 # -- Vault outage -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def app_without_vault(make_settings, settings):
-    """The same service and database, pointed at a port where no Vault listens."""
-    broken = create_app(
-        make_settings(
-            secret_key=settings.secret_key,  # so it recognises the working app's link tokens
-            vault_addr=f"http://127.0.0.1:{free_port()}",
-            vault_timeout_seconds=2.0,
-        )
-    )
-    yield broken
-    with broken.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_vault_outage_is_a_clear_503_stores_nothing_and_keeps_the_link(
