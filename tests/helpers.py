@@ -267,3 +267,40 @@ PNG = bytes.fromhex(
     "63908fdfff9f969861d482510b462d18b560d482510b462d18b56068580000d3cf074cc02c00c40000000049"
     "454e44ae426082"
 )
+
+
+# -- agent and customer pages in Chromium ------------------------------------------------------
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+
+
+def log_browser_in(page, live_server: str, agent) -> None:
+    """Log the agent in with the conftest helper (password and second factor, however the
+    login works) and hand its session to the browser. The helper speaks as this browser (same
+    address and User-Agent), so the session's binding to them holds."""
+    agent.client.environ_base["HTTP_USER_AGENT"] = page.evaluate("navigator.userAgent")
+    response = agent.login()
+    assert response.status_code in (302, 303), response.status_code
+    name = agent.app.config["SESSION_COOKIE_NAME"]
+    cookie = agent.client.get_cookie(name)
+    assert cookie is not None, "the login set no session cookie"
+    page.context.add_cookies([{"name": name, "value": cookie.value, "url": live_server}])
+
+
+def assert_accessible(page, where: str) -> None:
+    """axe-core's WCAG 2.x A/AA rules and best practices: nothing serious or critical."""
+    source = AXE.read_text()
+    # Evaluated through the DevTools protocol, which the page's CSP does not govern: the page
+    # itself stays exactly as served (no inline script tag is added).
+    page.evaluate(source)
+    results = page.evaluate(
+        "() => axe.run(document, {runOnly: {type: 'tag', values: "
+        "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']}})"
+    )
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in results["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{where}: {bad}"
+    assert results["passes"], where  # axe did run its rules

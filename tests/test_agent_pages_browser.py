@@ -16,9 +16,13 @@ from vault_service.models import Agent
 from vault_service.services import access
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import run_worker_pass
-from .test_browser import CHROMIUM, QuietRequestHandler, log_browser_in
-from .test_customer_pages_browser import assert_accessible
+from .helpers import (
+    CHROMIUM,
+    QuietRequestHandler,
+    assert_accessible,
+    log_browser_in,
+    run_worker_pass,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")

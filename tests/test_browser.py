@@ -10,7 +10,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from .conftest import AGENT_PASSWORD
-from .helpers import CHROMIUM, QuietRequestHandler
+from .helpers import CHROMIUM, QuietRequestHandler, log_browser_in
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
@@ -91,19 +91,6 @@ def assert_no_server_banner(responses) -> None:
     for response in responses:
         server = response.headers.get("server", "")
         assert "werkzeug" not in server.lower() and "python" not in server.lower(), response.url
-
-
-def log_browser_in(page, live_server: str, agent) -> None:
-    """Log the agent in with the conftest helper (password and second factor, however the
-    login works) and hand its session to the browser. The helper speaks as this browser (same
-    address and User-Agent), so the session's binding to them holds."""
-    agent.client.environ_base["HTTP_USER_AGENT"] = page.evaluate("navigator.userAgent")
-    response = agent.login()
-    assert response.status_code in (302, 303), response.status_code
-    name = agent.app.config["SESSION_COOKIE_NAME"]
-    cookie = agent.client.get_cookie(name)
-    assert cookie is not None, "the login set no session cookie"
-    page.context.add_cookies([{"name": name, "value": cookie.value, "url": live_server}])
 
 
 def assert_inert(page, where: str) -> None:

@@ -18,12 +18,20 @@ from vault_service import create_app
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import db
 
-from .helpers import BRAND, CHROMIUM, PNG, PRIVACY, SUPPORT, QuietRequestHandler
+from .helpers import (
+    AXE,
+    BRAND,
+    CHROMIUM,
+    PNG,
+    PRIVACY,
+    SUPPORT,
+    QuietRequestHandler,
+    assert_accessible,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 
-AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
 SECRET = "pw-canary-9e41 ✓"
 
@@ -102,25 +110,6 @@ def shoot(page, screenshots: Path, name: str) -> None:
     if wanted:
         Path(wanted).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(wanted) / path.name)
-
-
-def assert_accessible(page, where: str) -> None:
-    """axe-core's WCAG 2.x A/AA rules and best practices: nothing serious or critical."""
-    source = AXE.read_text()
-    # Evaluated through the DevTools protocol, which the page's CSP does not govern: the page
-    # itself stays exactly as served (no inline script tag is added).
-    page.evaluate(source)
-    results = page.evaluate(
-        "() => axe.run(document, {runOnly: {type: 'tag', values: "
-        "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']}})"
-    )
-    bad = [
-        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-        for v in results["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, f"{where}: {bad}"
-    assert results["passes"], where  # axe did run its rules
 
 
 def assert_csp_clean(page, where: str) -> None:
