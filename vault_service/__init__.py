@@ -58,7 +58,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=settings.secret_key,
+        # First key signs sessions; the rest still verify them (Flask 3.1), so rotating
+        # VAULT_SERVICE_SECRET_KEY with the old key kept second signs nobody out.
+        SECRET_KEY=settings.signing_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_keys[1:]),
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         # A ping per checkout guards against dropped server connections; a SQLite file has none.
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": not settings.database_url.startswith("sqlite")},

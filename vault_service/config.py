@@ -154,6 +154,18 @@ class Settings:
         return [address.rstrip("/") for address in _split(self.vault_addr)] or [Settings.vault_addr]
 
     @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """VAULT_SERVICE_SECRET_KEY may hold several keys (space- or comma-separated) for a
+        rotation without a reset: the first signs and encrypts, every one verifies and decrypts."""
+        return _split(self.secret_key)
+
+    @property
+    def signing_key(self) -> str:
+        """The key everything new is signed, hashed and encrypted under: the first of the list."""
+        keys = self.secret_keys
+        return keys[0] if keys else ""
+
+    @property
     def is_production(self) -> bool:
         """Production refuses missing secrets and root tokens."""
         return self.env == "production"
@@ -354,7 +366,10 @@ def validate_settings(settings: Settings) -> None:
     missing = [
         name
         for name, present in (
-            ("VAULT_SERVICE_SECRET_KEY", len(settings.secret_key) >= 32),
+            (
+                "VAULT_SERVICE_SECRET_KEY",
+                bool(settings.secret_keys) and all(len(k) >= 32 for k in settings.secret_keys),
+            ),
             ("VAULT_SERVICE_TICKET_API_TOKEN", bool(settings.ticket_api_tokens)),
             (
                 "VAULT_SERVICE_VAULT_TOKEN or VAULT_SERVICE_VAULT_ROLE_ID/SECRET_ID",
@@ -365,7 +380,9 @@ def validate_settings(settings: Settings) -> None:
     ]
     if missing:
         _problem(
-            "missing or too short: " + ", ".join(missing) + " (the secret key needs 32+ characters)"
+            "missing or too short: "
+            + ", ".join(missing)
+            + " (each secret key needs 32+ characters)"
         )
     if any(len(token) < 32 for token in settings.ticket_api_tokens):
         _problem("VAULT_SERVICE_TICKET_API_TOKEN values need at least 32 characters")

@@ -62,17 +62,25 @@ _STATES = {
 }
 
 
-def _key(settings: Settings, purpose: bytes) -> bytes:
-    """A key of its own per purpose, derived from the secret key."""
-    return hashlib.sha256(
-        b"vault-service/" + purpose + b"\x00" + settings.secret_key.encode()
-    ).digest()
+def _key(secret_key: str, purpose: bytes) -> bytes:
+    """A key of its own per purpose, derived from one secret key."""
+    return hashlib.sha256(b"vault-service/" + purpose + b"\x00" + secret_key.encode()).digest()
+
+
+def _status_token_hash(secret_key: str, token: str) -> str:
+    key = _key(secret_key, b"status-token/v1")
+    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def hash_status_token(settings: Settings, token: str) -> str:
     """Keyed hash of a status token: a stolen database cannot be turned back into status pages."""
-    key = _key(settings, b"status-token/v1")
-    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+    return _status_token_hash(settings.signing_key, token)
+
+
+def status_token_hashes(settings: Settings, token: str) -> list[str]:
+    """The token's hash under every configured secret key, for a lookup (as link tokens: tried
+    against each key, so a page issued before a rotation opens while its key stays listed)."""
+    return [_status_token_hash(key, token) for key in settings.secret_keys]
 
 
 def status_url(settings: Settings, token: str) -> str:
@@ -125,7 +133,7 @@ def _find(settings: Settings, connection: Connection, token: str, *, lock: bool)
         )
         .join(_LEASES, _LEASES.c.id == _TOKENS.c.lease_id)
         .join(_TICKETS, _TICKETS.c.id == _LEASES.c.ticket_id)
-        .where(_TOKENS.c.token_hash == hash_status_token(settings, token))
+        .where(_TOKENS.c.token_hash.in_(status_token_hashes(settings, token)))
     )
     if lock:
         # Orders a deletion against the close webhook and a reveal, which lock the lease too.
@@ -323,12 +331,13 @@ def delete_now(settings: Settings, token: str) -> DeleteAnswer:
 def delete_nonce(settings: Settings, token: str, now: datetime) -> str:
     """The confirmation form's nonce: an HMAC of the token and the time, under the secret key."""
     stamp = int(now.timestamp())
-    return f"{stamp}.{_nonce_mac(settings, token, stamp)}"
+    return f"{stamp}.{_nonce_mac(settings.signing_key, token, stamp)}"
 
 
-def _nonce_mac(settings: Settings, token: str, stamp: int) -> str:
+def _nonce_mac(secret_key: str, token: str, stamp: int) -> str:
     message = f"{stamp}.{token}".encode()
-    return hmac.new(_key(settings, b"status-delete-nonce/v1"), message, hashlib.sha256).hexdigest()
+    key = _key(secret_key, b"status-delete-nonce/v1")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def check_delete_nonce(settings: Settings, token: str, nonce: object, now: datetime) -> bool:
@@ -339,7 +348,11 @@ def check_delete_nonce(settings: Settings, token: str, nonce: object, now: datet
     if not stamp_text.isdigit():
         return False
     stamp = int(stamp_text)
-    if not hmac.compare_digest(mac, _nonce_mac(settings, token, stamp)):
+    # Any configured key: a confirmation page rendered just before a rotation still confirms.
+    matched = False
+    for key in settings.secret_keys:
+        matched |= hmac.compare_digest(mac, _nonce_mac(key, token, stamp))
+    if not matched:
         return False
     age = now.timestamp() - stamp
     return -CLOCK_SKEW_SECONDS <= age < DELETE_CONFIRM_SECONDS

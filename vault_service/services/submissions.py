@@ -21,7 +21,7 @@ from ..vault import Vault, VaultError
 from . import audit, connectors, events, status_page
 from .events import EventType
 from .lifecycle import is_serving, link_state
-from .tickets import hash_link_token
+from .tickets import link_token_hashes
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
                 )
                 .join(_LEASES, _LEASES.c.id == _LINKS.c.lease_id)
                 .join(_TICKETS, _TICKETS.c.id == _LINKS.c.ticket_id)
-                .where(_LINKS.c.token_hash == hash_link_token(settings, token))
+                .where(_LINKS.c.token_hash.in_(link_token_hashes(settings, token)))
             )
             .first()
         )

@@ -42,10 +42,22 @@ def validate_ticket_ref(ticket_ref: object) -> str:
     return ticket_ref
 
 
+def _link_token_hash(secret_key: str, token: str) -> str:
+    key = hashlib.sha256(b"vault-service/link-token/v1\x00" + secret_key.encode()).digest()
+    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def hash_link_token(settings: Settings, token: str) -> str:
     """Keyed hash of a link token: a stolen database cannot be turned back into working links."""
-    key = hashlib.sha256(b"vault-service/link-token/v1\x00" + settings.secret_key.encode()).digest()
-    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+    return _link_token_hash(settings.signing_key, token)
+
+
+def link_token_hashes(settings: Settings, token: str) -> list[str]:
+    """The token's hash under every configured secret key, for a lookup: a link issued before a
+    rotation still matches under the old key while that key stays in the list. Tried against
+    every key rather than tagged with a key id, so no column changes; the cost is one HMAC per
+    configured key (two during a rotation) and one indexed IN lookup."""
+    return [_link_token_hash(key, token) for key in settings.secret_keys]
 
 
 def link_url(settings: Settings, token: str) -> str:
