@@ -42,7 +42,7 @@ def locked() -> dict[str, tuple[Version, int]]:
     return pins
 
 
-def test_the_lock_pins_every_runtime_dependency_at_an_allowed_version():
+def test_the_lock_pins_every_runtime_dependency_at_an_allowed_version() -> None:
     pins = locked()
     problems = []
     for requirement in runtime_requirements():
@@ -54,7 +54,7 @@ def test_the_lock_pins_every_runtime_dependency_at_an_allowed_version():
     assert not problems, "run `make lock`:\n" + "\n".join(problems)
 
 
-def test_every_locked_package_is_pinned_with_hashes_and_the_image_requires_them():
+def test_every_locked_package_is_pinned_with_hashes_and_the_image_requires_them() -> None:
     pins = locked()
     assert len(pins) >= len(runtime_requirements())
     assert not [name for name, (_, hashes) in pins.items() if hashes == 0]
