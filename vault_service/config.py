@@ -457,7 +457,9 @@ def validate_events(settings: Settings) -> None:
 def validate_rate_limits(settings: Settings) -> None:
     """Each limit must parse, and the storage must be one the limits library can use."""
     from limits import parse_many
-    from limits.storage import SCHEMES
+
+    # Public in practice (limits documents the schemes) but missing from its __all__.
+    from limits.storage import SCHEMES  # type: ignore[attr-defined]
 
     for name in ("LOGIN", "LINK", "API", "WEBHOOK"):
         try:

@@ -13,9 +13,10 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, Row, Table, insert, select
 
 from ..clock import utcnow
 from ..config import Settings
@@ -49,9 +50,12 @@ DELETE_CONFIRM_SECONDS = 15 * 60
 CLOCK_SKEW_SECONDS = 60
 CUSTOMER = "customer"
 
-_TOKENS = StatusToken.__table__
-_LEASES = Lease.__table__
-_TICKETS = Ticket.__table__
+# Typed as the Tables they are (the declarative attribute is typed as a plain FromClause).
+_TOKENS = cast(Table, StatusToken.__table__)
+_LEASES = cast(Table, Lease.__table__)
+_TICKETS = cast(Table, Ticket.__table__)
+# A row of any shape: each query names its own columns.
+AnyRow = Row[*tuple[Any, ...]]
 
 # What the customer is told about the state of their credentials, from their lease's status.
 _STATES = {
@@ -116,7 +120,7 @@ def record_status_token(
     )
 
 
-def _find(settings: Settings, connection: Connection, token: str, *, lock: bool) -> Row:
+def _find(settings: Settings, connection: Connection, token: str, *, lock: bool) -> AnyRow:
     """The token's row with its lease and ticket; StatusPageNotFound for every other case."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise StatusPageNotFound()
@@ -161,7 +165,7 @@ class Access:
     expires_at: datetime
     revealed_at: list[datetime] = field(default_factory=list)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "agent": self.agent,
             "reason": self.reason,
@@ -178,17 +182,17 @@ class StatusReport:
     ticket_ref: str
     state: str
     received_at: datetime
-    items: list[dict]
+    items: list[dict[str, Any]]
     accesses: list[Access]
     retention_until: datetime
     purge_reason: str | None
     purge_completed_at: datetime | None
-    receipt: dict | None
+    receipt: dict[str, Any] | None
     # The same receipt signed by Vault (compact JWS): what the customer keeps and anyone verifies.
     receipt_jws: str | None
     available_until: datetime | None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "ticket_ref": self.ticket_ref,
             "state": self.state,
@@ -213,7 +217,7 @@ def _agent_name(username: str, display_name: str | None = None) -> str:
     return display_name or username
 
 
-def _accesses(connection: Connection, row: Row) -> list[Access]:
+def _accesses(connection: Connection, row: AnyRow) -> list[Access]:
     """Every grant that could reach these items, each with its reveals of them (from the
     audit trail, which records the item ids a reveal read)."""
     received_at = row.created_at
@@ -249,7 +253,7 @@ def _accesses(connection: Connection, row: Row) -> list[Access]:
     ]
 
 
-def _purge_job(connection: Connection, lease_id: str) -> Row | None:
+def _purge_job(connection: Connection, lease_id: str) -> AnyRow | None:
     """The lease's purge job (at most one: its dedupe key is the lease id) and, once it is done,
     its signed receipt (one per lease)."""
     return connection.execute(
@@ -303,7 +307,7 @@ class DeleteAnswer:
     def http_status(self) -> int:
         return 202 if self.status == "deleting" else 200
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason}
 
 

@@ -9,6 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -72,12 +73,12 @@ class TicketReport:
     ticket_ref: str
     status: TicketStatus
     credential_count: int
-    purge_receipt: dict | None
+    purge_receipt: dict[str, Any] | None
     # The same receipt as a JWS signed in Vault (None before the first purge, and for receipts
     # of purges completed before receipts were signed).
     purge_receipt_jws: str | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "ticket_ref": self.ticket_ref,
             "status": self.status,
@@ -133,7 +134,9 @@ def check_link_presentation(message: object, locale: object) -> tuple[str | None
     return message, locale
 
 
-def _record_lease_token(lease_id: str, issued: IssuedToken, sealed: str, expires_at) -> bool:
+def _record_lease_token(
+    lease_id: str, issued: IssuedToken, sealed: str, expires_at: datetime
+) -> bool:
     """Activate the lease with its token, in one transaction; False if it left provisioning."""
     with transaction():
         return lifecycle.activate_lease(
