@@ -6,11 +6,18 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
+# Every runtime dependency (with the postgres and redis extras) pinned and hash-checked: the image
+# installs exactly what was locked, or fails. `make lock` regenerates the file from pyproject.toml;
+# tests/test_lock_file.py fails when the two drift apart.
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --require-hashes -r requirements.lock
 # Only what the wheel is built from: never the working tree (var/ holds development Vault keys).
 COPY pyproject.toml README.md ./
 COPY policies ./policies
 COPY vault_service ./vault_service
-RUN /opt/venv/bin/pip install ".[postgres,redis]"
+# --no-deps: nothing beyond the lock. (The build backend, hatchling, is fetched for the build only
+# and does not end up in the image.)
+RUN /opt/venv/bin/pip install --no-deps .
 
 FROM python:3.12-slim
 ENV PATH=/opt/venv/bin:$PATH \

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format bench check-python clean
+.PHONY: dev test lint format bench check-python clean lock
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -42,6 +42,13 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
+
+# The image's hashed lock (Dockerfile): runtime dependencies with the postgres and redis extras.
+# Wheels' hashes for every platform and Python are kept, so one file serves 3.11 and 3.12.
+lock: $(STAMP)
+	$(BIN)/python -m piptools compile --quiet --generate-hashes --extra postgres --extra redis \
+	  --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ import base64
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -54,10 +55,47 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
             handle.write(f"{key}={value}\n")
 
 
+class PortProblem(Exception):
+    """A port setting that cannot be used, as the one line to print."""
+
+
+def read_port(variable: str, default: int) -> int:
+    """PORT or OPENBAO_PORT: an integer in 1-65535, or one line saying what to change."""
+    raw = os.environ.get(variable, "") or str(default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise PortProblem(f"make dev: {variable}={raw!r} is not a port number (1-65535)")
+    return int(raw)
+
+
+def check_port_free(variable: str, port: int) -> None:
+    """Refuse a taken port before anything is bootstrapped or printed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR as gunicorn and OpenBao bind: a port in TIME_WAIT from the previous run
+        # is free to them, so it counts as free here too.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortProblem(
+                f"make dev: port {port} on 127.0.0.1 is in use; "
+                f"choose another with {variable}=<port> make dev"
+            ) from None
+
+
 def main() -> int:
+    try:
+        port = read_port("PORT", 8000)
+        openbao_port = read_port("OPENBAO_PORT", 8200)
+        if port == openbao_port:
+            raise PortProblem(f"make dev: PORT and OPENBAO_PORT are both {port}; change one")
+        # Both ports first: nothing is started, bootstrapped or printed for a run that cannot
+        # serve (a race with another program binding meanwhile still fails, later and louder).
+        check_port_free("OPENBAO_PORT", openbao_port)
+        check_port_free("PORT", port)
+    except PortProblem as problem:
+        print(problem, file=sys.stderr)
+        return 1
     VAR.mkdir(mode=0o700, exist_ok=True)
-    port = int(os.environ.get("PORT", "8000"))
-    openbao_port = int(os.environ.get("OPENBAO_PORT", "8200"))
     previous = read_env_file(DEV_ENV)
     # Secrets are generated once and kept, so the data from an earlier run stays usable.
     secret_key = previous.get("VAULT_SERVICE_SECRET_KEY") or secrets.token_urlsafe(48)
@@ -142,6 +180,8 @@ def prepare_app(agent_password: str, agent_totp_secret: str) -> str:
         # Enrolled with the secret in var/dev.env, so the demo logs in without a phone; a data
         # directory from before the second factor (or a lost dev.env) gets it provisioned anew.
         demo = get_agent(DEMO_AGENT)
+        if demo is None:  # created just above; only a concurrent delete gets here
+            raise RuntimeError(f"the demo agent {DEMO_AGENT!r} vanished while starting")
         if not totp_secret_matches(current_settings(), demo, agent_totp_secret):
             provision_totp(current_settings(), demo, agent_totp_secret, actor="make-dev")
         db.session.rollback()

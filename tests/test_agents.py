@@ -123,7 +123,7 @@ def test_totp_secrets_under_a_replaced_secret_key_fail_closed(
 ):
     from vault_service import create_app
 
-    rotated = create_app(make_settings(secret_key="a completely different key " * 2))
+    rotated = create_app(make_settings(secret_key="a-completely-different-key-" * 2))
     _, browser, _ = ticket_system_factory(rotated)  # same database, alice exists
     assert browser.login().status_code == 401
     with rotated.app_context():

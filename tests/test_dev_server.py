@@ -7,6 +7,8 @@ import base64
 import json
 import re
 import signal
+import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -131,3 +133,35 @@ def test_make_dev_serves_the_demo_purges_in_process_and_keeps_data_across_restar
     request_lines = [line for line in output.splitlines() if '"event": "request"' in line]
     assert any('"/s/<token>"' in line for line in request_lines)
     assert not [line for line in request_lines if token in line]
+
+
+def run_dev_script(var_dir: Path, port: str, openbao_port: str) -> subprocess.CompletedProcess:
+    """scripts/dev.py as `make dev` runs it, to completion (it must stop at once)."""
+    env = dict(make_child_environment(), PORT=port, OPENBAO_PORT=openbao_port)
+    env["VAULT_SERVICE_VAR_DIR"] = str(var_dir)
+    argv = [sys.executable, str(ROOT / "scripts" / "dev.py")]
+    return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("taken", ["PORT", "OPENBAO_PORT"])
+def test_a_taken_port_is_one_line_naming_its_variable_before_anything_starts(tmp_path, taken):
+    var_dir = tmp_path / "var"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        busy = str(listener.getsockname()[1])
+        ports = {"PORT": str(free_port()), "OPENBAO_PORT": str(free_port()), taken: busy}
+        result = run_dev_script(var_dir, ports["PORT"], ports["OPENBAO_PORT"])
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"make dev: port {busy} on 127.0.0.1 is in use; choose another with {taken}=<port> make dev"
+    ]
+    # Nothing was bootstrapped, written or printed: no secrets, no data directory.
+    assert not var_dir.exists()
+
+
+def test_a_port_that_is_not_a_number_is_one_line_too(tmp_path):
+    result = run_dev_script(tmp_path / "var", "http", str(free_port()))
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == ["make dev: PORT='http' is not a port number (1-65535)"]

@@ -344,8 +344,8 @@ def test_an_agent_without_a_second_factor_can_only_enrol(agent, client, app, tic
     # At rest: the secret encrypted, the codes hashed, neither in clear anywhere in the database.
     key = app.extensions["vault_service.settings"].secret_key
     assert secret not in bob.totp_secret_ciphertext
-    assert totp.decrypt_secret(key, bob.totp_secret_ciphertext) == secret
-    assert totp.decrypt_secret("another key" * 4, bob.totp_secret_ciphertext) is None
+    assert totp.decrypt_secret((key,), bob.totp_secret_ciphertext) == secret
+    assert totp.decrypt_secret(("another key" * 4,), bob.totp_secret_ciphertext) is None
     with app.app_context():
         hashes = set(db.session.scalars(select(RecoveryCode.code_hash)))
     assert {hashlib.sha256(c.replace("-", "").encode()).hexdigest() for c in codes} <= hashes

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from . import (
     errors,
@@ -34,7 +35,7 @@ def configure_sqlite(engine: Engine) -> None:
     zeroed, and IMMEDIATE transactions so writers queue instead of failing mid-transaction."""
 
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, _record):
+    def on_connect(dbapi_connection: Any, _record: object) -> None:
         dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
         cursor = dbapi_connection.cursor()
         for pragma in (
@@ -48,7 +49,7 @@ def configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def on_begin(connection):
+    def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -58,7 +59,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=settings.secret_key,
+        # First key signs sessions; the rest still verify them (Flask 3.1), so rotating
+        # VAULT_SERVICE_SECRET_KEY with the old key kept second signs nobody out.
+        SECRET_KEY=settings.signing_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_keys[1:]),
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         # A ping per checkout guards against dropped server connections; a SQLite file has none.
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": not settings.database_url.startswith("sqlite")},
@@ -102,11 +106,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     cli.init_app(app)
 
     @app.before_request
-    def start_timer():
+    def start_timer() -> None:
         g.request_started = time.perf_counter()
 
     @app.after_request
-    def log_request(response):
+    def log_request(response: Response) -> Response:
         # The route pattern, not the path: a link token in the URL never reaches a log line.
         route = request.url_rule.rule if request.url_rule else "<unmatched>"
         elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())

@@ -188,6 +188,18 @@ class Settings:
         return [address.rstrip("/") for address in _split(self.vault_addr)] or [Settings.vault_addr]
 
     @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """VAULT_SERVICE_SECRET_KEY may hold several keys (space- or comma-separated) for a
+        rotation without a reset: the first signs and encrypts, every one verifies and decrypts."""
+        return _split(self.secret_key)
+
+    @property
+    def signing_key(self) -> str:
+        """The key everything new is signed, hashed and encrypted under: the first of the list."""
+        keys = self.secret_keys
+        return keys[0] if keys else ""
+
+    @property
     def is_production(self) -> bool:
         """Production refuses missing secrets and root tokens."""
         return self.env == "production"
@@ -449,7 +461,10 @@ def validate_settings(settings: Settings) -> None:
     missing = [
         name
         for name, present in (
-            ("VAULT_SERVICE_SECRET_KEY", len(settings.secret_key) >= 32),
+            (
+                "VAULT_SERVICE_SECRET_KEY",
+                bool(settings.secret_keys) and all(len(k) >= 32 for k in settings.secret_keys),
+            ),
             ("VAULT_SERVICE_TICKET_API_TOKEN", bool(settings.ticket_api_tokens)),
             (
                 "VAULT_SERVICE_VAULT_TOKEN or VAULT_SERVICE_VAULT_ROLE_ID/SECRET_ID",
@@ -460,7 +475,9 @@ def validate_settings(settings: Settings) -> None:
     ]
     if missing:
         _problem(
-            "missing or too short: " + ", ".join(missing) + " (the secret key needs 32+ characters)"
+            "missing or too short: "
+            + ", ".join(missing)
+            + " (each secret key needs 32+ characters)"
         )
     if any(len(token) < 32 for token in settings.ticket_api_tokens):
         _problem("VAULT_SERVICE_TICKET_API_TOKEN values need at least 32 characters")
@@ -535,7 +552,9 @@ def validate_events(settings: Settings) -> None:
 def validate_rate_limits(settings: Settings) -> None:
     """Each limit must parse, and the storage must be one the limits library can use."""
     from limits import parse_many
-    from limits.storage import SCHEMES
+
+    # Public in practice (limits documents the schemes) but missing from its __all__.
+    from limits.storage import SCHEMES  # type: ignore[attr-defined]
 
     for name in ("LOGIN", "LINK", "API", "WEBHOOK"):
         try:

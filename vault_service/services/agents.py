@@ -94,7 +94,7 @@ def _store_second_factor(
     method: str,
 ) -> list[str]:
     replaced = agent.totp_enrolled
-    agent.totp_secret_ciphertext = totp.encrypt_secret(settings.secret_key, secret)
+    agent.totp_secret_ciphertext = totp.encrypt_secret(settings.secret_keys, secret)
     agent.totp_enrolled_at = now
     agent.totp_last_step = last_step
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.agent_id == agent.id))
@@ -163,7 +163,7 @@ def reset_totp(username: str, *, actor: str) -> Agent:
 
 def totp_secret_matches(settings: Settings, agent: Agent, secret: str) -> bool:
     """Whether the agent's stored secret is this one (make dev keeps its demo agent's)."""
-    stored = totp.decrypt_secret(settings.secret_key, agent.totp_secret_ciphertext or "")
+    stored = totp.decrypt_secret(settings.secret_keys, agent.totp_secret_ciphertext or "")
     return agent.totp_enrolled and stored == secret
 
 

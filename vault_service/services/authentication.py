@@ -114,9 +114,10 @@ def _check_second_factor(
     if not code:
         return None, "missing code"
     if totp.is_totp_code(code):
-        secret = totp.decrypt_secret(settings.secret_key, agent.totp_secret_ciphertext or "")
+        secret = totp.decrypt_secret(settings.secret_keys, agent.totp_secret_ciphertext or "")
         if secret is None:
-            # Encrypted under another secret key (rotated): fail closed; the agent re-enrols.
+            # Encrypted under none of the configured secret keys (the old one removed before
+            # this agent signed in again): fail closed; the agent re-enrols.
             return None, "totp secret unreadable"
         step = totp.matching_step(secret, code, now)
         if step is None:
@@ -125,6 +126,11 @@ def _check_second_factor(
         if agent.totp_last_step is not None and step <= agent.totp_last_step:
             return None, "code reused"
         agent.totp_last_step = step
+        ciphertext = agent.totp_secret_ciphertext or ""
+        if not totp.is_under_signing_key(settings.secret_keys, ciphertext):
+            # Made under an older key still in the list: re-encrypt under the first, so every
+            # agent who signs in during the rotation window survives the old key's removal.
+            agent.totp_secret_ciphertext = totp.encrypt_secret(settings.secret_keys, secret)
         return "totp", None
     recovery = db.session.scalar(
         select(RecoveryCode).where(

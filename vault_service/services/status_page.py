@@ -13,9 +13,10 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, Row, Table, insert, select
 
 from ..clock import utcnow
 from ..config import Settings
@@ -49,9 +50,12 @@ DELETE_CONFIRM_SECONDS = 15 * 60
 CLOCK_SKEW_SECONDS = 60
 CUSTOMER = "customer"
 
-_TOKENS = StatusToken.__table__
-_LEASES = Lease.__table__
-_TICKETS = Ticket.__table__
+# Typed as the Tables they are (the declarative attribute is typed as a plain FromClause).
+_TOKENS = cast(Table, StatusToken.__table__)
+_LEASES = cast(Table, Lease.__table__)
+_TICKETS = cast(Table, Ticket.__table__)
+# A row of any shape: each query names its own columns.
+AnyRow = Row[*tuple[Any, ...]]
 
 # What the customer is told about the state of their credentials, from their lease's status.
 _STATES = {
@@ -62,17 +66,25 @@ _STATES = {
 }
 
 
-def _key(settings: Settings, purpose: bytes) -> bytes:
-    """A key of its own per purpose, derived from the secret key."""
-    return hashlib.sha256(
-        b"vault-service/" + purpose + b"\x00" + settings.secret_key.encode()
-    ).digest()
+def _key(secret_key: str, purpose: bytes) -> bytes:
+    """A key of its own per purpose, derived from one secret key."""
+    return hashlib.sha256(b"vault-service/" + purpose + b"\x00" + secret_key.encode()).digest()
+
+
+def _status_token_hash(secret_key: str, token: str) -> str:
+    key = _key(secret_key, b"status-token/v1")
+    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def hash_status_token(settings: Settings, token: str) -> str:
     """Keyed hash of a status token: a stolen database cannot be turned back into status pages."""
-    key = _key(settings, b"status-token/v1")
-    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+    return _status_token_hash(settings.signing_key, token)
+
+
+def status_token_hashes(settings: Settings, token: str) -> list[str]:
+    """The token's hash under every configured secret key, for a lookup (as link tokens: tried
+    against each key, so a page issued before a rotation opens while its key stays listed)."""
+    return [_status_token_hash(key, token) for key in settings.secret_keys]
 
 
 def status_url(settings: Settings, token: str) -> str:
@@ -108,7 +120,7 @@ def record_status_token(
     )
 
 
-def _find(settings: Settings, connection: Connection, token: str, *, lock: bool) -> Row:
+def _find(settings: Settings, connection: Connection, token: str, *, lock: bool) -> AnyRow:
     """The token's row with its lease and ticket; StatusPageNotFound for every other case."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise StatusPageNotFound()
@@ -125,7 +137,7 @@ def _find(settings: Settings, connection: Connection, token: str, *, lock: bool)
         )
         .join(_LEASES, _LEASES.c.id == _TOKENS.c.lease_id)
         .join(_TICKETS, _TICKETS.c.id == _LEASES.c.ticket_id)
-        .where(_TOKENS.c.token_hash == hash_status_token(settings, token))
+        .where(_TOKENS.c.token_hash.in_(status_token_hashes(settings, token)))
     )
     if lock:
         # Orders a deletion against the close webhook and a reveal, which lock the lease too.
@@ -153,7 +165,7 @@ class Access:
     expires_at: datetime
     revealed_at: list[datetime] = field(default_factory=list)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "agent": self.agent,
             "reason": self.reason,
@@ -170,17 +182,17 @@ class StatusReport:
     ticket_ref: str
     state: str
     received_at: datetime
-    items: list[dict]
+    items: list[dict[str, Any]]
     accesses: list[Access]
     retention_until: datetime
     purge_reason: str | None
     purge_completed_at: datetime | None
-    receipt: dict | None
+    receipt: dict[str, Any] | None
     # The same receipt signed by Vault (compact JWS): what the customer keeps and anyone verifies.
     receipt_jws: str | None
     available_until: datetime | None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "ticket_ref": self.ticket_ref,
             "state": self.state,
@@ -205,7 +217,7 @@ def _agent_name(username: str, display_name: str | None = None) -> str:
     return display_name or username
 
 
-def _accesses(connection: Connection, row: Row) -> list[Access]:
+def _accesses(connection: Connection, row: AnyRow) -> list[Access]:
     """Every grant that could reach these items, each with its reveals of them (from the
     audit trail, which records the item ids a reveal read)."""
     received_at = row.created_at
@@ -241,7 +253,7 @@ def _accesses(connection: Connection, row: Row) -> list[Access]:
     ]
 
 
-def _purge_job(connection: Connection, lease_id: str) -> Row | None:
+def _purge_job(connection: Connection, lease_id: str) -> AnyRow | None:
     """The lease's purge job (at most one: its dedupe key is the lease id) and, once it is done,
     its signed receipt (one per lease)."""
     return connection.execute(
@@ -295,7 +307,7 @@ class DeleteAnswer:
     def http_status(self) -> int:
         return 202 if self.status == "deleting" else 200
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason}
 
 
@@ -323,12 +335,13 @@ def delete_now(settings: Settings, token: str) -> DeleteAnswer:
 def delete_nonce(settings: Settings, token: str, now: datetime) -> str:
     """The confirmation form's nonce: an HMAC of the token and the time, under the secret key."""
     stamp = int(now.timestamp())
-    return f"{stamp}.{_nonce_mac(settings, token, stamp)}"
+    return f"{stamp}.{_nonce_mac(settings.signing_key, token, stamp)}"
 
 
-def _nonce_mac(settings: Settings, token: str, stamp: int) -> str:
+def _nonce_mac(secret_key: str, token: str, stamp: int) -> str:
     message = f"{stamp}.{token}".encode()
-    return hmac.new(_key(settings, b"status-delete-nonce/v1"), message, hashlib.sha256).hexdigest()
+    key = _key(secret_key, b"status-delete-nonce/v1")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def check_delete_nonce(settings: Settings, token: str, nonce: object, now: datetime) -> bool:
@@ -339,7 +352,11 @@ def check_delete_nonce(settings: Settings, token: str, nonce: object, now: datet
     if not stamp_text.isdigit():
         return False
     stamp = int(stamp_text)
-    if not hmac.compare_digest(mac, _nonce_mac(settings, token, stamp)):
+    # Any configured key: a confirmation page rendered just before a rotation still confirms.
+    matched = False
+    for key in settings.secret_keys:
+        matched |= hmac.compare_digest(mac, _nonce_mac(key, token, stamp))
+    if not matched:
         return False
     age = now.timestamp() - stamp
     return -CLOCK_SKEW_SECONDS <= age < DELETE_CONFIRM_SECONDS

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn
+from typing import NoReturn, cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from .. import failpoints
 from ..clock import utcnow
@@ -21,16 +21,17 @@ from ..vault import Vault, VaultError
 from . import audit, connectors, events, status_page
 from .events import EventType
 from .lifecycle import is_serving, link_state
-from .tickets import hash_link_token
+from .tickets import link_token_hashes
 
 log = logging.getLogger(__name__)
 
 # The submission's statements run as Core on the session's connection: they read and write plain
 # values, and the ORM's per-statement machinery would be most of a submission's own cost.
-_LINKS = SubmissionLink.__table__
-_LEASES = Lease.__table__
-_TICKETS = Ticket.__table__
-_ITEMS = CredentialItem.__table__
+# Typed as the Tables they are (the declarative attribute is typed as a plain FromClause).
+_LINKS = cast(Table, SubmissionLink.__table__)
+_LEASES = cast(Table, Lease.__table__)
+_TICKETS = cast(Table, Ticket.__table__)
+_ITEMS = cast(Table, CredentialItem.__table__)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
                 )
                 .join(_LEASES, _LEASES.c.id == _LINKS.c.lease_id)
                 .join(_TICKETS, _TICKETS.c.id == _LINKS.c.ticket_id)
-                .where(_LINKS.c.token_hash == hash_link_token(settings, token))
+                .where(_LINKS.c.token_hash.in_(link_token_hashes(settings, token)))
             )
             .first()
         )
@@ -143,10 +144,12 @@ def _lock_serving_lease(connection: Connection, lease_id: str) -> datetime | Non
     ).one_or_none()
     if state is None or not is_serving(state[0], state[2]):
         return None
-    return state[1]
+    return cast(datetime | None, state[1])
 
 
-def _take_link(connection: Connection, link: UsableLink, received_at: datetime, now) -> bool:
+def _take_link(
+    connection: Connection, link: UsableLink, received_at: datetime, now: datetime
+) -> bool:
     """Consume the link unless another post did. The guard decides the race between posts:
     only one can move consumed_at off NULL. The expiry is judged at arrival, so a post that
     started in time is not refused for Vault's latency."""
@@ -168,7 +171,10 @@ def _take_link(connection: Connection, link: UsableLink, received_at: datetime, 
 
 
 def _record_items(
-    connection: Connection, link: UsableLink, stored: list[tuple[str, CredentialInput]], now
+    connection: Connection,
+    link: UsableLink,
+    stored: list[tuple[str, CredentialInput]],
+    now: datetime,
 ) -> None:
     connection.execute(
         insert(_ITEMS),

@@ -9,6 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -42,10 +43,22 @@ def validate_ticket_ref(ticket_ref: object) -> str:
     return ticket_ref
 
 
+def _link_token_hash(secret_key: str, token: str) -> str:
+    key = hashlib.sha256(b"vault-service/link-token/v1\x00" + secret_key.encode()).digest()
+    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def hash_link_token(settings: Settings, token: str) -> str:
     """Keyed hash of a link token: a stolen database cannot be turned back into working links."""
-    key = hashlib.sha256(b"vault-service/link-token/v1\x00" + settings.secret_key.encode()).digest()
-    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+    return _link_token_hash(settings.signing_key, token)
+
+
+def link_token_hashes(settings: Settings, token: str) -> list[str]:
+    """The token's hash under every configured secret key, for a lookup: a link issued before a
+    rotation still matches under the old key while that key stays in the list. Tried against
+    every key rather than tagged with a key id, so no column changes; the cost is one HMAC per
+    configured key (two during a rotation) and one indexed IN lookup."""
+    return [_link_token_hash(key, token) for key in settings.secret_keys]
 
 
 def link_url(settings: Settings, token: str) -> str:
@@ -60,12 +73,12 @@ class TicketReport:
     ticket_ref: str
     status: TicketStatus
     credential_count: int
-    purge_receipt: dict | None
+    purge_receipt: dict[str, Any] | None
     # The same receipt as a JWS signed in Vault (None before the first purge, and for receipts
     # of purges completed before receipts were signed).
     purge_receipt_jws: str | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "ticket_ref": self.ticket_ref,
             "status": self.status,
@@ -121,7 +134,9 @@ def check_link_presentation(message: object, locale: object) -> tuple[str | None
     return message, locale
 
 
-def _record_lease_token(lease_id: str, issued: IssuedToken, sealed: str, expires_at) -> bool:
+def _record_lease_token(
+    lease_id: str, issued: IssuedToken, sealed: str, expires_at: datetime
+) -> bool:
     """Activate the lease with its token, in one transaction; False if it left provisioning."""
     with transaction():
         return lifecycle.activate_lease(

@@ -9,10 +9,11 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 
 import pyotp
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -45,18 +46,33 @@ def _fernet(secret_key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def encrypt_secret(secret_key: str, secret: str) -> str:
+def _multi_fernet(secret_keys: Sequence[str]) -> MultiFernet:
+    # MultiFernet encrypts under the first key and decrypts under any: a rotated
+    # VAULT_SERVICE_SECRET_KEY (new key first, old key after it) forces no re-enrolment.
+    return MultiFernet([_fernet(key) for key in secret_keys])
+
+
+def encrypt_secret(secret_keys: Sequence[str], secret: str) -> str:
     """The secret as it is stored: Fernet (AES-128-CBC + HMAC-SHA256) under a key derived from
-    VAULT_SERVICE_SECRET_KEY with HKDF."""
-    return _fernet(secret_key).encrypt(secret.encode("ascii")).decode("ascii")
+    the first VAULT_SERVICE_SECRET_KEY with HKDF."""
+    return _multi_fernet(secret_keys).encrypt(secret.encode("ascii")).decode("ascii")
 
 
-def decrypt_secret(secret_key: str, ciphertext: str) -> str | None:
-    """The secret, or None when the ciphertext was made under another key or altered."""
+def decrypt_secret(secret_keys: Sequence[str], ciphertext: str) -> str | None:
+    """The secret, or None when the ciphertext was made under none of the keys or altered."""
     try:
-        return _fernet(secret_key).decrypt(ciphertext.encode("ascii")).decode("ascii")
+        return _multi_fernet(secret_keys).decrypt(ciphertext.encode("ascii")).decode("ascii")
     except (InvalidToken, ValueError):
         return None
+
+
+def is_under_signing_key(secret_keys: Sequence[str], ciphertext: str) -> bool:
+    """Whether the ciphertext was made under the first key (nothing to re-encrypt)."""
+    try:
+        _fernet(secret_keys[0]).decrypt(ciphertext.encode("ascii"))
+    except (InvalidToken, ValueError, IndexError):
+        return False
+    return True
 
 
 def time_step(moment: datetime) -> int:

@@ -260,10 +260,10 @@ def _pending_secret(*, create: bool) -> str | None:
     ciphertext = session.get(PENDING_TOTP)
     secret = None
     if isinstance(ciphertext, str):
-        secret = totp.decrypt_secret(settings.secret_key, ciphertext)
+        secret = totp.decrypt_secret(settings.secret_keys, ciphertext)
     if secret is None and create:
         secret = totp.new_secret()
-        session[PENDING_TOTP] = totp.encrypt_secret(settings.secret_key, secret)
+        session[PENDING_TOTP] = totp.encrypt_secret(settings.secret_keys, secret)
     return secret
 
 
