@@ -2,7 +2,8 @@
 /api/v1/ticket_articles, https://docs.zammad.org/en/latest/api/ticket/articles.html) with
 `internal` false for an article the customer sees, true for an internal note, authenticated
 with an access token (`Authorization: Token token=<token>`, "Authentication",
-https://docs.zammad.org/en/latest/api/intro.html), Zammad 6.x, read 2026-11.
+https://docs.zammad.org/en/latest/api/intro.html), Zammad 6.x; endpoint and auth as we know
+them, not re-read in full in 2026-11: re-check the article payload against the reference.
 """
 
 from __future__ import annotations

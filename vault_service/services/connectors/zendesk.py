@@ -3,7 +3,8 @@
 tickets/tickets/#update-ticket) with a `comment` (`public` true for a reply the requester
 sees, false for an internal note), authenticated as documented in "API token" (basic auth,
 `{email}/token:{api_token}`; https://developer.zendesk.com/api-reference/introduction/
-security-and-auth/), both read 2026-11.
+security-and-auth/); endpoint and auth as we know them, not re-read in full in 2026-11:
+re-check the comment payload against the reference).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Freshdesk: the "Trigger webhook" action of an automation rule, as documented in "Using
 Webhooks in automation rules" (https://support.freshdesk.com/support/solutions/articles/
-132589-using-webhooks-in-automation-rules, read 2026-11).
+132589-using-webhooks-in-automation-rules; read 2026-11 through a mirror of the article, and
+that the action can send custom headers is from our knowledge of the product: re-check).
 
 Freshdesk signs nothing. The rule sends a custom header, `X-Vault-Service-Webhook-Secret:
 <VAULT_SERVICE_FRESHDESK_WEBHOOK_SECRET>`, compared in constant time: a bearer secret, so

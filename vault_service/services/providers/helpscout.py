@@ -1,5 +1,6 @@
 """Help Scout webhooks, as documented in "Webhooks" (https://developer.helpscout.com/webhooks/,
-Mailbox API 2.0, read 2026-11).
+Mailbox API 2.0; its event list read 2026-11, the signature formula confirmed only through a
+third-party example: re-check it against the page).
 
 Signature: `X-HelpScout-Signature` = base64(HMAC-SHA1(secret key, raw body)); the event name
 is in `X-HelpScout-Event`. Help Scout signs no timestamp and sends no delivery id, so a

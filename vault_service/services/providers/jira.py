@@ -1,6 +1,8 @@
 """Jira Cloud (and Jira Service Management) admin webhooks, as documented in "Webhooks"
 (https://developer.atlassian.com/cloud/jira/platform/webhooks/, "Secure admin webhooks" and
-"Example callback for an issue-related event", read 2026-11).
+"Example callback for an issue-related event"). In 2026-11 this page was known here only
+through secondary sources quoting it (integration libraries' docs), not read itself: re-check
+the header names and the status-category field against it.
 
 Signature: `X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>` (WebSub
 method=signature), sent when the admin webhook has a secret. Delivery id:

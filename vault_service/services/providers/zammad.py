@@ -1,6 +1,7 @@
 """Zammad webhooks, as documented in the admin documentation "Webhook" > "Adding Webhooks" and
 "Webhook Payload" (https://admin-docs.zammad.org/en/latest/manage/webhook/add.html and
-.../payload.html, Zammad 6.x, read 2026-11).
+.../payload.html, Zammad 6.x, read 2026-11). The `sha1=` prefix of the signature is as
+Zammad's source sends it to our knowledge, not confirmed in those pages: re-check it.
 
 Signature: with an "HMAC SHA1 Signature Token" set, `X-Hub-Signature: sha1=<hex
 HMAC-SHA1(token, raw body)>`. Delivery id: `X-Zammad-Delivery` (unique per delivery, kept by
