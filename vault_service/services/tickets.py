@@ -19,6 +19,7 @@ from ..models import (
     LINK_MESSAGE_MAX_LENGTH,
     LIVE_LEASE_STATES,
     CredentialItem,
+    JsonObject,
     Lease,
     LeaseStatus,
     SubmissionLink,
@@ -27,6 +28,7 @@ from ..models import (
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError
 from . import audit, connectors, lifecycle, receipts
+from .receipts import PurgeReceipt
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,12 @@ class TicketReport:
     ticket_ref: str
     status: TicketStatus
     credential_count: int
-    purge_receipt: dict | None
+    purge_receipt: PurgeReceipt | None
     # The same receipt as a JWS signed in Vault (None before the first purge, and for receipts
     # of purges completed before receipts were signed).
     purge_receipt_jws: str | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> JsonObject:
         return {
             "ticket_ref": self.ticket_ref,
             "status": self.status,
@@ -121,7 +123,9 @@ def check_link_presentation(message: object, locale: object) -> tuple[str | None
     return message, locale
 
 
-def _record_lease_token(lease_id: str, issued: IssuedToken, sealed: str, expires_at) -> bool:
+def _record_lease_token(
+    lease_id: str, issued: IssuedToken, sealed: str, expires_at: datetime
+) -> bool:
     """Activate the lease with its token, in one transaction; False if it left provisioning."""
     with transaction():
         return lifecycle.activate_lease(
