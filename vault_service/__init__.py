@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from . import (
     errors,
@@ -34,7 +36,8 @@ def configure_sqlite(engine: Engine) -> None:
     zeroed, and IMMEDIATE transactions so writers queue instead of failing mid-transaction."""
 
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, _record):
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+        # Only attached to a SQLite engine: the DBAPI connection is the stdlib driver's.
         dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
         cursor = dbapi_connection.cursor()
         for pragma in (
@@ -48,7 +51,7 @@ def configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def on_begin(connection):
+    def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -102,11 +105,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     cli.init_app(app)
 
     @app.before_request
-    def start_timer():
+    def start_timer() -> None:
         g.request_started = time.perf_counter()
 
     @app.after_request
-    def log_request(response):
+    def log_request(response: Response) -> Response:
         # The route pattern, not the path: a link token in the URL never reaches a log line.
         route = request.url_rule.rule if request.url_rule else "<unmatched>"
         elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
