@@ -304,10 +304,8 @@ def _load_jwks(location: str) -> object:
     if location.startswith(("https://", "http://")):
         response = requests.get(location, timeout=10)
         response.raise_for_status()
-        loaded: object = response.json()
-        return loaded
-    loaded = json.loads(Path(location).read_text())
-    return loaded
+        return response.json()
+    return json.loads(Path(location).read_text())
 
 
 @main.command("verify-receipt")
