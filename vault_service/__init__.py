@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
-from typing import Any
 
 from flask import Flask, Response, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from . import (
     errors,
@@ -35,7 +36,8 @@ def configure_sqlite(engine: Engine) -> None:
     zeroed, and IMMEDIATE transactions so writers queue instead of failing mid-transaction."""
 
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: object) -> None:
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+        # Only attached to a SQLite engine: the DBAPI connection is the stdlib driver's.
         dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
         cursor = dbapi_connection.cursor()
         for pragma in (

@@ -8,10 +8,13 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -22,7 +25,7 @@ from .vault import TLSOptions, VaultError
 EXIT_CONFIG = 78
 
 
-def _create_app():
+def _create_app() -> Flask:
     from . import create_app
     from .config import ConfigError
 
@@ -63,7 +66,7 @@ def main(ctx: click.Context) -> None:
     ctx.obj = ScriptInfo(create_app=_create_app, set_debug_flag=False)
 
 
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     """Attach the commands that need a configured app (all but bootstrap-vault) to app.cli."""
     for command in APP_COMMANDS:
         app.cli.add_command(command)
@@ -234,7 +237,9 @@ def _operator_target(admin_token_file: Path | None) -> tuple[str, str, TLSOption
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write a token with only the app policy to this file (development).",
 )
-def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
+def bootstrap_vault(
+    admin_token_file: Path | None, approle: bool, issue_app_token: Path | None
+) -> None:
     """Create or repair mounts, keys, policies and roles in Vault (idempotent)."""
     from .vault import bootstrap_vault as bootstrap
     from .vault import issue_app_token as issue
@@ -266,7 +271,7 @@ def bootstrap_vault(admin_token_file, approle, issue_app_token) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="File holding an admin token (default: $VAULT_SERVICE_BOOTSTRAP_TOKEN).",
 )
-def rotate_receipt_key(admin_token_file) -> None:
+def rotate_receipt_key(admin_token_file: Path | None) -> None:
     """Sign new receipts with a new version of the receipt key; old receipts stay verifiable."""
     from .vault import rotate_receipt_key as rotate
 
@@ -281,9 +286,9 @@ def rotate_receipt_key(admin_token_file) -> None:
 JWKS_PATH = "/.well-known/jwks.json"
 
 
-def _read_receipt(source) -> str:
+def _read_receipt(source: TextIO) -> str:
     """A compact JWS from a file: the token itself, or a ticket API answer that holds one."""
-    text = source.read().strip()
+    text: str = source.read().strip()
     if text.startswith("{"):
         try:
             text = json.loads(text).get("purge_receipt_jws") or ""
@@ -292,8 +297,8 @@ def _read_receipt(source) -> str:
     return text
 
 
-def _load_jwks(location: str) -> dict:
-    """A JWKS from an http(s) URL or a file."""
+def _load_jwks(location: str) -> object:
+    """A JWKS from an http(s) URL or a file: any JSON (jws.verify says what is wrong with it)."""
     import requests
 
     if location.startswith(("https://", "http://")):
@@ -315,7 +320,7 @@ def _load_jwks(location: str) -> dict:
     help="The `iss` the receipt must carry (default: $VAULT_SERVICE_PUBLIC_URL, else the "
     "origin of a --jwks URL).",
 )
-def verify_receipt(receipt_file, jwks_location: str | None, issuer: str | None) -> None:
+def verify_receipt(receipt_file: TextIO, jwks_location: str | None, issuer: str | None) -> None:
     """Verify a signed deletion receipt (signature, kid, iss) and print its payload; exit 1 if
     it does not verify."""
     from . import jws
@@ -333,7 +338,9 @@ def verify_receipt(receipt_file, jwks_location: str | None, issuer: str | None) 
         click.echo(f"INVALID: cannot read the JWKS at {location}: {type(error).__name__}", err=True)
         sys.exit(1)
     try:
-        verified = jws.verify(_read_receipt(receipt_file), keys, issuer=issuer)
+        # Not a JSON object: no key to find, as for an empty set.
+        jwks = keys if isinstance(keys, Mapping) else {}
+        verified = jws.verify(_read_receipt(receipt_file), jwks, issuer=issuer)
     except jws.InvalidReceipt as error:
         click.echo(f"INVALID: {error}", err=True)
         sys.exit(1)
@@ -350,7 +357,8 @@ def worker() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_forever(current_app._get_current_object(), stop)
+    # The real app, not the context-bound proxy (which Flask types as the app itself).
+    run_forever(current_app._get_current_object(), stop)  # type: ignore[attr-defined]
 
 
 @click.command("sweep")
@@ -381,7 +389,7 @@ def audit_verify() -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
 @click.option("--output", type=click.File("w"), default="-")
 @with_appcontext
-def audit_export(fmt: str, output) -> None:
+def audit_export(fmt: str, output: TextIO) -> None:
     """Write the audit trail as JSON Lines or CSV."""
     from .services.audit import RECORD_FIELDS, iter_events
 
@@ -425,9 +433,11 @@ def doctor(admin_token_file: Path | None) -> None:
     sys.exit(1 if failed else 0)
 
 
-def _parse_since(_ctx, _param, value: str | None):
+def _parse_since(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> datetime | None:
     """An ISO 8601 time; without an offset, UTC."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     if value is None:
         return None
@@ -444,7 +454,7 @@ def _parse_since(_ctx, _param, value: str | None):
     "--since", callback=_parse_since, help="Only events from this time on (ISO 8601, UTC default)."
 )
 @with_appcontext
-def events_replay(ticket_ref: str | None, since) -> None:
+def events_replay(ticket_ref: str | None, since: datetime | None) -> None:
     """Send delivered events again, each under its own webhook-id, in their original order."""
     from .errors import BadRequest
     from .services.events import UnknownTicket, replay_events

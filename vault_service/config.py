@@ -553,7 +553,7 @@ def validate_rate_limits(settings: Settings) -> None:
     """Each limit must parse, and the storage must be one the limits library can use."""
     from limits import parse_many
 
-    # Public in practice (limits documents the schemes) but missing from its __all__.
+    # The registry of storage schemes: public in use, but not listed in the module's __all__.
     from limits.storage import SCHEMES  # type: ignore[attr-defined]
 
     for name in ("LOGIN", "LINK", "API", "WEBHOOK"):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import gunicorn
 import gunicorn.http.wsgi
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
 
 SERVER_HEADER = "vault-service"
 
@@ -61,7 +63,7 @@ if _CREATED_METRICS_DIR:
     )
 
 
-def on_starting(server) -> None:
+def on_starting(server: Arbiter) -> None:
     """Once, in the master: a given directory's files from an earlier run would be added in."""
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     directory.mkdir(parents=True, exist_ok=True)
@@ -69,14 +71,15 @@ def on_starting(server) -> None:
         stale.unlink()
 
 
-def child_exit(server, worker) -> None:
+def child_exit(server: Arbiter, worker: Worker) -> None:
     """A worker is gone: drop its live gauges (its counters stay: totals never go backwards)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    # prometheus_client leaves this function unannotated.
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def on_exit(server) -> None:
+def on_exit(server: Arbiter) -> None:
     """Remove the directory made above (a given one belongs to whoever gave it)."""
     if _CREATED_METRICS_DIR:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

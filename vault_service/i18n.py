@@ -55,7 +55,8 @@ def select_locale() -> str:
 def translated(text: str) -> str:
     """A message that is data (a field's label, a validator's message), in the page's language;
     unlike `_()`, never %-formatted, so a literal % in it is safe."""
-    return get_translations().ugettext(text)
+    message: str = get_translations().ugettext(text)  # Flask-Babel is untyped
+    return message
 
 
 def localized_duration(seconds: int) -> str:

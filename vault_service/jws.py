@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -19,6 +21,31 @@ ALGORITHM = "EdDSA"
 MEDIA_TYPE = "JWT"
 # A receipt is a few kilobytes; anything far larger is not one (and not worth parsing).
 MAX_TOKEN_LENGTH = 1_000_000
+
+
+class Header(TypedDict):
+    """A receipt's protected header."""
+
+    alg: str
+    kid: str
+    typ: str
+
+
+class Jwk(TypedDict):
+    """One Ed25519 public key as a JWK (RFC 8037)."""
+
+    kty: str
+    crv: str
+    x: str
+    kid: str
+    alg: str
+    use: str
+
+
+class Jwks(TypedDict):
+    """A JWK Set (RFC 7517 section 5), as /.well-known/jwks.json publishes it."""
+
+    keys: list[Jwk]
 
 
 class InvalidReceipt(Exception):
@@ -42,7 +69,7 @@ def key_id(key_name: str, version: int) -> str:
     return f"{key_name}:v{version}"
 
 
-def signing_input(header: dict, payload: dict) -> bytes:
+def signing_input(header: Header, payload: Mapping[str, object]) -> bytes:
     """`BASE64URL(header) . BASE64URL(payload)`: what the signature covers."""
     encoded = [
         b64url(json.dumps(part, separators=(",", ":"), sort_keys=True).encode("utf-8"))
@@ -51,7 +78,7 @@ def signing_input(header: dict, payload: dict) -> bytes:
     return ".".join(encoded).encode("ascii")
 
 
-def protected_header(kid: str) -> dict:
+def protected_header(kid: str) -> Header:
     """The receipt's protected header."""
     return {"alg": ALGORITHM, "kid": kid, "typ": MEDIA_TYPE}
 
@@ -61,7 +88,7 @@ def compact(signed_input: bytes, signature: bytes) -> str:
     return f"{signed_input.decode('ascii')}.{b64url(signature)}"
 
 
-def public_jwk(kid: str, public_key: bytes) -> dict:
+def public_jwk(kid: str, public_key: bytes) -> Jwk:
     """One Ed25519 public key as a JWK (RFC 8037)."""
     return {
         "kty": "OKP",
@@ -73,9 +100,9 @@ def public_jwk(kid: str, public_key: bytes) -> dict:
     }
 
 
-def jwks_from_vault_key(key_name: str, key: dict) -> dict:
+def jwks_from_vault_key(key_name: str, key: Mapping[str, Any]) -> Jwks:
     """Every version of a Vault ed25519 transit key (as `keys/<name>` reads it) as a JWKS."""
-    keys = []
+    keys: list[Jwk] = []
     for version, info in sorted(key.get("keys", {}).items(), key=lambda item: int(item[0])):
         public = info.get("public_key") if isinstance(info, dict) else None
         if public:
@@ -87,11 +114,11 @@ def jwks_from_vault_key(key_name: str, key: dict) -> dict:
 class VerifiedReceipt:
     """A token whose signature verified: its header and payload."""
 
-    header: dict
-    payload: dict
+    header: dict[str, Any]
+    payload: dict[str, Any]
 
 
-def _json_part(encoded: str) -> dict:
+def _json_part(encoded: str) -> dict[str, Any]:
     try:
         value = json.loads(b64url_decode(encoded))
     except (UnicodeDecodeError, ValueError) as error:
@@ -101,8 +128,8 @@ def _json_part(encoded: str) -> dict:
     return value
 
 
-def _public_key(jwks: dict, kid: object) -> Ed25519PublicKey:
-    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+def _public_key(jwks: Mapping[str, object], kid: object) -> Ed25519PublicKey:
+    keys = jwks.get("keys") if isinstance(jwks, Mapping) else None
     for jwk in keys if isinstance(keys, list) else []:
         if isinstance(jwk, dict) and jwk.get("kid") == kid:
             if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
@@ -114,7 +141,7 @@ def _public_key(jwks: dict, kid: object) -> Ed25519PublicKey:
     raise InvalidReceipt("kid names no key of the JWKS")
 
 
-def verify(token: str, jwks: dict, *, issuer: str) -> VerifiedReceipt:
+def verify(token: str, jwks: Mapping[str, object], *, issuer: str) -> VerifiedReceipt:
     """Check a compact JWS against a JWKS: alg EdDSA, kid known, signature, and `iss`."""
     token = token.strip()
     if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:

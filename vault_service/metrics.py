@@ -147,7 +147,8 @@ def render() -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
-        MultiProcessCollector(registry, path=directory)
+        # prometheus_client leaves this constructor unannotated.
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
         registry.register(JobQueueCollector())
     else:
         registry.register(_Collectors([REGISTRY, JobQueueCollector()]))

@@ -463,3 +463,20 @@ class AuditEvent(Model):
 
     def __repr__(self) -> str:
         return f"<AuditEvent {self.id} {self.action} {self.outcome}>"
+
+
+# Core table handles for the set-based UPDATE/INSERT statements the services run: one home, typed
+# (a declarative class's __table__ is typed as a plain FromClause, which insert()/update() refuse).
+# Imported here rather than at the top to keep this block self-contained for the merge.
+from typing import cast  # noqa: E402
+
+from sqlalchemy import Table  # noqa: E402
+
+TICKETS: Table = cast(Table, Ticket.__table__)
+LEASES: Table = cast(Table, Lease.__table__)
+LINKS: Table = cast(Table, SubmissionLink.__table__)
+ITEMS: Table = cast(Table, CredentialItem.__table__)
+STATUS_TOKENS: Table = cast(Table, StatusToken.__table__)
+GRANTS: Table = cast(Table, Grant.__table__)
+EVENTS: Table = cast(Table, AuditEvent.__table__)
+JOBS: Table = cast(Table, Job.__table__)

@@ -24,11 +24,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
+from typing import cast
 
 from flask import Flask, request
+from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter, RateLimitExceeded
 from limits.storage import MemoryStorage
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response
 
 from .config import Settings
 from .errors import render_error
@@ -74,7 +78,8 @@ class SweptMemoryStorage(MemoryStorage):
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self.SWEEP_INTERVAL_SECONDS
-            self._MemoryStorage__expire_events()
+            # The parent's private sweep, by its mangled name (mypy does not mangle names).
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
 
 def client_address() -> str:
@@ -118,14 +123,18 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     limiter.init_app(app)
     app.extensions["vault_service.limiter"] = limiter
 
-    def attach(endpoints, limit_value: str, scope: str, methods: list[str] | None = None):
+    def attach(
+        endpoints: Iterable[str], limit_value: str, scope: str, methods: list[str] | None = None
+    ) -> None:
         for endpoint in endpoints:
             view = app.view_functions.get(endpoint)
             if view is None:
                 raise RuntimeError(f"rate limit for an endpoint that does not exist: {endpoint}")
             # A shared limit: GET and POST of a link, or both API calls, draw on one budget.
             decorate = limiter.shared_limit(limit_value, scope=scope, methods=methods)
-            app.view_functions[endpoint] = decorate(view)
+            # Every view of this app is synchronous (Flask's type also admits async ones).
+            sync_view = cast(Callable[..., ResponseReturnValue], view)
+            app.view_functions[endpoint] = decorate(sync_view)
 
     attach(login_endpoints(app), settings.ratelimit_login, "login", methods=["POST"])
     attach(LINK_ENDPOINTS, settings.ratelimit_link, "submission-link")
@@ -135,7 +144,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     attach(WEBHOOK_ENDPOINTS, settings.ratelimit_webhook, "webhook")
 
     @app.errorhandler(RateLimitExceeded)
-    def too_many_requests(error: RateLimitExceeded):
+    def too_many_requests(error: RateLimitExceeded) -> Response:
         # Through the app's one error renderer: JSON for the API and JSON callers, HTML else.
         response = render_error(429, "too_many_requests", TOO_MANY_REQUESTS)
         response.headers["Retry-After"] = str(retry_after_seconds(limiter, error))

@@ -47,7 +47,8 @@ def current_request_id() -> str | None:
     """The id of the request being handled, or None outside a request."""
     if not has_request_context():
         return None
-    return g.get("request_id")
+    request_id: str | None = g.get("request_id")  # set by the before_request hook above
+    return request_id
 
 
 def request_origin() -> dict[str, str | None]:

@@ -7,10 +7,12 @@ later (a token accessor, an error text) stays out until someone decides it belon
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from sqlalchemy import select
 
 from ..errors import NotFound
-from ..models import AuditEvent
+from ..models import AuditEvent, JsonObject
 from ..transactions import read_only
 from . import lifecycle
 from .tickets import validate_ticket_ref
@@ -34,11 +36,25 @@ SAFE_DETAILS = frozenset(
         "receipt_jti",
     }
 )
+
+
+class AccessRecord(TypedDict):
+    """One audit record as the ticket system sees it (GET /api/v1/tickets/<ref>/access-log)."""
+
+    id: int
+    occurred_at: str
+    action: str
+    actor: str
+    outcome: str
+    # Only the SAFE_DETAILS keys.
+    details: JsonObject
+
+
 # A ticket's history is a few dozen records; this bounds one answer all the same.
 MAX_RECORDS = 1000
 
 
-def access_log(ticket_ref: str) -> list[dict]:
+def access_log(ticket_ref: str) -> list[AccessRecord]:
     """The ticket's audit records, oldest first, across reopen cycles; NotFound if unknown."""
     ref = validate_ticket_ref(ticket_ref)
     with read_only() as session:
@@ -51,13 +67,13 @@ def access_log(ticket_ref: str) -> list[dict]:
             .limit(MAX_RECORDS)
         ).all()
     return [
-        {
-            "id": event.id,
-            "occurred_at": event.occurred_at.isoformat(),
-            "action": event.action,
-            "actor": event.actor,
-            "outcome": event.outcome,
-            "details": {k: v for k, v in (event.details or {}).items() if k in SAFE_DETAILS},
-        }
+        AccessRecord(
+            id=event.id,
+            occurred_at=event.occurred_at.isoformat(),
+            action=event.action,
+            actor=event.actor,
+            outcome=event.outcome,
+            details={k: v for k, v in (event.details or {}).items() if k in SAFE_DETAILS},
+        )
         for event in events
     ]

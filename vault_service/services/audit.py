@@ -7,13 +7,14 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from sqlalchemy import insert, select, text
 
 from .. import metrics
 from ..clock import utcnow
 from ..extensions import db
-from ..models import AuditEvent
+from ..models import EVENTS, AuditEvent
 from ..request_context import request_origin
 
 log = logging.getLogger("vault_service.audit")
@@ -24,8 +25,7 @@ _CHAIN_LOCK_KEY = 0x5641554C54  # "VAULT"
 
 _SAFE_VALUE_TYPES = (str, int, float, bool, type(None))
 
-_EVENTS = AuditEvent.__table__
-_CHAIN_HEAD = select(_EVENTS.c.hash).order_by(_EVENTS.c.id.desc()).limit(1)
+_CHAIN_HEAD = select(EVENTS.c.hash).order_by(EVENTS.c.id.desc()).limit(1)
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 # What a record holds besides its id, in chain order: written once, hashed, exported.
 RECORD_FIELDS = (
@@ -100,7 +100,9 @@ def record(
     )
     event.hash = compute_hash(event)
     row = {field: getattr(event, field) for field in RECORD_FIELDS}
-    event.id = connection.execute(insert(_EVENTS), row).inserted_primary_key[0]
+    inserted = connection.execute(insert(EVENTS), row)
+    # Always set for a single-row INSERT without RETURNING (SQLAlchemy types it Optional).
+    event.id = cast(tuple[int], inserted.inserted_primary_key)[0]
     # Counted where the record is written: every reveal and grant, granted or refused, passes
     # here. (A caller's transaction that then rolls back still counts: metrics are not audit.)
     metrics.count_audit_event(action, outcome)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 
@@ -76,7 +77,7 @@ def _plain(value: object) -> object:
     raise TypeError(f"an event cannot carry a {type(value).__name__}")
 
 
-def encode_body(body: dict) -> bytes:
+def encode_body(body: Mapping[str, object]) -> bytes:
     """The bytes delivered (and signed) for an event body."""
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 

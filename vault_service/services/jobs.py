@@ -22,10 +22,11 @@ import importlib
 import logging
 import pkgutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import aliased
@@ -51,25 +52,32 @@ class JobFailed(Exception):
     """A kind's own failure whose message names what failed, never a value: recorded as is."""
 
 
+# What a kind's `run` hands its `finish`.
+Outcome = TypeVar("Outcome")
+# A job's result, kept on its row as JSON (a kind may return a TypedDict).
+JobResult = Mapping[str, object]
+
+
 @dataclass(frozen=True)
-class JobKind:
+class JobKind(Generic[Outcome]):
     """One kind of job. `name` is a singular noun: reports pluralise it ("purges_failing")."""
 
     name: str
     # The work, with no database transaction open; returns what `finish` needs.
-    run: Callable[[Settings, Vault, Job], object]
+    run: Callable[[Settings, Vault, Job], Outcome]
     # Inside the transaction that completes the job; returns the result kept on its row.
-    finish: Callable[[Job, object], JsonObject | None]
+    finish: Callable[[Job, Outcome], JobResult | None]
     # The longest wait between two attempts.
     max_backoff_seconds: Callable[[Settings], int]
 
 
 @cache
-def registered_kinds() -> dict[str, JobKind]:
+def registered_kinds() -> dict[str, JobKind[Any]]:
     """Every job kind by name: the KIND of each module in services/job_kinds/."""
     from . import job_kinds
 
-    kinds = {}
+    # Any: each kind has its own outcome type; run_job hands a kind's outcome to that kind only.
+    kinds: dict[str, JobKind[Any]] = {}
     for module in pkgutil.iter_modules(job_kinds.__path__):
         kind = importlib.import_module(f"{job_kinds.__name__}.{module.name}").KIND
         kinds[kind.name] = kind
@@ -165,7 +173,7 @@ def claim_next_job() -> Job | None:
     return None
 
 
-def run_job(settings: Settings, vault: Vault, job: Job) -> JsonObject | None:
+def run_job(settings: Settings, vault: Vault, job: Job) -> JobResult | None:
     """Run a claimed job's kind, then record its effects and its completion in one transaction."""
     kind = registered_kinds()[job.kind]
     outcome = kind.run(settings, vault, job)

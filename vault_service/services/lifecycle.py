@@ -32,6 +32,7 @@ from ..models import (
     Ticket,
     TicketStatus,
 )
+from ..transactions import rows_matched
 from . import audit, events, jobs
 from .events import EventType
 
@@ -119,23 +120,26 @@ def reserve_lease(settings: Settings, ticket: Ticket) -> Lease:
 
 
 def activate_lease(
-    lease_id: str, *, token_accessor: str, entity_id: str, token_ciphertext: str, expires_at
+    lease_id: str,
+    *,
+    token_accessor: str,
+    entity_id: str,
+    token_ciphertext: str,
+    expires_at: datetime,
 ) -> bool:
     """provisioning -> active, with its Vault token; False if it is no longer provisioning."""
-    return (
-        db.session.execute(
-            update(Lease)
-            .where(Lease.id == lease_id, Lease.status == LeaseStatus.PROVISIONING)
-            .values(
-                status=LeaseStatus.ACTIVE,
-                token_accessor=token_accessor,
-                entity_id=entity_id,
-                token_ciphertext=token_ciphertext,
-                expires_at=expires_at,
-            )
-        ).rowcount
-        == 1
+    activated = db.session.execute(
+        update(Lease)
+        .where(Lease.id == lease_id, Lease.status == LeaseStatus.PROVISIONING)
+        .values(
+            status=LeaseStatus.ACTIVE,
+            token_accessor=token_accessor,
+            entity_id=entity_id,
+            token_ciphertext=token_ciphertext,
+            expires_at=expires_at,
+        )
     )
+    return rows_matched(activated) == 1
 
 
 def lease_status(lease_id: str) -> LeaseStatus | None:
@@ -145,8 +149,12 @@ def lease_status(lease_id: str) -> LeaseStatus | None:
 
 def _has_purging_lease(ticket_id: str) -> bool:
     # A lease is purging exactly while its purge job is unfinished (both change together).
-    return db.session.scalar(
-        select(exists().where(Lease.ticket_id == ticket_id, Lease.status == LeaseStatus.PURGING))
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(Lease.ticket_id == ticket_id, Lease.status == LeaseStatus.PURGING)
+            )
+        )
     )
 
 

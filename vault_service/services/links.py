@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 
 from ..clock import utcnow
 from ..errors import Conflict, NotFound
 from ..extensions import db
-from ..models import Lease, LinkState, SubmissionLink, Ticket
-from ..transactions import read_only, transaction
+from ..models import JsonObject, Lease, LinkState, SubmissionLink, Ticket
+from ..transactions import read_only, rows_matched, transaction
 from . import audit, lifecycle
 from .tickets import validate_ticket_ref
 
@@ -33,7 +33,7 @@ class LinkReport:
     used_at: datetime | None
     revoked_at: datetime | None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> JsonObject:
         def iso(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
 
@@ -66,7 +66,7 @@ def _known_ticket(ticket_ref: str) -> Ticket:
     return ticket
 
 
-def _links_of(ticket: Ticket, link_id: str | None = None):
+def _links_of(ticket: Ticket, link_id: str | None = None) -> list[Row[SubmissionLink, Lease]]:
     query = (
         select(SubmissionLink, Lease)
         .join(Lease, Lease.id == SubmissionLink.lease_id)
@@ -75,7 +75,7 @@ def _links_of(ticket: Ticket, link_id: str | None = None):
     )
     if link_id is not None:
         query = query.where(SubmissionLink.id == link_id)
-    return db.session.execute(query).all()
+    return list(db.session.execute(query).all())
 
 
 def list_links(ticket_ref: str) -> list[LinkReport]:
@@ -104,15 +104,17 @@ def revoke_link(ticket_ref: str, link_id: str, *, actor: str = "ticket-system") 
         now = utcnow()
         # The guard decides a race with a submission: only one of them moves its column off NULL
         # (the submission's consume requires revoked_at IS NULL).
-        revoked = session.execute(
-            update(SubmissionLink)
-            .where(
-                SubmissionLink.id == link.id,
-                SubmissionLink.consumed_at.is_(None),
-                SubmissionLink.revoked_at.is_(None),
+        revoked = rows_matched(
+            session.execute(
+                update(SubmissionLink)
+                .where(
+                    SubmissionLink.id == link.id,
+                    SubmissionLink.consumed_at.is_(None),
+                    SubmissionLink.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
             )
-            .values(revoked_at=now)
-        ).rowcount
+        )
         session.refresh(link)
         if link.consumed_at is not None:
             raise Conflict("The link was used; close the ticket to delete what was submitted.")

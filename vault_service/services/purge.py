@@ -17,6 +17,7 @@ from ..transactions import read_only
 from ..vault import Vault, VaultError, lease_key_name
 from . import audit, connectors, events, lifecycle, receipts
 from .events import EventType
+from .receipts import PurgeFacts, PurgeReceipt, ReceiptAccess, ReceiptClaims
 
 
 @dataclass
@@ -88,7 +89,7 @@ class PurgeTarget:
     ticket_ref: str
     item_ids: list[str]
     grant_accessors: list[str]
-    accesses: list[dict]
+    accesses: list[ReceiptAccess]
 
 
 @dataclass(frozen=True)
@@ -97,14 +98,18 @@ class PurgeDone:
 
     target: PurgeTarget
     progress: PurgeProgress
-    claims: dict
+    claims: ReceiptClaims
     receipt_jws: str
 
 
 def _read_target(job: Job) -> PurgeTarget:
     with read_only() as session:
-        lease = session.get(Lease, job.payload["lease_id"])
-        ticket_ref = session.scalar(select(Ticket.ref).where(Ticket.id == job.ticket_id))
+        # A purge job is enqueued for an existing lease (the job's ticket is the lease's), and
+        # neither row is ever deleted.
+        lease = session.get_one(Lease, job.payload["lease_id"])
+        ticket_ref = session.execute(
+            select(Ticket.ref).where(Ticket.id == lease.ticket_id)
+        ).scalar_one()
         grant_accessors = list(
             session.scalars(select(Grant.token_accessor).where(Grant.lease_id == lease.id))
         )
@@ -116,7 +121,9 @@ def _read_target(job: Job) -> PurgeTarget:
     return PurgeTarget(lease, ticket_ref, item_ids, grant_accessors, accesses)
 
 
-def _receipt_body(job: Job, target: PurgeTarget, progress: PurgeProgress, now: datetime) -> dict:
+def _receipt_body(
+    job: Job, target: PurgeTarget, progress: PurgeProgress, now: datetime
+) -> PurgeFacts:
     """What the purge did, as the receipt states it."""
     return {
         "ticket_ref": target.ticket_ref,
@@ -168,13 +175,14 @@ def _erase_lease_records(lease_id: str, now: datetime) -> None:
     session.execute(update(Grant).where(Grant.lease_id == lease_id).values(token_ciphertext=None))
 
 
-def record_purge(job: Job, done: PurgeDone) -> dict:
+def record_purge(job: Job, done: PurgeDone) -> PurgeReceipt:
     """In the job's completing transaction: erase the lease's records, audit, keep the signed
     receipt; returns the receipt's JSON (the job's result)."""
     now = utcnow()
     target, progress = done.target, done.progress
     _erase_lease_records(target.lease.id, now)
-    lifecycle.complete_lease_purge(job.ticket_id, target.lease.id, now)
+    ticket_id = target.lease.ticket_id  # the job's ticket (lifecycle._purge_lease)
+    lifecycle.complete_lease_purge(ticket_id, target.lease.id, now)
     event = audit.record(
         "purge.completed",
         actor="worker",
@@ -186,9 +194,9 @@ def record_purge(job: Job, done: PurgeDone) -> dict:
         receipt_jti=done.claims["jti"],
     )
     receipt = receipts.store_receipt(
-        job.ticket_id, target.lease.id, done.claims, done.receipt_jws, event.hash
+        ticket_id, target.lease.id, done.claims, done.receipt_jws, event.hash
     )
-    connectors.enqueue_purged_note(target.ticket_ref, job.ticket_id, job.id)
+    connectors.enqueue_purged_note(target.ticket_ref, ticket_id, job.id)
     # The contract's `receipt` is the signed one: the compact JWS anyone verifies with the JWKS.
     events.emit(EventType.TICKET_PURGED, target.ticket_ref, receipt=done.receipt_jws)
     return receipt

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select, text
 
 from .. import schema
-from ..models import Job
+from ..models import Job, JsonObject
 from ..transactions import read_only
 from ..vault import Vault, VaultError, VaultUnavailable
 from . import jobs
@@ -25,9 +25,9 @@ class Readiness:
     def ready(self) -> bool:
         return all(value == "ok" for value in self.checks.values())
 
-    def as_json(self) -> dict:
+    def as_json(self) -> JsonObject:
         """The /readyz body: status, checks, and `<kind>_jobs` per job kind ("purge_jobs")."""
-        body: dict = {"status": "ready" if self.ready else "not_ready", "checks": self.checks}
+        body: JsonObject = {"status": "ready" if self.ready else "not_ready", "checks": self.checks}
         for kind, failing in (self.failing_jobs or {}).items():
             body[f"{kind}_jobs"] = f"failing: {failing}" if failing else "ok"
         return body

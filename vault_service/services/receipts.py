@@ -10,8 +10,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NotRequired, TypedDict, cast
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .. import jws
 from ..config import Settings
@@ -26,7 +28,66 @@ from . import lifecycle
 REVEAL_ACTION = "credentials.revealed"
 
 
-def read_accesses(session, lease_id: str, ticket_ref: str) -> list[dict]:
+class ReceiptAccess(TypedDict):
+    """One grant of the purged lease, with the times its holder revealed the credentials."""
+
+    agent: str
+    reason: str
+    granted_at: str
+    expires_at: str
+    revealed_at: list[str]
+
+
+class DestroyedInVault(TypedDict):
+    """What the purge destroyed, each looked up again through Vault's API and found absent."""
+
+    kv_entries: int
+    credential_records: int
+    transit_key: str
+    identity_entity: str | None
+    tokens_revoked: int
+    token_accessors: list[str]
+
+
+class PurgeFacts(TypedDict):
+    """What a purge did, as its receipt states it (services/purge.py builds it)."""
+
+    ticket_ref: str
+    lease_id: str
+    requested_at: str
+    completed_at: str
+    destroyed: DestroyedInVault
+    verified_absent_in_vault: bool
+
+
+class PurgeClaims(PurgeFacts):
+    """What every receipt states, the unsigned ones of purges before migration 0007 too."""
+
+    reason: str
+
+
+class ReceiptClaims(PurgeClaims):
+    """The signed claims: the purge's facts, who had access, and the JWT registered claims."""
+
+    accesses: list[ReceiptAccess]
+    iss: str
+    iat: int
+    jti: str
+
+
+class PurgeReceipt(PurgeClaims):
+    """The receipt as the API and the purge job's result show it (`purge_receipt`): the claims
+    plus the hash of its audit record. A legacy unsigned receipt (migration 0007 copied it from
+    its purge job) has neither the access summary nor the JWT claims, and may lack the hash."""
+
+    accesses: NotRequired[list[ReceiptAccess]]
+    iss: NotRequired[str]
+    iat: NotRequired[int]
+    jti: NotRequired[str]
+    audit_record_hash: str | None
+
+
+def read_accesses(session: Session, lease_id: str, ticket_ref: str) -> list[ReceiptAccess]:
     """Every grant of the lease (agent, reason, times) with its reveals from the audit trail.
 
     Runs in the purge's read step: the grants' rows stay, but this is the moment the receipt's
@@ -67,7 +128,7 @@ def read_accesses(session, lease_id: str, ticket_ref: str) -> list[dict]:
     ]
 
 
-def sign_claims(vault: Vault, claims: dict) -> str:
+def sign_claims(vault: Vault, claims: ReceiptClaims) -> str:
     """The claims as a compact JWS, signed by Vault with the receipt key's latest version."""
     key = vault.read_receipt_key()
     if key.get("type") != "ed25519":
@@ -78,28 +139,33 @@ def sign_claims(vault: Vault, claims: dict) -> str:
 
 
 def claims_for(
-    settings: Settings, *, issued_at: datetime, reason: str, body: dict, accesses: list[dict]
-) -> dict:
+    settings: Settings,
+    *,
+    issued_at: datetime,
+    reason: str,
+    body: PurgeFacts,
+    accesses: list[ReceiptAccess],
+) -> ReceiptClaims:
     """The receipt's claims: the purge's facts plus the JWT registered claims."""
-    return {
+    return ReceiptClaims(
         **body,
-        "reason": reason,
-        "accesses": accesses,
-        "iss": settings.public_url,
-        "iat": int(issued_at.timestamp()),
-        "jti": str(uuid.uuid4()),
-    }
+        reason=reason,
+        accesses=accesses,
+        iss=settings.public_url,
+        iat=int(issued_at.timestamp()),
+        jti=str(uuid.uuid4()),
+    )
 
 
 def store_receipt(
-    ticket_id: str, lease_id: str, claims: dict, token: str, audit_record_hash: str
-) -> dict:
+    ticket_id: str, lease_id: str, claims: ReceiptClaims, token: str, audit_record_hash: str
+) -> PurgeReceipt:
     """Keep the receipt in the caller's transaction; returns its JSON form (purge_receipt)."""
     receipt = Receipt(
         ticket_id=ticket_id,
         lease_id=lease_id,
         reason=claims["reason"],
-        payload=claims,
+        payload=dict(claims),
         jws=token,
         audit_record_hash=audit_record_hash,
     )
@@ -108,20 +174,29 @@ def store_receipt(
     return as_json(receipt)
 
 
-def as_json(receipt: Receipt) -> dict:
+def as_json(receipt: Receipt) -> PurgeReceipt:
     """The receipt as the API shows it: the signed claims plus the hash of its audit record."""
-    return {**receipt.payload, "audit_record_hash": receipt.audit_record_hash}
+    # The JSON column holds what store_receipt wrote (ReceiptClaims) or a legacy receipt's claims.
+    return cast(PurgeReceipt, {**receipt.payload, "audit_record_hash": receipt.audit_record_hash})
+
+
+class ReceiptListing(TypedDict):
+    """One receipt in the ticket API's list (GET /api/v1/tickets/<ref>/receipts)."""
+
+    purge_receipt: PurgeReceipt
+    purge_receipt_jws: str | None
+    created_at: str
 
 
 @dataclass(frozen=True)
 class ReceiptView:
     """One receipt as the ticket API lists it."""
 
-    receipt: dict
+    receipt: PurgeReceipt
     receipt_jws: str | None
     created_at: datetime
 
-    def as_json(self) -> dict:
+    def as_json(self) -> ReceiptListing:
         return {
             "purge_receipt": self.receipt,
             "purge_receipt_jws": self.receipt_jws,
@@ -158,6 +233,6 @@ def list_receipts(ticket_ref: str) -> list[ReceiptView]:
         return _views(ticket)
 
 
-def public_jwks(vault: Vault) -> dict:
+def public_jwks(vault: Vault) -> jws.Jwks:
     """Every version of the receipt key's public half, as a JWKS."""
     return jws.jwks_from_vault_key(RECEIPT_KEY, vault.read_receipt_key())

@@ -13,30 +13,32 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Row, Table, insert, select
+from sqlalchemy import Connection, Row, insert, select
 
 from ..clock import utcnow
 from ..config import Settings
 from ..errors import StatusPageNotFound
 from ..kinds import kind_label
 from ..models import (
+    LEASES,
     LIVE_LEASE_STATES,
+    STATUS_TOKENS,
+    TICKETS,
     Agent,
     AuditEvent,
     Grant,
     Job,
-    Lease,
+    JsonObject,
     LeaseStatus,
     Receipt,
-    StatusToken,
-    Ticket,
     new_uuid,
 )
 from ..transactions import read_only, transaction
 from .lifecycle import PURGE_JOB, PurgeReason, close_ticket
+from .receipts import PurgeReceipt
 
 # 256 bits, as link tokens: far beyond guessing (the contract asks for at least 128).
 STATUS_TOKEN_BYTES = 32
@@ -50,12 +52,8 @@ DELETE_CONFIRM_SECONDS = 15 * 60
 CLOCK_SKEW_SECONDS = 60
 CUSTOMER = "customer"
 
-# Typed as the Tables they are (the declarative attribute is typed as a plain FromClause).
-_TOKENS = cast(Table, StatusToken.__table__)
-_LEASES = cast(Table, Lease.__table__)
-_TICKETS = cast(Table, Ticket.__table__)
-# A row of any shape: each query names its own columns.
-AnyRow = Row[*tuple[Any, ...]]
+# A status token's row joined with its lease and ticket (_find); Core table columns are untyped.
+_PageRow = Row[*tuple[Any, ...]]
 
 # What the customer is told about the state of their credentials, from their lease's status.
 _STATES = {
@@ -109,7 +107,7 @@ def record_status_token(
 ) -> None:
     """In the submission's transaction: the status page of what it stored (ids and kinds)."""
     connection.execute(
-        insert(_TOKENS).values(
+        insert(STATUS_TOKENS).values(
             id=new_uuid(),
             token_hash=token_hash,
             link_id=link_id,
@@ -120,28 +118,28 @@ def record_status_token(
     )
 
 
-def _find(settings: Settings, connection: Connection, token: str, *, lock: bool) -> AnyRow:
+def _find(settings: Settings, connection: Connection, token: str, *, lock: bool) -> _PageRow:
     """The token's row with its lease and ticket; StatusPageNotFound for every other case."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise StatusPageNotFound()
     query = (
         select(
-            _TOKENS.c.lease_id,
+            STATUS_TOKENS.c.lease_id,
             # Subscripted: `.c.items` is the column collection's own items() method.
-            _TOKENS.c["items"].label("received_items"),
-            _TOKENS.c.created_at,
-            _LEASES.c.status.label("lease_status"),
-            _LEASES.c.expires_at.label("retention_until"),
-            _LEASES.c.purged_at,
-            _TICKETS.c.ref.label("ticket_ref"),
+            STATUS_TOKENS.c["items"].label("received_items"),
+            STATUS_TOKENS.c.created_at,
+            LEASES.c.status.label("lease_status"),
+            LEASES.c.expires_at.label("retention_until"),
+            LEASES.c.purged_at,
+            TICKETS.c.ref.label("ticket_ref"),
         )
-        .join(_LEASES, _LEASES.c.id == _TOKENS.c.lease_id)
-        .join(_TICKETS, _TICKETS.c.id == _LEASES.c.ticket_id)
-        .where(_TOKENS.c.token_hash.in_(status_token_hashes(settings, token)))
+        .join(LEASES, LEASES.c.id == STATUS_TOKENS.c.lease_id)
+        .join(TICKETS, TICKETS.c.id == LEASES.c.ticket_id)
+        .where(STATUS_TOKENS.c.token_hash.in_(status_token_hashes(settings, token)))
     )
     if lock:
         # Orders a deletion against the close webhook and a reveal, which lock the lease too.
-        query = query.with_for_update(of=_LEASES)
+        query = query.with_for_update(of=LEASES)
     row = connection.execute(query).first()
     if row is None or not _still_shown(settings, row.purged_at, utcnow()):
         raise StatusPageNotFound()
@@ -165,7 +163,7 @@ class Access:
     expires_at: datetime
     revealed_at: list[datetime] = field(default_factory=list)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         return {
             "agent": self.agent,
             "reason": self.reason,
@@ -175,6 +173,13 @@ class Access:
         }
 
 
+class ReceivedItem(TypedDict):
+    """One item the customer submitted, as the page names it (never its value)."""
+
+    kind: str
+    label: str
+
+
 @dataclass(frozen=True)
 class StatusReport:
     """What the status page shows: never a submitted value."""
@@ -182,17 +187,17 @@ class StatusReport:
     ticket_ref: str
     state: str
     received_at: datetime
-    items: list[dict[str, Any]]
+    items: list[ReceivedItem]
     accesses: list[Access]
     retention_until: datetime
     purge_reason: str | None
     purge_completed_at: datetime | None
-    receipt: dict[str, Any] | None
+    receipt: PurgeReceipt | None
     # The same receipt signed by Vault (compact JWS): what the customer keeps and anyone verifies.
     receipt_jws: str | None
     available_until: datetime | None
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         return {
             "ticket_ref": self.ticket_ref,
             "state": self.state,
@@ -217,7 +222,7 @@ def _agent_name(username: str, display_name: str | None = None) -> str:
     return display_name or username
 
 
-def _accesses(connection: Connection, row: AnyRow) -> list[Access]:
+def _accesses(connection: Connection, row: _PageRow) -> list[Access]:
     """Every grant that could reach these items, each with its reveals of them (from the
     audit trail, which records the item ids a reveal read)."""
     received_at = row.created_at
@@ -253,7 +258,9 @@ def _accesses(connection: Connection, row: AnyRow) -> list[Access]:
     ]
 
 
-def _purge_job(connection: Connection, lease_id: str) -> AnyRow | None:
+def _purge_job(
+    connection: Connection, lease_id: str
+) -> Row[JsonObject, JsonObject | None, datetime | None, str | None] | None:
     """The lease's purge job (at most one: its dedupe key is the lease id) and, once it is done,
     its signed receipt (one per lease)."""
     return connection.execute(
@@ -271,7 +278,7 @@ def read_status(settings: Settings, token: str) -> StatusReport:
         accesses = _accesses(connection, row)
         job = _purge_job(connection, row.lease_id)
     kinds = [item["kind"] for item in row.received_items]
-    items = [{"kind": kind, "label": kind_label(kind)} for kind in kinds]
+    items = [ReceivedItem(kind=kind, label=kind_label(kind)) for kind in kinds]
     available_until = None
     if row.purged_at is not None:
         available_until = row.purged_at + timedelta(seconds=settings.status_page_retention_seconds)
@@ -284,7 +291,8 @@ def read_status(settings: Settings, token: str) -> StatusReport:
         retention_until=row.retention_until,
         purge_reason=job.payload.get("reason") if job else None,
         purge_completed_at=row.purged_at,
-        receipt=job.result if job and job.completed_at else None,
+        # A done purge job's result is its receipt (services/purge.py record_purge).
+        receipt=cast(PurgeReceipt, job.result) if job and job.completed_at else None,
         receipt_jws=job.jws if job and job.completed_at else None,
         available_until=available_until,
     )
@@ -307,7 +315,7 @@ class DeleteAnswer:
     def http_status(self) -> int:
         return 202 if self.status == "deleting" else 200
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         return {"status": self.status, "reason": self.reason}
 
 

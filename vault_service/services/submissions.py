@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn, cast
+from typing import NoReturn
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from .. import failpoints
 from ..clock import utcnow
@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import LinkGone, ServiceUnavailable
 from ..kinds.notes import NOTES, NOTES_FIELD
 from ..kinds.validation import CredentialInput, validate_submission
-from ..models import CredentialItem, Lease, LinkState, SubmissionLink, Ticket, new_uuid
+from ..models import ITEMS, LEASES, LINKS, TICKETS, Lease, LinkState, Ticket, new_uuid
 from ..transactions import read_only, transaction
 from ..vault import Vault, VaultError
 from . import audit, connectors, events, status_page
@@ -25,13 +25,9 @@ from .tickets import link_token_hashes
 
 log = logging.getLogger(__name__)
 
-# The submission's statements run as Core on the session's connection: they read and write plain
-# values, and the ORM's per-statement machinery would be most of a submission's own cost.
-# Typed as the Tables they are (the declarative attribute is typed as a plain FromClause).
-_LINKS = cast(Table, SubmissionLink.__table__)
-_LEASES = cast(Table, Lease.__table__)
-_TICKETS = cast(Table, Ticket.__table__)
-_ITEMS = cast(Table, CredentialItem.__table__)
+# The submission's statements run as Core on the session's connection (the models' table
+# handles): they read and write plain values, and the ORM's per-statement machinery would be most
+# of a submission's own cost.
 
 
 @dataclass(frozen=True)
@@ -57,20 +53,20 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
             session.connection()
             .execute(
                 select(
-                    _LINKS.c.id,
-                    _LINKS.c.lease_id,
-                    _TICKETS.c.ref,
-                    _LINKS.c.expires_at,
-                    _LINKS.c.consumed_at,
-                    _LINKS.c.revoked_at,
-                    _LINKS.c.message,
-                    _LINKS.c.locale,
-                    _LEASES.c.status.label("lease_status"),
-                    _TICKETS.c.status.label("ticket_status"),
+                    LINKS.c.id,
+                    LINKS.c.lease_id,
+                    TICKETS.c.ref,
+                    LINKS.c.expires_at,
+                    LINKS.c.consumed_at,
+                    LINKS.c.revoked_at,
+                    LINKS.c.message,
+                    LINKS.c.locale,
+                    LEASES.c.status.label("lease_status"),
+                    TICKETS.c.status.label("ticket_status"),
                 )
-                .join(_LEASES, _LEASES.c.id == _LINKS.c.lease_id)
-                .join(_TICKETS, _TICKETS.c.id == _LINKS.c.ticket_id)
-                .where(_LINKS.c.token_hash.in_(link_token_hashes(settings, token)))
+                .join(LEASES, LEASES.c.id == LINKS.c.lease_id)
+                .join(TICKETS, TICKETS.c.id == LINKS.c.ticket_id)
+                .where(LINKS.c.token_hash.in_(link_token_hashes(settings, token)))
             )
             .first()
         )
@@ -137,14 +133,15 @@ def _lock_serving_lease(connection: Connection, lease_id: str) -> datetime | Non
     IMMEDIATE transaction already admits one writer at a time.
     """
     state = connection.execute(
-        select(_LEASES.c.status, _LEASES.c.expires_at, _TICKETS.c.status)
-        .join(_TICKETS, _LEASES.c.ticket_id == _TICKETS.c.id)
-        .where(_LEASES.c.id == lease_id)
-        .with_for_update(of=_LEASES)
+        select(LEASES.c.status, LEASES.c.expires_at, TICKETS.c.status)
+        .join(TICKETS, LEASES.c.ticket_id == TICKETS.c.id)
+        .where(LEASES.c.id == lease_id)
+        .with_for_update(of=LEASES)
     ).one_or_none()
     if state is None or not is_serving(state[0], state[2]):
         return None
-    return cast(datetime | None, state[1])
+    expires_at: datetime = state[1]  # a Core column: typed by the model, not by the table
+    return expires_at
 
 
 def _take_link(
@@ -155,14 +152,14 @@ def _take_link(
     started in time is not refused for Vault's latency."""
     return (
         connection.execute(
-            update(_LINKS)
+            update(LINKS)
             .where(
-                _LINKS.c.id == link.id,
-                _LINKS.c.consumed_at.is_(None),
+                LINKS.c.id == link.id,
+                LINKS.c.consumed_at.is_(None),
                 # A revocation that lands while this post writes to Vault wins: the post is
                 # refused (410) and deletes what it wrote.
-                _LINKS.c.revoked_at.is_(None),
-                _LINKS.c.expires_at > received_at,
+                LINKS.c.revoked_at.is_(None),
+                LINKS.c.expires_at > received_at,
             )
             .values(consumed_at=now)
         ).rowcount
@@ -177,7 +174,7 @@ def _record_items(
     now: datetime,
 ) -> None:
     connection.execute(
-        insert(_ITEMS),
+        insert(ITEMS),
         [
             {
                 "id": item_id,

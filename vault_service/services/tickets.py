@@ -9,7 +9,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -20,6 +19,7 @@ from ..models import (
     LINK_MESSAGE_MAX_LENGTH,
     LIVE_LEASE_STATES,
     CredentialItem,
+    JsonObject,
     Lease,
     LeaseStatus,
     SubmissionLink,
@@ -28,6 +28,7 @@ from ..models import (
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError
 from . import audit, connectors, lifecycle, receipts
+from .receipts import PurgeReceipt
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,12 @@ class TicketReport:
     ticket_ref: str
     status: TicketStatus
     credential_count: int
-    purge_receipt: dict[str, Any] | None
+    purge_receipt: PurgeReceipt | None
     # The same receipt as a JWS signed in Vault (None before the first purge, and for receipts
     # of purges completed before receipts were signed).
     purge_receipt_jws: str | None = None
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         return {
             "ticket_ref": self.ticket_ref,
             "status": self.status,

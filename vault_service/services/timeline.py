@@ -16,6 +16,7 @@ from ..models import Agent, AuditEvent, Grant, Lease
 from ..transactions import read_only
 from . import lifecycle, receipts
 from .access_log import MAX_RECORDS
+from .receipts import PurgeReceipt
 from .tickets import validate_ticket_ref
 
 _TITLES = {
@@ -63,7 +64,7 @@ class TicketStory:
 
     entries: list[TimelineEntry]
     active_grants: list[ActiveGrant]
-    receipt: dict[str, Any] | None
+    receipt: PurgeReceipt | None
 
 
 def _detail(action: str, details: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from ..errors import Unauthorized, wants_json
+from ..extensions import csrf
 
 # Views reachable without an agent session. Everything else needs a logged-in agent; the route
 # walk in tests/test_routes.py fails if a new route escapes both lists.
@@ -90,3 +91,9 @@ def login_required(view: View) -> View:
     """flask-login's login_required, typed (flask-login ships no types); the guard above already
     denies by default, this marks the views that need an agent where they are defined."""
     return cast(View, flask_login.login_required(view))
+
+
+def csrf_exempt(view: View) -> View:
+    """Flask-WTF's csrf.exempt for one view, typed (Flask-WTF ships no types): for the views a
+    capability token, a bearer token or a signature guards instead of a session."""
+    return cast(View, csrf.exempt(view))

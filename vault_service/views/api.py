@@ -9,11 +9,13 @@ from importlib import resources
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import NotFound
 
 from ..clock import utcnow
 from ..errors import BadRequest, Unauthorized, UnsupportedMediaType
 from ..extensions import csrf, current_settings, current_vault
+from ..models import JsonObject
 from ..services import access_log, inbound, links, receipts, tickets
 from ..services.providers import PROVIDERS
 from ..services.tickets import link_url
@@ -37,7 +39,7 @@ def require_ticket_api_token() -> None:
         raise Unauthorized("Invalid bearer token.")
 
 
-def optional_json_body() -> dict:
+def optional_json_body() -> JsonObject:
     """The request's JSON object ({} for no body); 415 for another media type, 400 malformed."""
     if not request.get_data():
         return {}
@@ -50,7 +52,7 @@ def optional_json_body() -> dict:
 
 
 @bp.post("/tickets/<ticket_ref>/submission-links")
-def create_submission_link(ticket_ref: str):
+def create_submission_link(ticket_ref: str) -> ResponseReturnValue:
     """Create a one-time submission link for a ticket (creating the ticket on first use)."""
     require_ticket_api_token()
     tickets.validate_ticket_ref(ticket_ref)
@@ -85,14 +87,14 @@ def create_submission_link(ticket_ref: str):
 
 
 @bp.get("/tickets/<ticket_ref>")
-def get_ticket(ticket_ref: str):
+def get_ticket(ticket_ref: str) -> ResponseReturnValue:
     """A ticket's status, live credential count and latest purge receipt."""
     require_ticket_api_token()
     return jsonify(tickets.describe_ticket(ticket_ref).as_json())
 
 
 @bp.get("/tickets/<ticket_ref>/links")
-def list_links(ticket_ref: str):
+def list_links(ticket_ref: str) -> ResponseReturnValue:
     """Every submission link of a ticket with its state (open, used, expired, revoked)."""
     require_ticket_api_token()
     reports = links.list_links(ticket_ref)
@@ -100,21 +102,21 @@ def list_links(ticket_ref: str):
 
 
 @bp.delete("/tickets/<ticket_ref>/links/<link_id>")
-def revoke_link(ticket_ref: str, link_id: str):
+def revoke_link(ticket_ref: str, link_id: str) -> ResponseReturnValue:
     """Revoke an unused link: its holder gets the 410 of an unknown link from now on."""
     require_ticket_api_token()
     return jsonify(links.revoke_link(ticket_ref, link_id).as_json())
 
 
 @bp.get("/tickets/<ticket_ref>/access-log")
-def get_access_log(ticket_ref: str):
+def get_access_log(ticket_ref: str) -> ResponseReturnValue:
     """The ticket's audit records: submissions, grants, reveals, denials, close, purge."""
     require_ticket_api_token()
     return jsonify(ticket_ref=ticket_ref, records=access_log.access_log(ticket_ref))
 
 
 @bp.get("/tickets/<ticket_ref>/receipts")
-def list_receipts(ticket_ref: str):
+def list_receipts(ticket_ref: str) -> ResponseReturnValue:
     """Every deletion receipt of the ticket across reopen cycles, newest first."""
     require_ticket_api_token()
     views = receipts.list_receipts(ticket_ref)
@@ -131,7 +133,7 @@ def _openapi_document() -> bytes:
 
 
 @bp.get("/openapi.yaml")
-def openapi_document():
+def openapi_document() -> ResponseReturnValue:
     """The API's OpenAPI description. Public: it is the published contract, holding no secret."""
     response = Response(_openapi_document(), mimetype="application/yaml")
     response.headers["Cache-Control"] = "public, max-age=300"
@@ -139,7 +141,7 @@ def openapi_document():
 
 
 @bp.post("/webhooks/<provider>")
-def receive_webhook(provider: str):
+def receive_webhook(provider: str) -> ResponseReturnValue:
     """A ticket event from a provider (Standard Webhooks at ticket-events); 404 unless enabled."""
     adapter = PROVIDERS.get(provider)
     settings = current_settings()

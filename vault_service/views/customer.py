@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 
 from ..branding import Branding
 from ..errors import LinkGone, ServiceUnavailable, ValidationFailed
@@ -19,6 +20,7 @@ from ..services.customer_form import (
 )
 from ..services.submissions import UsableLink, submit_credentials
 from ..vault import VaultUnavailable
+from . import csrf_exempt
 
 bp = Blueprint("customer", __name__)
 
@@ -27,18 +29,19 @@ def current_branding() -> Branding:
     """The organisation's branding, loaded once by create_app."""
     from flask import current_app
 
-    return current_app.extensions["vault_service.branding"]
+    branding: Branding = current_app.extensions["vault_service.branding"]
+    return branding
 
 
 @bp.context_processor
-def branding_context() -> dict:
+def branding_context() -> dict[str, Branding]:
     """Every customer page, the error pages of /s/... included, shows whose page it is."""
     return {"branding": current_branding()}
 
 
-def _page_context(link: UsableLink, **extra) -> dict:
+def _page_context(link: UsableLink, **extra: object) -> dict[str, object]:
     settings = current_settings()
-    context = {
+    context: dict[str, object] = {
         "ticket_ref": link.ticket_ref,
         "expires_at": link.expires_at,
         "message": link.message,
@@ -56,7 +59,7 @@ def _page_context(link: UsableLink, **extra) -> dict:
     return context
 
 
-def _refilled_form(link: UsableLink, status: int, **extra):
+def _refilled_form(link: UsableLink, status: int, **extra: object) -> tuple[str, int]:
     """The form again after a failed post: what may be kept is kept, secrets are typed again."""
     context = _page_context(
         link, form=kept_values(request.form), retype=to_retype(request.form), **extra
@@ -64,7 +67,7 @@ def _refilled_form(link: UsableLink, status: int, **extra):
     return render_template("customer/form.html", **context), status
 
 
-def _gone_unless_received(token: str, error: LinkGone):
+def _gone_unless_received(token: str, error: LinkGone) -> tuple[str, int]:
     """The browser that used this link (it holds the link's proof cookie) is told when; anyone
     else gets the same 410 as for any unknown, expired or used link."""
     received_at = read_received_at(current_settings(), token, request.cookies.get(RECEIVED_COOKIE))
@@ -74,7 +77,7 @@ def _gone_unless_received(token: str, error: LinkGone):
 
 
 @bp.get("/s/<token>")
-def submission_form(token: str):
+def submission_form(token: str) -> ResponseReturnValue:
     """Render the form. Reading never consumes: mail scanners and link previewers GET links."""
     try:
         link = read_usable_link(current_settings(), token)
@@ -85,8 +88,8 @@ def submission_form(token: str):
 
 
 @bp.post("/s/<token>")
-@csrf.exempt
-def submit(token: str):
+@csrf_exempt
+def submit(token: str) -> ResponseReturnValue:
     """Accept the first valid submission (HTML form or JSON) and consume the link."""
     settings, vault = current_settings(), current_vault()
     if request.is_json:
@@ -148,7 +151,7 @@ def _set_received_cookie(response: Response, token: str) -> None:
 
 
 @bp.get("/brand/logo")
-def brand_logo():
+def brand_logo() -> ResponseReturnValue:
     """The configured logo, from memory (read once at startup): same origin, so CSP stays 'self'."""
     logo = current_branding().logo
     if logo is None:

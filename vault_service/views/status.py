@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, make_response, render_template, request
+from flask.typing import ResponseReturnValue
 
 from ..clock import utcnow
 from ..errors import BadRequest, Forbidden, UnsupportedMediaType, wants_json
-from ..extensions import csrf, current_settings
+from ..extensions import current_settings
 from ..services import status_page
+from . import csrf_exempt
 
 bp = Blueprint("status", __name__)
 
@@ -15,7 +17,7 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @bp.get("/r/<token>")
-def show(token: str):
+def show(token: str) -> ResponseReturnValue:
     """The page, or its JSON; `?confirm=delete` adds the confirmation step of "delete now"."""
     settings = current_settings()
     report = status_page.read_status(settings, token)
@@ -56,8 +58,8 @@ def _refuse_foreign_origin(*, required: bool) -> None:
 
 
 @bp.post("/r/<token>")
-@csrf.exempt  # no session here: the capability token, the nonce and Origin guard the form
-def act(token: str):
+@csrf_exempt  # no session here: the capability token, the nonce and Origin guard the form
+def act(token: str) -> ResponseReturnValue:
     """Delete now: JSON `{"action": "delete"}`, or the page's confirmed form."""
     settings = current_settings()
     # First, as for GET: every unknown, wrong or expired token gets the one 404, whatever else

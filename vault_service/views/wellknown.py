@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
 
 from ..extensions import current_vault
 from ..services import receipts
@@ -14,7 +15,7 @@ JWKS_MAX_AGE_SECONDS = 300
 
 
 @bp.get("/jwks.json")
-def jwks():
+def jwks() -> ResponseReturnValue:
     """Every version of the receipt key's public half (Ed25519 JWKs named by `kid`)."""
     response = jsonify(receipts.public_jwks(current_vault()))
     response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE_SECONDS}"

@@ -13,6 +13,8 @@ Revision ID: 0007
 Revises: 0006
 """
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -28,7 +30,7 @@ PURGE = "purge"
 BATCH = 1000
 
 
-def _utc_column(name: str, *, nullable: bool) -> sa.Column:
+def _utc_column(name: str, *, nullable: bool) -> sa.Column[datetime]:
     return sa.Column(name, vault_service.models.UTCDateTime(timezone=True), nullable=nullable)
 
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from datetime import datetime
 
 from ...config import Settings
 from ...extensions import current_settings
+from ...models import JsonObject
 from ...vault import Vault, VaultError
 from .. import jobs, lifecycle
 from .base import HelpdeskConnector
 
 
 def _discover() -> dict[str, HelpdeskConnector]:
-    found = {}
+    found: dict[str, HelpdeskConnector] = {}
     for module_info in pkgutil.iter_modules(__path__):
         if module_info.name in ("base", "notes"):
             continue
@@ -60,13 +62,16 @@ def seal_link(settings: Settings, vault: Vault, ticket_ref: str, url: str) -> st
         ) from error
 
 
-def _enqueue(ticket_ref: str, ticket_id: str | None, payload: dict) -> None:
+def _enqueue(ticket_ref: str, ticket_id: str | None, payload: JsonObject) -> None:
     settings = current_settings()
     targets = _targets(settings, ticket_ref)
     if not targets:
         return
     if ticket_id is None:
-        ticket_id = lifecycle.get_ticket(ticket_ref).id
+        ticket = lifecycle.get_ticket(ticket_ref)
+        if ticket is None:  # the hooks run inside the transaction that changes the ticket
+            raise LookupError(f"no ticket {ticket_ref!r} to post a note to")
+        ticket_id = ticket.id
     for connector in targets:
         jobs.enqueue(
             job_kind(connector),
@@ -76,14 +81,16 @@ def _enqueue(ticket_ref: str, ticket_id: str | None, payload: dict) -> None:
         )
 
 
-def enqueue_link_reply(ticket_ref: str, ticket_id: str, sealed_url: str | None, expires_at):
+def enqueue_link_reply(
+    ticket_ref: str, ticket_id: str, sealed_url: str | None, expires_at: datetime
+) -> None:
     """In the link's transaction: reply to the customer with the link (when it was sealed)."""
     if sealed_url is not None:
         payload = {"message": "link", "url_ciphertext": sealed_url}
         _enqueue(ticket_ref, ticket_id, {**payload, "expires_at": expires_at.isoformat()})
 
 
-def enqueue_submitted_note(ticket_ref: str, kinds: list[str], retention_until) -> None:
+def enqueue_submitted_note(ticket_ref: str, kinds: list[str], retention_until: datetime) -> None:
     """In the submission's transaction: an internal note saying what arrived (kinds only)."""
     until = retention_until.isoformat()
     _enqueue(ticket_ref, None, {"message": "submitted", "kinds": kinds, "retention_until": until})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Literal, TypedDict
 
 from sqlalchemy import select, update
 
 from ...config import Settings
 from ...extensions import db
-from ...models import Job
+from ...models import Job, JsonObject
 from ...transactions import read_only
 from ...vault import Vault
 from ..jobs import JobKind
@@ -30,7 +31,7 @@ def link_reply(url: str, expires_at: str) -> str:
     )
 
 
-def submitted_note(settings: Settings, payload: dict) -> str:
+def submitted_note(settings: Settings, payload: JsonObject) -> str:
     """The internal note for a submission: kinds and deadline, never a value."""
     kinds = ", ".join(payload["kinds"])
     return (
@@ -40,7 +41,7 @@ def submitted_note(settings: Settings, payload: dict) -> str:
     )
 
 
-def purged_note(receipt: dict | None) -> str:
+def purged_note(receipt: JsonObject | None) -> str:
     """The internal note for a purge, with its receipt (ids, counts and times only)."""
     receipt = receipt or {}
     return (
@@ -51,12 +52,12 @@ def purged_note(receipt: dict | None) -> str:
     )
 
 
-def _purge_receipt(purge_job_id: str) -> dict | None:
+def _purge_receipt(purge_job_id: str) -> JsonObject | None:
     with read_only() as session:
         return session.scalar(select(Job.result).where(Job.id == purge_job_id))
 
 
-def _text(settings: Settings, vault: Vault, payload: dict) -> tuple[str, bool]:
+def _text(settings: Settings, vault: Vault, payload: JsonObject) -> tuple[str, bool]:
     """(text, public) of a note job; the link is decrypted only now, outside any transaction."""
     if payload["message"] == "link":
         url = vault.decrypt_token(payload["url_ciphertext"])
@@ -66,11 +67,28 @@ def _text(settings: Settings, vault: Vault, payload: dict) -> tuple[str, bool]:
     return purged_note(_purge_receipt(payload["purge_job_id"])), False
 
 
-def note_job_kind(connector_name: str) -> JobKind:
+class NotePosted(TypedDict):
+    """A note job's result: the help desk took the text."""
+
+    delivered: Literal[True]
+    public: bool
+
+
+class NoteRefused(TypedDict):
+    """A note job's result: the help desk refused it for good (not retried)."""
+
+    delivered: Literal[False]
+    error: str
+
+
+NoteOutcome = NotePosted | NoteRefused
+
+
+def note_job_kind(connector_name: str) -> JobKind[NoteOutcome]:
     """The job kind that posts one connector's replies and notes."""
     connector = CONNECTORS[connector_name]
 
-    def run(settings: Settings, vault: Vault, job: Job) -> dict:
+    def run(settings: Settings, vault: Vault, job: Job) -> NoteOutcome:
         text, public = _text(settings, vault, job.payload)
         try:
             connector.post(settings, job.payload["ticket_ref"], text, public=public)
@@ -86,7 +104,7 @@ def note_job_kind(connector_name: str) -> JobKind:
             return {"delivered": False, "error": str(error)}
         return {"delivered": True, "public": public}
 
-    def finish(job: Job, outcome: dict) -> dict:
+    def finish(job: Job, outcome: NoteOutcome) -> NoteOutcome:
         # The link's ciphertext leaves the row the moment the job is done, delivered or not.
         kept = {k: v for k, v in job.payload.items() if k != "url_ciphertext"}
         db.session.execute(update(Job).where(Job.id == job.id).values(payload=kept))

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 import requests
 
@@ -43,6 +44,21 @@ class Delivery:
 
     status: int
     ms: float
+
+
+class Delivered(TypedDict):
+    """The job's result when the receiver took the event."""
+
+    delivered: Literal[True]
+    status: int
+    ms: float
+
+
+class Skipped(TypedDict):
+    """The job's result when nothing was sent, and why."""
+
+    delivered: Literal[False]
+    skipped: str
 
 
 def _http() -> requests.Session:
@@ -103,7 +119,7 @@ def deliver_event(settings: Settings, _vault: Vault, job: Job) -> Delivery | Non
     return Delivery(status, fields["ms"])
 
 
-def record_delivery(_job: Job, delivery: Delivery | None) -> dict:
+def record_delivery(_job: Job, delivery: Delivery | None) -> Delivered | Skipped:
     """The job's result: the receiver's status, or why nothing was sent."""
     if delivery is None:
         return {"delivered": False, "skipped": "events_disabled"}

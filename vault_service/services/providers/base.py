@@ -7,9 +7,9 @@ import hashlib
 import hmac
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol, overload
 
 from werkzeug.http import parse_options_header
 
@@ -19,6 +19,17 @@ from ..inbound import TicketEvent, TicketEventType
 
 # A vendor's own delivery id longer than this is stored as its hash (the column holds 128).
 MAX_DELIVERY_ID_LENGTH = 100
+
+
+class RequestHeaders(Protocol):
+    """What a provider reads of a delivery's headers: werkzeug's case-insensitive Headers in the
+    app, a plain mapping where a test or the benchmark builds one."""
+
+    @overload
+    def get(self, key: str, /) -> str | None: ...
+
+    @overload
+    def get(self, key: str, default: str, /) -> str: ...
 
 
 class InboundProvider(ABC):
@@ -35,7 +46,7 @@ class InboundProvider(ABC):
 
     @abstractmethod
     def read_event(
-        self, settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+        self, settings: Settings, headers: RequestHeaders, body: bytes, now: datetime
     ) -> TicketEvent | None:
         """Verify the delivery (Unauthorized), then parse it (UnsupportedMediaType, BadRequest).
 
@@ -92,13 +103,15 @@ def any_signature_matches(
     return any(matches)
 
 
-def require_signature(offered: str | None, secrets, expected_for) -> None:
+def require_signature(
+    offered: str | None, secrets: Iterable[bytes], expected_for: Callable[[bytes], str]
+) -> None:
     """Unauthorized unless one configured secret produced the offered signature."""
     if not offered or not any_signature_matches(offered, secrets, expected_for):
         raise Unauthorized("Invalid or missing webhook signature.")
 
 
-def require_json(headers: Mapping[str, str]) -> None:
+def require_json(headers: RequestHeaders) -> None:
     """415 unless the delivery is JSON (checked after the signature)."""
     mimetype = parse_options_header(headers.get("Content-Type", ""))[0].lower()
     if not (
@@ -108,7 +121,7 @@ def require_json(headers: Mapping[str, str]) -> None:
         raise UnsupportedMediaType()
 
 
-def json_object(body: bytes) -> dict:
+def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object; BadRequest otherwise."""
     try:
         parsed = json.loads(body)
@@ -154,7 +167,9 @@ def content_delivery_id(provider: str, *signed_parts: bytes) -> str:
     return f"{provider}:sha256-{digest.hexdigest()}"
 
 
-def require_fresh(provider: NativeProvider, settings: Settings, signed_at: int, now: datetime):
+def require_fresh(
+    provider: NativeProvider, settings: Settings, signed_at: int, now: datetime
+) -> None:
     """Unauthorized when a signed timestamp is further from now than the provider's window
     (a captured delivery replayed later is refused even before its id is looked up)."""
     tolerance = provider.tolerance_seconds(settings)

@@ -19,14 +19,20 @@ Body (content type JSON): advanced `{"ticket_id": "{{ticket.id}}", "status":
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
 from datetime import datetime
 
 from ...config import Settings
 from ...errors import Unauthorized
 from ..inbound import TicketEvent
 from ..tickets import validate_ticket_ref
-from .base import NativeProvider, content_delivery_id, json_object, require_json, ticket_id
+from .base import (
+    NativeProvider,
+    RequestHeaders,
+    content_delivery_id,
+    json_object,
+    require_json,
+    ticket_id,
+)
 
 SECRET_HEADER = "X-Vault-Service-Webhook-Secret"  # noqa: S105 - a header's name, not a secret
 # Freshdesk retries a failed webhook within minutes; an hour covers them.
@@ -41,7 +47,7 @@ class Freshdesk(NativeProvider):
     default_reopen_statuses = frozenset({"open", "pending", "2", "3"})
 
     def read_event(
-        self, settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+        self, settings: Settings, headers: RequestHeaders, body: bytes, now: datetime
     ) -> TicketEvent | None:
         offered = headers.get(SECRET_HEADER, "").encode()
         matches = [hmac.compare_digest(offered, s) for s in self.secrets(settings)]

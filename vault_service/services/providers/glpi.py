@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
 from datetime import datetime
 
 from ...config import Settings
@@ -27,6 +26,7 @@ from ..inbound import TicketEvent
 from ..tickets import validate_ticket_ref
 from .base import (
     NativeProvider,
+    RequestHeaders,
     content_delivery_id,
     field,
     json_object,
@@ -51,7 +51,7 @@ class Glpi(NativeProvider):
     default_tolerance_seconds = 24 * 3600
 
     def read_event(
-        self, settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+        self, settings: Settings, headers: RequestHeaders, body: bytes, now: datetime
     ) -> TicketEvent | None:
         timestamp = headers.get("X-GLPI-timestamp", "")
         require_signature(

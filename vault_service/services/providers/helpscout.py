@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
 from datetime import datetime
 
 from ...config import Settings
@@ -26,6 +25,7 @@ from ..inbound import TicketEvent, TicketEventType
 from ..tickets import validate_ticket_ref
 from .base import (
     NativeProvider,
+    RequestHeaders,
     content_delivery_id,
     json_object,
     require_json,
@@ -47,7 +47,7 @@ class HelpScout(NativeProvider):
     default_reopen_statuses = frozenset({"active", "pending"})
 
     def read_event(
-        self, settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+        self, settings: Settings, headers: RequestHeaders, body: bytes, now: datetime
     ) -> TicketEvent | None:
         require_signature(
             headers.get("X-HelpScout-Signature"),
@@ -57,6 +57,7 @@ class HelpScout(NativeProvider):
         require_json(headers)
         payload = json_object(body)
         event_name = headers.get("X-HelpScout-Event", "")
+        event_type: TicketEventType | None
         if event_name == "convo.deleted":
             event_type = TicketEventType.CLOSED
         elif event_name == "convo.status":

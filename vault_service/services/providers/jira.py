@@ -28,6 +28,7 @@ from ..inbound import TicketEvent
 from ..tickets import validate_ticket_ref
 from .base import (
     NativeProvider,
+    RequestHeaders,
     content_delivery_id,
     field,
     json_object,
@@ -45,7 +46,7 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def _changes_status(payload: dict) -> bool:
+def _changes_status(payload: Mapping[str, object]) -> bool:
     items = field(payload, "changelog", "items")
     return isinstance(items, list) and any(
         isinstance(item, dict) and item.get("field") == "status" for item in items
@@ -60,7 +61,7 @@ class Jira(NativeProvider):
     default_reopen_statuses = frozenset({"new", "indeterminate"})
 
     def read_event(
-        self, settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+        self, settings: Settings, headers: RequestHeaders, body: bytes, now: datetime
     ) -> TicketEvent | None:
         require_signature(
             headers.get("X-Hub-Signature"),

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 
 from werkzeug.http import parse_options_header
@@ -22,7 +22,7 @@ from ...errors import BadRequest, Unauthorized, UnsupportedMediaType
 from ...request_body import strict_loads
 from ..inbound import TicketEvent, TicketEventType
 from ..tickets import validate_ticket_ref
-from .base import InboundProvider
+from .base import InboundProvider, RequestHeaders
 
 EVENT_TYPES = {"ticket.closed": TicketEventType.CLOSED, "ticket.reopened": TicketEventType.REOPENED}
 MAX_WEBHOOK_ID_LENGTH = 128
@@ -55,7 +55,7 @@ def signed_headers(
 
 
 def verify_signature(
-    settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+    settings: Settings, headers: RequestHeaders, body: bytes, now: datetime
 ) -> str:
     """Check id, timestamp tolerance and any of the signatures; return the webhook id."""
     webhook_id = headers.get("webhook-id", "")
@@ -120,7 +120,7 @@ class StandardWebhooks(InboundProvider):
         return bool(settings.webhook_secrets)
 
     def read_event(
-        self, settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+        self, settings: Settings, headers: RequestHeaders, body: bytes, now: datetime
     ) -> TicketEvent:
         webhook_id = verify_signature(settings, headers, body, now)
         if not _is_json(headers.get("Content-Type", "")):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
 from datetime import datetime
 
 from ...config import Settings
@@ -25,6 +24,7 @@ from ..inbound import TicketEvent
 from ..tickets import validate_ticket_ref
 from .base import (
     NativeProvider,
+    RequestHeaders,
     content_delivery_id,
     field,
     json_object,
@@ -48,7 +48,7 @@ class Zammad(NativeProvider):
     default_reopen_statuses = frozenset({"new", "open", "pending reminder", "pending close"})
 
     def read_event(
-        self, settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+        self, settings: Settings, headers: RequestHeaders, body: bytes, now: datetime
     ) -> TicketEvent | None:
         require_signature(
             headers.get("X-Hub-Signature"),

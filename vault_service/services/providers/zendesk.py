@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
 from datetime import datetime
 
 from ...config import Settings
@@ -28,6 +27,7 @@ from ..inbound import TicketEvent
 from ..tickets import validate_ticket_ref
 from .base import (
     NativeProvider,
+    RequestHeaders,
     content_delivery_id,
     field,
     json_object,
@@ -66,7 +66,7 @@ class Zendesk(NativeProvider):
     default_tolerance_seconds = 300
 
     def read_event(
-        self, settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+        self, settings: Settings, headers: RequestHeaders, body: bytes, now: datetime
     ) -> TicketEvent | None:
         timestamp = headers.get("X-Zendesk-Webhook-Signature-Timestamp", "")
         require_signature(
