@@ -32,6 +32,7 @@ from ..models import (
     LeaseStatus,
     Receipt,
     StatusToken,
+    SubmissionLink,
     Ticket,
     new_uuid,
 )
@@ -54,6 +55,7 @@ CUSTOMER = "customer"
 _TOKENS = cast(Table, StatusToken.__table__)
 _LEASES = cast(Table, Lease.__table__)
 _TICKETS = cast(Table, Ticket.__table__)
+_LINKS = cast(Table, SubmissionLink.__table__)
 # A row of any shape: each query names its own columns.
 AnyRow = Row[*tuple[Any, ...]]
 
@@ -134,9 +136,12 @@ def _find(settings: Settings, connection: Connection, token: str, *, lock: bool)
             _LEASES.c.expires_at.label("retention_until"),
             _LEASES.c.purged_at,
             _TICKETS.c.ref.label("ticket_ref"),
+            # The language the ticket system chose for the form: the status page speaks it too.
+            _LINKS.c.locale.label("link_locale"),
         )
         .join(_LEASES, _LEASES.c.id == _TOKENS.c.lease_id)
         .join(_TICKETS, _TICKETS.c.id == _LEASES.c.ticket_id)
+        .join(_LINKS, _LINKS.c.id == _TOKENS.c.link_id)
         .where(_TOKENS.c.token_hash.in_(status_token_hashes(settings, token)))
     )
     if lock:
@@ -191,6 +196,8 @@ class StatusReport:
     # The same receipt signed by Vault (compact JWS): what the customer keeps and anyone verifies.
     receipt_jws: str | None
     available_until: datetime | None
+    # The submission link's language tag (for the page's language only; never in the JSON).
+    locale: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -287,6 +294,7 @@ def read_status(settings: Settings, token: str) -> StatusReport:
         receipt=job.result if job and job.completed_at else None,
         receipt_jws=job.jws if job and job.completed_at else None,
         available_until=available_until,
+        locale=row.link_locale,
     )
 
 
@@ -302,6 +310,7 @@ class DeleteAnswer:
 
     status: str  # "deleting" until the purge is done, then "deleted"
     reason: str  # why the purge runs: customer_deleted, or the close that came first
+    locale: str | None = None  # the submission link's language tag, for the page only
 
     @property
     def http_status(self) -> int:
@@ -325,11 +334,11 @@ def delete_now(settings: Settings, token: str) -> DeleteAnswer:
             # The lease is live only while its ticket is open (a close moves every live lease
             # to purging, a reopen makes a new lease): this closes exactly that ticket.
             close_ticket(row.ticket_ref, actor=CUSTOMER, reason=PurgeReason.CUSTOMER_DELETED)
-            return DeleteAnswer("deleting", PurgeReason.CUSTOMER_DELETED.value)
+            return DeleteAnswer("deleting", PurgeReason.CUSTOMER_DELETED.value, row.link_locale)
         job = _purge_job(connection, row.lease_id)
     done = row.lease_status == LeaseStatus.PURGED
     reason = job.payload.get("reason") if job else PurgeReason.CUSTOMER_DELETED.value
-    return DeleteAnswer("deleted" if done else "deleting", reason)
+    return DeleteAnswer("deleted" if done else "deleting", reason, row.link_locale)
 
 
 def delete_nonce(settings: Settings, token: str, now: datetime) -> str:

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, jsonify, make_response, render_template, request
+from flask.typing import ResponseReturnValue
 
 from ..clock import utcnow
 from ..errors import BadRequest, Forbidden, UnsupportedMediaType, wants_json
 from ..extensions import csrf, current_settings
+from ..i18n import use_link_locale
 from ..services import status_page
+from .customer import current_branding
 
 bp = Blueprint("status", __name__)
+
+
+@bp.context_processor
+def branding_context() -> dict[str, Any]:
+    """The status page is a customer page: it shows whose page it is, as the form does."""
+    return {"branding": current_branding()}
+
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @bp.get("/r/<token>")
-def show(token: str):
+def show(token: str) -> ResponseReturnValue:
     """The page, or its JSON; `?confirm=delete` adds the confirmation step of "delete now"."""
     settings = current_settings()
     report = status_page.read_status(settings, token)
@@ -29,6 +41,7 @@ def show(token: str):
         return download
     if wants_json():
         return jsonify(report.as_json())
+    use_link_locale(report.locale)
     confirming = request.args.get("confirm") == "delete" and report.state == "open"
     nonce = status_page.delete_nonce(settings, token, utcnow()) if confirming else None
     response = make_response(
@@ -56,8 +69,8 @@ def _refuse_foreign_origin(*, required: bool) -> None:
 
 
 @bp.post("/r/<token>")
-@csrf.exempt  # no session here: the capability token, the nonce and Origin guard the form
-def act(token: str):
+@csrf.exempt  # type: ignore[untyped-decorator]  # no session here: the capability token, the nonce and Origin guard the form
+def act(token: str) -> ResponseReturnValue:
     """Delete now: JSON `{"action": "delete"}`, or the page's confirmed form."""
     settings = current_settings()
     # First, as for GET: every unknown, wrong or expired token gets the one 404, whatever else
@@ -87,4 +100,5 @@ def act(token: str):
             "again."
         )
     answer = status_page.delete_now(settings, token)
+    use_link_locale(answer.locale)
     return render_template("customer/status_deleted.html", answer=answer), answer.http_status
