@@ -273,7 +273,8 @@ def _customer_msgids() -> set[str]:
     ids: set[str] = set()
     templates = Path(TRANSLATIONS).parent / "templates"
     for name in ("customer/base.html", "customer/form.html", "customer/success.html",
-                 "customer/received.html", "error.html"):  # fmt: skip
+                 "customer/received.html", "customer/status.html",
+                 "customer/status_deleted.html", "error.html"):  # fmt: skip
         with (templates / name).open("rb") as source:
             for _, _, message, _ in babel_extract(source, ("_", "gettext", "ngettext"), [], {}):
                 # A plural is catalogued under its singular (the plural is checked with it).

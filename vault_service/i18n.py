@@ -17,11 +17,18 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.units import format_unit
 from flask import Flask, g, request
-from flask_babel import Babel, get_locale, get_translations, refresh
+from flask_babel import (
+    Babel,
+    get_locale,
+    get_translations,
+    refresh,
+)
 from markupsafe import Markup, escape
 
 SUPPORTED_LOCALES = ("en", "de", "fr", "es")
 DEFAULT_LOCALE = "en"
+# The customer's pages: the form's (/s/...) and the status page's (/r/...).
+CUSTOMER_BLUEPRINTS = ("customer", "status")
 TRANSLATIONS = Path(__file__).parent / "translations"
 # A BCP 47 language tag as a ticket system would send it ("de", "fr-CA", "es_419").
 LOCALE_TAG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,4}$")
@@ -45,7 +52,7 @@ def use_link_locale(tag: str | None) -> None:
 
 def select_locale() -> str:
     """The link's locale, else the best of Accept-Language; English for every non-customer page."""
-    if request.blueprint != "customer":
+    if request.blueprint not in CUSTOMER_BLUEPRINTS:
         return DEFAULT_LOCALE
     return g.get("link_locale") or request.accept_languages.best_match(
         SUPPORTED_LOCALES, default=DEFAULT_LOCALE
@@ -55,8 +62,7 @@ def select_locale() -> str:
 def translated(text: str) -> str:
     """A message that is data (a field's label, a validator's message), in the page's language;
     unlike `_()`, never %-formatted, so a literal % in it is safe."""
-    message: str = get_translations().ugettext(text)  # Flask-Babel is untyped
-    return message
+    return str(get_translations().ugettext(text))
 
 
 def localized_duration(seconds: int) -> str:

@@ -24,6 +24,7 @@ from ..errors import StatusPageNotFound
 from ..kinds import kind_label
 from ..models import (
     LEASES,
+    LINKS,
     LIVE_LEASE_STATES,
     STATUS_TOKENS,
     TICKETS,
@@ -132,9 +133,12 @@ def _find(settings: Settings, connection: Connection, token: str, *, lock: bool)
             LEASES.c.expires_at.label("retention_until"),
             LEASES.c.purged_at,
             TICKETS.c.ref.label("ticket_ref"),
+            # The language the ticket system chose for the form: the status page speaks it too.
+            LINKS.c.locale.label("link_locale"),
         )
         .join(LEASES, LEASES.c.id == STATUS_TOKENS.c.lease_id)
         .join(TICKETS, TICKETS.c.id == LEASES.c.ticket_id)
+        .join(LINKS, LINKS.c.id == STATUS_TOKENS.c.link_id)
         .where(STATUS_TOKENS.c.token_hash.in_(status_token_hashes(settings, token)))
     )
     if lock:
@@ -196,6 +200,8 @@ class StatusReport:
     # The same receipt signed by Vault (compact JWS): what the customer keeps and anyone verifies.
     receipt_jws: str | None
     available_until: datetime | None
+    # The submission link's language tag (for the page's language only; never in the JSON).
+    locale: str | None = None
 
     def as_json(self) -> JsonObject:
         return {
@@ -295,6 +301,7 @@ def read_status(settings: Settings, token: str) -> StatusReport:
         receipt=cast(PurgeReceipt, job.result) if job and job.completed_at else None,
         receipt_jws=job.jws if job and job.completed_at else None,
         available_until=available_until,
+        locale=row.link_locale,
     )
 
 
@@ -310,6 +317,7 @@ class DeleteAnswer:
 
     status: str  # "deleting" until the purge is done, then "deleted"
     reason: str  # why the purge runs: customer_deleted, or the close that came first
+    locale: str | None = None  # the submission link's language tag, for the page only
 
     @property
     def http_status(self) -> int:
@@ -333,11 +341,11 @@ def delete_now(settings: Settings, token: str) -> DeleteAnswer:
             # The lease is live only while its ticket is open (a close moves every live lease
             # to purging, a reopen makes a new lease): this closes exactly that ticket.
             close_ticket(row.ticket_ref, actor=CUSTOMER, reason=PurgeReason.CUSTOMER_DELETED)
-            return DeleteAnswer("deleting", PurgeReason.CUSTOMER_DELETED.value)
+            return DeleteAnswer("deleting", PurgeReason.CUSTOMER_DELETED.value, row.link_locale)
         job = _purge_job(connection, row.lease_id)
     done = row.lease_status == LeaseStatus.PURGED
     reason = job.payload.get("reason") if job else PurgeReason.CUSTOMER_DELETED.value
-    return DeleteAnswer("deleted" if done else "deleting", reason)
+    return DeleteAnswer("deleted" if done else "deleting", reason, row.link_locale)
 
 
 def delete_nonce(settings: Settings, token: str, now: datetime) -> str:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from ..clock import utcnow
 from ..errors import BadRequest, Forbidden, UnsupportedMediaType, wants_json
 from ..extensions import current_settings
+from ..i18n import use_link_locale
 from ..services import status_page
 from . import csrf_exempt
+from .customer import current_branding
 
 bp = Blueprint("status", __name__)
+
+
+@bp.context_processor
+def branding_context() -> dict[str, Any]:
+    """The status page is a customer page: it shows whose page it is, as the form does."""
+    return {"branding": current_branding()}
+
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -31,6 +42,7 @@ def show(token: str) -> ResponseReturnValue:
         return download
     if wants_json():
         return jsonify(report.as_json())
+    use_link_locale(report.locale)
     confirming = request.args.get("confirm") == "delete" and report.state == "open"
     nonce = status_page.delete_nonce(settings, token, utcnow()) if confirming else None
     response = make_response(
@@ -89,4 +101,5 @@ def act(token: str) -> ResponseReturnValue:
             "again."
         )
     answer = status_page.delete_now(settings, token)
+    use_link_locale(answer.locale)
     return render_template("customer/status_deleted.html", answer=answer), answer.http_status
