@@ -7,6 +7,7 @@ import logging
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
@@ -22,6 +23,10 @@ from ..errors import (
 )
 from ..extensions import db
 from ..models import (
+    GRANTS,
+    ITEMS,
+    LEASES,
+    TICKETS,
     Agent,
     CredentialItem,
     Grant,
@@ -49,10 +54,8 @@ from .tickets import validate_ticket_ref
 log = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 500
-_GRANTS = Grant.__table__
-_LEASES = Lease.__table__
-_TICKETS = Ticket.__table__
-_ITEMS = CredentialItem.__table__
+# A Core row of the reveal's reads (each query names its columns; Core columns are untyped).
+_Row = Row[*tuple[Any, ...]]
 
 
 def active_grant(agent: Agent, lease_id: str) -> Grant | None:
@@ -145,10 +148,12 @@ def _read_grant_target(agent: Agent, ticket_ref: str, duration_seconds: int) -> 
     return _GrantTarget(ticket.ref, lease.id, lease.token_ciphertext, ttl)
 
 
-def _mint_grant_token(vault: Vault, agent: Agent, target: _GrantTarget) -> tuple[IssuedToken, str]:
+def _mint_grant_token(
+    vault: Vault, agent: Agent, target: _GrantTarget, lease_token_ciphertext: str
+) -> tuple[IssuedToken, str]:
     """A child token of the lease with the grant's TTL, and its wrapped copy."""
     try:
-        lease_token = vault.decrypt_token(target.lease_token_ciphertext)
+        lease_token = vault.decrypt_token(lease_token_ciphertext)
         issued = vault.mint_grant_token(lease_token, target.ttl_seconds)
         return issued, vault.encrypt_token(issued.token)
     except VaultError as error:
@@ -209,10 +214,11 @@ def request_access(
     """Grant an agent a window on a ticket: a Vault child token of the lease with that TTL."""
     reason = _check_access_request(settings, reason, duration_seconds)
     target = _read_grant_target(agent, ticket_ref, duration_seconds)
-    if target.ttl_seconds < settings.grant_min_seconds or target.lease_token_ciphertext is None:
+    ciphertext = target.lease_token_ciphertext
+    if target.ttl_seconds < settings.grant_min_seconds or ciphertext is None:
         _deny(agent, "access.requested", target.ticket_ref, "retention ending")
         raise Conflict("The ticket's retention period is about to end.")
-    issued, sealed = _mint_grant_token(vault, agent, target)
+    issued, sealed = _mint_grant_token(vault, agent, target, ciphertext)
     grant = _record_grant(agent, target, reason, issued, sealed)
     if grant is None:
         # Closed while we were minting: the token must not survive this call.
@@ -240,7 +246,7 @@ class Reveal:
     grant_expires_at: datetime
 
 
-def _lock_grant(connection: Connection, agent: Agent, ref: str, grant_id: object) -> Row | None:
+def _lock_grant(connection: Connection, agent: Agent, ref: str, grant_id: object) -> _Row | None:
     """The agent's grant, its lease and the ticket in one read, the lease row locked: a close
     (which locks it too) waits for this reveal's record. Core, as the statements that follow:
     plain values, none of the ORM's per-statement cost on the path every reveal takes."""
@@ -248,25 +254,25 @@ def _lock_grant(connection: Connection, agent: Agent, ref: str, grant_id: object
         return None
     return connection.execute(
         select(
-            _GRANTS.c.id,
-            _GRANTS.c.lease_id,
-            _GRANTS.c.expires_at,
-            _GRANTS.c.revoked_at,
-            _GRANTS.c.token_ciphertext,
-            _LEASES.c.status.label("lease_status"),
-            _TICKETS.c.status.label("ticket_status"),
+            GRANTS.c.id,
+            GRANTS.c.lease_id,
+            GRANTS.c.expires_at,
+            GRANTS.c.revoked_at,
+            GRANTS.c.token_ciphertext,
+            LEASES.c.status.label("lease_status"),
+            TICKETS.c.status.label("ticket_status"),
         )
-        .join(_LEASES, _LEASES.c.id == _GRANTS.c.lease_id)
-        .join(_TICKETS, _TICKETS.c.id == _LEASES.c.ticket_id)
-        .where(_GRANTS.c.id == grant_id, _GRANTS.c.agent_id == agent.id, _TICKETS.c.ref == ref)
-        .with_for_update(of=_LEASES)
+        .join(LEASES, LEASES.c.id == GRANTS.c.lease_id)
+        .join(TICKETS, TICKETS.c.id == LEASES.c.ticket_id)
+        .where(GRANTS.c.id == grant_id, GRANTS.c.agent_id == agent.id, TICKETS.c.ref == ref)
+        .with_for_update(of=LEASES)
     ).first()
 
 
 _REFUSALS = {GrantState.REVOKED: "grant revoked", GrantState.EXPIRED: "grant expired"}
 
 
-def _refusal(grant: Row | None, ref: str, now: datetime) -> str | None:
+def _refusal(grant: _Row | None, ref: str, now: datetime) -> str | None:
     """Why this grant may not reveal now, or None; NotFound for an unknown ticket."""
     if grant is None:
         if get_ticket(ref) is None:
@@ -282,7 +288,7 @@ def _refusal(grant: Row | None, ref: str, now: datetime) -> str | None:
 
 def _audit_reveal(
     vault: Vault, agent: Agent, ref: str, grant_id: object
-) -> tuple[Row, list[Row], Future[str]]:
+) -> tuple[_Row, list[_Row], Future[str]]:
     """Check the grant under its lease's lock and commit the reveal's audit record (fail closed:
     if this commit fails, nothing is read); returns the grant, its items and its token's unwrap.
 
@@ -291,19 +297,22 @@ def _audit_reveal(
     record does not guard costs no time of its own. The transaction never waits on it, and the
     Vault guard allows it: it runs on a pool thread, outside the request's session.
     """
-    unwrapping = None
+    unwrapping: Future[str] | None = None
+    items: list[_Row] = []
     try:
         with transaction() as session:
             connection = session.connection()
             grant = _lock_grant(connection, agent, ref, grant_id)
             refusal = _refusal(grant, ref, utcnow())
-            if refusal is None:
+            if refusal is None and grant is not None:
                 unwrapping = vault.in_background(vault.decrypt_token, grant.token_ciphertext)
-                items = connection.execute(
-                    select(_ITEMS.c.id, _ITEMS.c.created_at)
-                    .where(_ITEMS.c.lease_id == grant.lease_id)
-                    .order_by(_ITEMS.c.created_at, _ITEMS.c.position)
-                ).all()
+                items = list(
+                    connection.execute(
+                        select(ITEMS.c.id, ITEMS.c.created_at)
+                        .where(ITEMS.c.lease_id == grant.lease_id)
+                        .order_by(ITEMS.c.created_at, ITEMS.c.position)
+                    ).all()
+                )
                 audit.record(
                     "credentials.revealed",
                     actor=actor_of(agent),
@@ -316,14 +325,14 @@ def _audit_reveal(
         if unwrapping is not None:
             wait([unwrapping])  # the token is dropped with the future, never used
         raise
-    if refusal is not None:
-        _deny(agent, "credentials.revealed", ref, refusal)
+    if refusal is not None or grant is None or unwrapping is None:
+        _deny(agent, "credentials.revealed", ref, refusal or "no such grant")
         raise Forbidden("Access to these credentials has ended. Request access again if needed.")
     return grant, items, unwrapping
 
 
 def _read_revealed(
-    vault: Vault, agent: Agent, ref: str, grant: Row, items: list[Row], unwrapping: Future[str]
+    vault: Vault, agent: Agent, ref: str, grant: _Row, items: list[_Row], unwrapping: Future[str]
 ) -> list[RevealedItem]:
     """Read the audited items from Vault with the grant token; Vault's refusal is audited too."""
     try:
