@@ -304,3 +304,16 @@ def assert_accessible(page, where: str) -> None:
     ]
     assert not bad, f"{where}: {bad}"
     assert results["passes"], where  # axe did run its rules
+
+
+# -- the customer's HTML form ------------------------------------------------------------------
+
+# One valid file-transfer login, as the form posts it.
+GOOD = {"ft_kind": "sftp", "ft_host": "h.example", "ft_port": "22", "ft_username": "u",
+        "ft_password": "pw-4b1d"}  # fmt: skip
+
+
+def form_post(client, path: str, data: dict, **kwargs):
+    """Post the form as a browser does: with the CSRF token of a fresh GET of the page."""
+    token = csrf_token_of(client.get(path, **kwargs).get_data(as_text=True))
+    return client.post(path, data={"csrf_token": token, **data}, **kwargs)

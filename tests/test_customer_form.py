@@ -29,7 +29,7 @@ from vault_service.kinds.validation import check_field
 from vault_service.models import SubmissionLink
 from vault_service.services.customer_form import RECEIVED_COOKIE
 
-from .helpers import BRAND, PNG, PRIVACY, SUPPORT, csrf_token_of
+from .helpers import BRAND, GOOD, PNG, PRIVACY, SUPPORT, csrf_token_of, form_post
 
 
 @pytest.fixture
@@ -55,12 +55,6 @@ def branded_app(make_settings, settings, logo_file):
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
-
-
-def form_post(client, path: str, data: dict, **kwargs):
-    """Post the form as a browser does: with the CSRF token of a fresh GET of the page."""
-    token = csrf_token_of(client.get(path, **kwargs).get_data(as_text=True))
-    return client.post(path, data={"csrf_token": token, **data}, **kwargs)
 
 
 # Every field of every section filled with text the validator refuses somewhere (a host with a
@@ -393,9 +387,6 @@ def test_branding_comes_from_the_environment(logo_file):
 
 
 # -- the used link: "already received" for its submitter only ----------------------------------
-
-GOOD = {"ft_kind": "sftp", "ft_host": "h.example", "ft_port": "22", "ft_username": "u",
-        "ft_password": "pw-4b1d"}  # fmt: skip
 
 
 def test_the_submitting_browser_gets_a_proof_cookie_scoped_to_its_link(client, ticket_system):

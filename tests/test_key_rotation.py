@@ -11,14 +11,15 @@ import re
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import SAMPLE_ITEMS
-from tests.test_customer_form import GOOD, form_post
 from vault_service import create_app
 from vault_service.extensions import db
 from vault_service.models import Agent, Grant, SubmissionLink
 from vault_service.services import totp
 from vault_service.services.tickets import hash_link_token
 from vault_service.vault import APP_KEY, TRANSIT_MOUNT
+
+from .conftest import SAMPLE_ITEMS
+from .helpers import GOOD, form_post
 
 pytestmark = pytest.mark.usefixtures("openbao")
 
