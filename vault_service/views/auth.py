@@ -4,6 +4,7 @@ every request. The ticket pages are views/tickets.py."""
 
 from __future__ import annotations
 
+from typing import Literal, overload
 from urllib.parse import urlsplit
 
 import segno
@@ -17,13 +18,17 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_required, login_user, logout_user
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_user, logout_user
 from flask_login.config import COOKIE_NAME as REMEMBER_COOKIE_NAME
+from werkzeug.wrappers import Response
 
 from ..clock import utcnow
 from ..errors import BadRequest, ValidationFailed
 from ..extensions import current_settings, login_manager
+from ..models import Agent
 from ..services import agents, authentication, totp
+from . import login_required
 
 bp = Blueprint("auth", __name__)
 login_manager.login_view = "auth.login"
@@ -59,8 +64,8 @@ ENROLMENT_EXEMPT = frozenset(
 LOGIN_FAILED = "Invalid login."
 
 
-@login_manager.user_loader
-def load_user(session_id: str):
+@login_manager.user_loader  # type: ignore[untyped-decorator]  # flask-login ships no types
+def load_user(session_id: str) -> Agent | None:
     """Resolve the session's agent; a rotated nonce or a disabled account ends the session."""
     return authentication.load_agent(session_id)
 
@@ -69,13 +74,14 @@ def _now() -> int:
     return int(utcnow().timestamp())
 
 
-def _agent():
+def _agent() -> Agent:
     """The logged-in Agent itself (services take the model, not flask-login's proxy)."""
-    return current_user._get_current_object()
+    agent: Agent = current_user._get_current_object()
+    return agent
 
 
 @bp.before_app_request
-def enforce_session_limits():
+def enforce_session_limits() -> Response | None:
     """On every request: end a session past its idle or absolute limit (server-side, from the
     signed timestamps), never honour a remember-me cookie, and keep agents without a second
     factor on the enrolment page."""
@@ -116,7 +122,7 @@ def enforce_session_limits():
     return None
 
 
-def _start_session(agent, *, verified: bool) -> None:
+def _start_session(agent: Agent, *, verified: bool) -> None:
     """A brand-new session: nothing from before the login survives (no fixation), and no
     remember-me cookie is ever set."""
     session.clear()
@@ -128,7 +134,7 @@ def _start_session(agent, *, verified: bool) -> None:
         session[VERIFIED_AT] = now
 
 
-def _reissue_session(agent) -> None:
+def _reissue_session(agent: Agent) -> None:
     """After the agent's nonce rotated (password or factor change): a new session for this
     browser, with the same age; every other session of the agent is over."""
     kept = {k: session[k] for k in (AUTHENTICATED_AT, LAST_SEEN_AT, VERIFIED_AT) if k in session}
@@ -183,13 +189,13 @@ def _login_page(next_path: str, error: str | None = None) -> str:
 
 
 @bp.get("/login")
-def login():
+def login() -> ResponseReturnValue:
     """The login form."""
     return _login_page(request.args.get("next", ""))
 
 
 @bp.post("/login")
-def login_submit():
+def login_submit() -> ResponseReturnValue:
     """Password and code; every failure (unknown user, wrong password, wrong or reused code,
     locked or disabled account) gets the same answer."""
     result = authentication.authenticate(
@@ -209,7 +215,7 @@ def login_submit():
 
 @bp.post("/logout")
 @login_required
-def logout():
+def logout() -> ResponseReturnValue:
     """End this and every other session of the agent."""
     authentication.end_sessions(_agent())
     _end_session()
@@ -221,7 +227,7 @@ def logout():
 
 @bp.get("/reauth")
 @login_required
-def reauth():
+def reauth() -> ResponseReturnValue:
     """The code re-prompt before a reveal or an access request; a session that signed in at
     the identity provider with its second factor re-authenticates there instead."""
     from .oidc import reauth_at_provider  # views/oidc.py imports this module
@@ -234,7 +240,7 @@ def reauth():
 
 @bp.post("/reauth")
 @login_required
-def reauth_submit():
+def reauth_submit() -> ResponseReturnValue:
     """Check a fresh code (or a recovery code), then return where the agent was going."""
     try:
         result = authentication.reauthenticate(
@@ -254,6 +260,12 @@ def reauth_submit():
     return redirect(safe_next(request.form.get("next")))
 
 
+@overload
+def _pending_secret(*, create: Literal[True]) -> str: ...
+@overload
+def _pending_secret(*, create: Literal[False]) -> str | None: ...
+
+
 def _pending_secret(*, create: bool) -> str | None:
     """The secret being enrolled, kept encrypted in the session until a code confirms it."""
     settings = current_settings()
@@ -267,7 +279,7 @@ def _pending_secret(*, create: bool) -> str | None:
     return secret
 
 
-def _render_enrolment(secret: str, error: str | None = None):
+def _render_enrolment(secret: str, error: str | None = None) -> str:
     uri = totp.provisioning_uri(secret, current_user.username)
     # An SVG data: URI, which the CSP's img-src allows; no script, no request to anyone.
     qr = segno.make(uri, error="m").svg_data_uri(scale=5, dark="#000", light="#fff")
@@ -283,7 +295,7 @@ def _render_enrolment(secret: str, error: str | None = None):
 
 @bp.get("/account/two-factor")
 @login_required
-def enrol_totp():
+def enrol_totp() -> ResponseReturnValue:
     """The QR code and secret of a new TOTP factor (replacing one needs a recent code)."""
     if current_user.totp_enrolled and not recently_verified():
         return redirect(url_for("auth.reauth", next=url_for("auth.enrol_totp")))
@@ -292,7 +304,7 @@ def enrol_totp():
 
 @bp.post("/account/two-factor")
 @login_required
-def enrol_totp_submit():
+def enrol_totp_submit() -> ResponseReturnValue:
     """Confirm the new factor with a code; show the recovery codes, this once."""
     if current_user.totp_enrolled and not recently_verified():
         return redirect(url_for("auth.reauth", next=url_for("auth.enrol_totp")))
@@ -314,14 +326,14 @@ def enrol_totp_submit():
 
 @bp.get("/account/password")
 @login_required
-def change_password():
+def change_password() -> ResponseReturnValue:
     """The password change form."""
     return render_template("agent/password.html", errors={})
 
 
 @bp.post("/account/password")
 @login_required
-def change_password_submit():
+def change_password_submit() -> ResponseReturnValue:
     """Current password and the new one; every other session of the agent ends."""
     form = request.form
     try:
