@@ -104,7 +104,14 @@ def dashboard_page(agent_id: int, *, query: str = "", page: int = 1) -> Dashboar
         # Newest lease first, the reference breaking ties: a stable order for LIMIT/OFFSET that
         # the leases' index serves; last activity is computed for this page's rows only.
         rows = session.execute(
-            select(Ticket.ref, Lease.id, Lease.status, Lease.expires_at, last_activity)
+            select(
+                Ticket.ref,
+                Lease.id,
+                Lease.status,
+                Lease.created_at,
+                Lease.expires_at,
+                last_activity,
+            )
             .join(Lease, Lease.ticket_id == Ticket.id)
             .where(_open_tickets(query))
             .order_by(Lease.created_at.desc(), Ticket.ref)
@@ -143,10 +150,11 @@ def dashboard_page(agent_id: int, *, query: str = "", page: int = 1) -> Dashboar
             if status == LeaseStatus.ACTIVE and kinds.get(lease_id)
             else "waiting",
             kinds=kinds.get(lease_id, []),
-            last_activity=activity if activity is not None else expires_at,
+            # A ticket with no audited event yet was last active when its lease was reserved.
+            last_activity=activity if activity is not None else reserved_at,
             retention_until=expires_at,
         )
-        for ref, lease_id, status, expires_at, activity in rows
+        for ref, lease_id, status, reserved_at, expires_at, activity in rows
     ]
     total = total or 0
     return DashboardPage(
