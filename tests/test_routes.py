@@ -7,6 +7,7 @@ import re
 import pytest
 
 from vault_service.config import ProviderSettings
+from vault_service.extensions import db
 from vault_service.services.providers import PROVIDERS, native_provider_names
 from vault_service.vault import VaultUnavailable
 from vault_service.views import MACHINE_ENDPOINTS, PUBLIC_ENDPOINTS
@@ -63,6 +64,35 @@ def check_refused(client, endpoint: str, method: str, path: str) -> None:
     else:
         # Without a session there is no CSRF token either: refused before any view runs.
         assert response.status_code in (302, 400), (endpoint, method)
+
+
+def test_an_agent_without_the_admin_role_gets_403_on_every_admin_route_and_action(
+    app, client, agent
+):
+    """Signed in, CSRF token and all: still 403, and nothing changes (bob stays enabled)."""
+    agent.create("bob")
+    agent.login()
+    token = agent.csrf_token("/")
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("admin."):
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            path = rule.rule
+            for name in rule.arguments:
+                path = re.sub(
+                    rf"<(?:[^:<>]+:)?{name}>", "bob" if name == "username" else "T-1", path
+                )
+            response = client.open(path, method=method, data={"csrf_token": token, "role": "admin"})
+            assert response.status_code == 403, (rule.endpoint, method, path)
+            checked += 1
+    assert checked >= 10
+    with app.app_context():
+        from vault_service.models import Agent
+
+        bob = db.session.query(Agent).filter_by(username="bob").one()
+        assert bob.disabled_at is None and bob.role == "agent"
+        db.session.rollback()
 
 
 def test_public_allowlist_names_only_existing_endpoints(app):

@@ -207,6 +207,63 @@ def reset_totp(username: str) -> None:
     click.echo(f"second factor removed for {agent.username}; their sessions have ended")
 
 
+@click.command("list-agents")
+@with_appcontext
+def list_agents() -> None:
+    """List agents: username, role, state, second factor (tab-separated, one a line)."""
+    from .services.admin import list_agents as listed
+
+    for agent in listed():
+        state = "disabled" if agent.disabled else "locked" if agent.locked_until else "active"
+        factor = "totp" if agent.second_factor else "no-second-factor"
+        click.echo(f"{agent.username}\t{agent.role}\t{state}\t{factor}")
+
+
+@click.command("disable-agent")
+@click.argument("username")
+@with_appcontext
+def disable_agent(username: str) -> None:
+    """Disable an agent: their sessions end and their live grants are revoked in Vault now."""
+    from .errors import ServiceError
+    from .services.admin import disable_agent as disable
+
+    try:
+        ended = disable(current_vault(), username, actor="cli")
+    except ServiceError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"{username} disabled; sessions ended; {ended} live grant(s) revoked in Vault")
+
+
+@click.command("enable-agent")
+@click.argument("username")
+@with_appcontext
+def enable_agent(username: str) -> None:
+    """Let a disabled agent sign in again."""
+    from .errors import ServiceError
+    from .services.admin import enable_agent as enable
+
+    try:
+        changed = enable(username, actor="cli")
+    except ServiceError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"{username} enabled" if changed else f"{username} was not disabled")
+
+
+@click.command("unlock-agent")
+@click.argument("username")
+@with_appcontext
+def unlock_agent(username: str) -> None:
+    """Lift an agent's lockout after failed logins."""
+    from .errors import ServiceError
+    from .services.admin import unlock_agent as unlock
+
+    try:
+        changed = unlock(username, actor="cli")
+    except ServiceError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"{username} unlocked" if changed else f"{username} was not locked")
+
+
 def _operator_target(admin_token_file: Path | None) -> tuple[str, str, TLSOptions]:
     """Where an operator's command talks to Vault, with which token and trust: any one node of
     the cluster, the token from the file or $VAULT_SERVICE_BOOTSTRAP_TOKEN, and the app's own
@@ -480,6 +537,10 @@ APP_COMMANDS = (
     create_agent,
     set_password,
     reset_totp,
+    list_agents,
+    disable_agent,
+    enable_agent,
+    unlock_agent,
     worker,
     sweep,
     audit_verify,

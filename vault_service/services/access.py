@@ -396,31 +396,3 @@ def ticket_overview(agent: Agent, ticket_ref: str) -> TicketOverview:
             grant = None
     items.sort(key=lambda item: (item.created_at, item.position))
     return TicketOverview(ticket, lease, items, grant)
-
-
-@dataclass
-class DashboardTicket:
-    """One open ticket holding credentials: its kinds and last submission, never values."""
-
-    ref: str
-    kinds: list[str]
-    last_submission: datetime
-
-
-def dashboard_tickets(limit: int = 200) -> list[DashboardTicket]:
-    """Open tickets holding credentials, newest first."""
-    # Plain columns, not entities: cheaper to load, and nothing to reload once the read ends.
-    with read_only() as session:
-        rows = session.execute(
-            select(Ticket.id, Ticket.ref, CredentialItem.kind, CredentialItem.created_at)
-            .join(Lease, Lease.ticket_id == Ticket.id)
-            .join(CredentialItem, CredentialItem.lease_id == Lease.id)
-            .where(Ticket.status == TicketStatus.OPEN, Lease.status == LeaseStatus.ACTIVE)
-            .order_by(CredentialItem.created_at.desc())
-        ).all()
-    tickets: dict[str, DashboardTicket] = {}
-    for ticket_id, ref, kind, created_at in rows:
-        entry = tickets.setdefault(ticket_id, DashboardTicket(ref, [], created_at))
-        if kind not in entry.kinds:
-            entry.kinds.append(kind)
-    return list(tickets.values())[:limit]

@@ -63,9 +63,9 @@ MACHINE_ENDPOINTS = frozenset(
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint and the guard."""
     # oidc adds its routes to auth's blueprint (its login steps share auth's limits).
-    from . import api, auth, customer, health, oidc, status, tickets, wellknown  # noqa: F401
+    from . import admin, api, auth, customer, health, oidc, status, tickets, wellknown  # noqa: F401
 
-    for module in (auth, tickets, api, customer, status, health, wellknown):
+    for module in (auth, tickets, admin, api, customer, status, health, wellknown):
         app.register_blueprint(module.bp)
     app.before_request(require_agent_unless_public)
 

@@ -13,6 +13,7 @@ from flask_login import current_user
 from ..errors import ServiceError
 from ..extensions import current_settings, current_vault
 from ..services import access, grants, timeline
+from ..services import dashboard as dashboard_service
 from ..services.agents import actor_of
 from . import login_required
 from .auth import recently_verified
@@ -41,8 +42,13 @@ def require_recent_verification(view: TicketView) -> TicketView:
 @bp.get("/")
 @login_required
 def dashboard() -> ResponseReturnValue:
-    """Tickets holding credentials: kinds and dates, never values."""
-    return render_template("agent/dashboard.html", tickets=access.dashboard_tickets())
+    """Open tickets a page at a time, searchable by reference, and the agent's live grants."""
+    query = dashboard_service.parse_query(request.args.get("q"))
+    page = dashboard_service.parse_page(request.args.get("page"))
+    return render_template(
+        "agent/dashboard.html",
+        view=dashboard_service.dashboard_page(current_user.id, query=query, page=page),
+    )
 
 
 @bp.get("/tickets/<ticket_ref>")

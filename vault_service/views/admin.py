@@ -1,0 +1,128 @@
+"""The admin console: agents' accounts, every live grant, failing jobs. One guard refuses every
+route of this blueprint to anyone but an admin (deny by default: a new route here is guarded
+without a decorator to forget); the services audit every action."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from ..errors import BadRequest, Forbidden, NotFound
+from ..extensions import current_vault
+from ..services import admin
+from ..services.agents import ROLES, actor_of
+from ..services.agents import reset_totp as reset_agent_totp
+from . import login_required
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def require_admin() -> None:
+    """403 for an agent without the admin role (the app's guard has already sent anyone not
+    signed in to the login page)."""
+    if not current_user.is_authenticated or current_user.role != "admin":
+        raise Forbidden("This page is for admins.")
+
+
+def _back_to_agents(message: str) -> ResponseReturnValue:
+    flash(message, "info")
+    return redirect(url_for("admin.agents"))
+
+
+@bp.get("/")
+@login_required
+def index() -> ResponseReturnValue:
+    """The console starts at the agents list."""
+    return redirect(url_for("admin.agents"))
+
+
+@bp.get("/agents")
+@login_required
+def agents() -> ResponseReturnValue:
+    """Every agent, with the actions an admin may take on each."""
+    return render_template("admin/agents.html", agents=admin.list_agents(), roles=ROLES)
+
+
+@bp.post("/agents/<username>/disable")
+@login_required
+def disable_agent(username: str) -> ResponseReturnValue:
+    """Disable an agent: sessions end and live grants are revoked in Vault now."""
+    ended = admin.disable_agent(current_vault(), username, actor=actor_of(current_user))
+    return _back_to_agents(f"{username} is disabled; {ended} live access grant(s) revoked.")
+
+
+@bp.post("/agents/<username>/enable")
+@login_required
+def enable_agent(username: str) -> ResponseReturnValue:
+    """Let a disabled agent sign in again."""
+    changed = admin.enable_agent(username, actor=actor_of(current_user))
+    return _back_to_agents(f"{username} is enabled." if changed else f"{username} was enabled.")
+
+
+@bp.post("/agents/<username>/unlock")
+@login_required
+def unlock_agent(username: str) -> ResponseReturnValue:
+    """Lift a lockout after failed logins."""
+    changed = admin.unlock_agent(username, actor=actor_of(current_user))
+    return _back_to_agents(f"{username} is unlocked." if changed else f"{username} was not locked.")
+
+
+@bp.post("/agents/<username>/reset-totp")
+@login_required
+def reset_totp(username: str) -> ResponseReturnValue:
+    """Remove an agent's second factor: their next login enrols a new one."""
+    if len(username) > 64:
+        raise NotFound("No agent with that username.")
+    reset_agent_totp(username, actor=actor_of(current_user))
+    return _back_to_agents(f"{username}'s second factor is reset; they enrol again at login.")
+
+
+@bp.post("/agents/<username>/role")
+@login_required
+def change_role(username: str) -> ResponseReturnValue:
+    """Give an agent another role."""
+    try:
+        changed = admin.change_role(
+            username,
+            request.form.get("role"),
+            actor=actor_of(current_user),
+            acting_username=current_user.username,
+        )
+    except BadRequest as error:
+        flash(error.message, "error")
+        return redirect(url_for("admin.agents"))
+    return _back_to_agents(f"{username}'s role is changed." if changed else "Nothing changed.")
+
+
+@bp.get("/grants")
+@login_required
+def grants() -> ResponseReturnValue:
+    """Every live grant across tickets."""
+    return render_template("admin/grants.html", grants=admin.live_grants())
+
+
+@bp.post("/tickets/<ticket_ref>/grants/<grant_id>/revoke")
+@login_required
+def revoke_grant(ticket_ref: str, grant_id: str) -> ResponseReturnValue:
+    """End anyone's grant now: its Vault token is revoked before this answers."""
+    ended = admin.revoke_grant(current_vault(), ticket_ref, grant_id, actor=actor_of(current_user))
+    flash("The access is revoked." if ended else "That access had already ended.", "info")
+    return redirect(url_for("admin.grants"))
+
+
+@bp.get("/jobs")
+@login_required
+def jobs() -> ResponseReturnValue:
+    """Failing jobs of every kind (purges, event deliveries, ...)."""
+    return render_template("admin/jobs.html", jobs=admin.failing_jobs())
+
+
+@bp.post("/jobs/<job_id>/retry")
+@login_required
+def retry_job(job_id: str) -> ResponseReturnValue:
+    """Make a job due now; the worker runs it on its next pass."""
+    admin.retry_job(job_id, actor=actor_of(current_user))
+    flash("The job will be retried on the worker's next pass.", "info")
+    return redirect(url_for("admin.jobs"))
