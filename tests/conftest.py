@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import hvac
 import pytest
 from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
 
 from vault_service import create_app, schema
 from vault_service.config import load_settings
@@ -25,7 +27,7 @@ from vault_service.extensions import db
 from vault_service.services.providers import standard_webhooks
 from vault_service.vault import bootstrap_vault, issue_app_token
 
-from .helpers import Gunicorn
+from .helpers import CHROMIUM, Gunicorn, QuietRequestHandler
 
 WEBHOOK_KEY = secrets.token_bytes(32)
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_KEY).decode()
@@ -410,3 +412,37 @@ def app_without_vault(make_settings, settings):
     with broken.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+# -- a browser on the app (the agents' pages; modules with other needs define their own) ------
+
+
+@pytest.fixture
+def live_server(app):
+    """The app on a loopback port, served by werkzeug in a thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def page(live_server):
+    """Debian's Chromium on the live server, allowed to use the clipboard (the copy buttons)."""
+    from playwright import sync_api as playwright_api
+
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1100, "height": 900})
+            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            page.console_messages = []
+            page.on("console", lambda message: page.console_messages.append(message.text))
+            yield page
+        finally:
+            browser.close()

@@ -12,10 +12,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import hvac.exceptions
 from joserfc import jws as jose_jws
 from joserfc.jwk import KeySet
 from sqlalchemy import select
@@ -23,10 +25,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from werkzeug.serving import WSGIRequestHandler
 
 from vault_service import jws
+from vault_service.clock import utcnow
 from vault_service.devtools import processes
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import current_settings, current_vault, db
-from vault_service.models import Lease, Ticket
+from vault_service.models import Lease, LeaseStatus, Ticket
 from vault_service.services import sweep
 from vault_service.vault import RECEIPT_KEY
 
@@ -317,3 +320,44 @@ def form_post(client, path: str, data: dict, **kwargs):
     """Post the form as a browser does: with the CSRF token of a fresh GET of the page."""
     token = csrf_token_of(client.get(path, **kwargs).get_data(as_text=True))
     return client.post(path, data={"csrf_token": token, **data}, **kwargs)
+
+
+# -- agents' pages and grants ------------------------------------------------------------------
+
+
+def accessor_is_gone(openbao: Any, accessor: str) -> bool:
+    """Whether Vault no longer knows the token behind this accessor (revoked or expired)."""
+    try:
+        openbao.admin().auth.token.lookup_accessor(accessor)
+    except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+        return True
+    return False
+
+
+def add_waiting_tickets(app: Any, count: int, prefix: str = "BULK-") -> None:
+    """`count` open tickets whose link is out and nothing submitted, oldest first."""
+    now = utcnow()
+    with app.app_context():
+        for n in range(count):
+            ticket = Ticket(ref=f"{prefix}{n:04d}", created_at=now)
+            db.session.add(ticket)
+            db.session.flush()
+            db.session.add(
+                Lease(
+                    ticket_id=ticket.id,
+                    status=LeaseStatus.PROVISIONING,
+                    created_at=now + timedelta(seconds=n),
+                    expires_at=now + timedelta(days=30),
+                )
+            )
+        db.session.commit()
+
+
+# Screenshots of the pages under test (VAULT_SERVICE_SCREENSHOTS, else ./screenshots).
+SCREENSHOTS = Path(os.environ.get("VAULT_SERVICE_SCREENSHOTS", "screenshots"))
+
+
+def shoot(page: Any, name: str) -> None:
+    """A full-page screenshot named for what it shows."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

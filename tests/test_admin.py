@@ -14,7 +14,7 @@ from vault_service.models import Agent, AuditEvent, Grant, Job
 from vault_service.services import jobs
 
 from .conftest import AgentBrowser
-from .test_grant_end import accessor_is_gone
+from .helpers import accessor_is_gone
 
 
 @pytest.fixture

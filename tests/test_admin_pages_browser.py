@@ -12,19 +12,11 @@ from vault_service.extensions import db
 from vault_service.models import Job
 from vault_service.services import jobs
 
-from . import test_agent_pages_browser as agent_pages
 from .conftest import AgentBrowser
-from .test_browser import CHROMIUM, log_browser_in
-from .test_customer_pages_browser import assert_accessible
-from .test_dashboard import add_waiting_tickets
+from .helpers import CHROMIUM, add_waiting_tickets, assert_accessible, log_browser_in, shoot
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
-
-# The reveal page tests' live server and Chromium page, shared.
-live_server = agent_pages.live_server
-page = agent_pages.page
-shoot = agent_pages.shoot
 
 
 def test_dashboard_pages_and_searches_in_the_browser_and_is_accessible(

@@ -4,30 +4,18 @@ when the grant runs out and when the close webhook arrives while the page is ope
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
-
 import pytest
-from werkzeug.serving import make_server
 
 from vault_service.extensions import db
 from vault_service.models import Agent
 from vault_service.services import access
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import (
-    CHROMIUM,
-    QuietRequestHandler,
-    assert_accessible,
-    log_browser_in,
-    run_worker_pass,
-)
+from .helpers import CHROMIUM, assert_accessible, log_browser_in, run_worker_pass, shoot
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 
-SCREENSHOTS = Path(os.environ.get("VAULT_SERVICE_SCREENSHOTS", "screenshots"))
 VALUES = (
     "() => Array.from(document.querySelectorAll('#credentials .secret-raw'), n => n.textContent)"
 )
@@ -37,39 +25,6 @@ VALUES = (
 def settings(make_settings):
     """Grants as short as a few seconds, so the page's own end can be watched."""
     return make_settings(grant_min_seconds=1)
-
-
-@pytest.fixture
-def live_server(app):
-    """The app on a loopback port, served by werkzeug in a thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-@pytest.fixture
-def page(live_server):
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        try:
-            context = browser.new_context(viewport={"width": 1100, "height": 900})
-            context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            page.console_messages = []
-            page.on("console", lambda message: page.console_messages.append(message.text))
-            yield page
-        finally:
-            browser.close()
-
-
-def shoot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def grant_for(app, settings, vault, ticket_ref: str, seconds: int) -> str:

@@ -4,36 +4,15 @@ reference and paged in SQL, with the agent's own live grants."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import event
 
-from vault_service.clock import utcnow
 from vault_service.extensions import db
-from vault_service.models import Lease, LeaseStatus, Ticket
 from vault_service.services import dashboard
 
 from .conftest import SAMPLE_ITEMS
-
-
-def add_waiting_tickets(app, count: int, prefix: str = "BULK-") -> None:
-    """`count` open tickets whose link is out and nothing submitted, oldest first."""
-    now = utcnow()
-    with app.app_context():
-        for n in range(count):
-            ticket = Ticket(ref=f"{prefix}{n:04d}", created_at=now)
-            db.session.add(ticket)
-            db.session.flush()
-            db.session.add(
-                Lease(
-                    ticket_id=ticket.id,
-                    status=LeaseStatus.PROVISIONING,
-                    created_at=now + timedelta(seconds=n),
-                    expires_at=now + timedelta(days=30),
-                )
-            )
-        db.session.commit()
+from .helpers import add_waiting_tickets
 
 
 def refs_on(page_html: str) -> list[str]:

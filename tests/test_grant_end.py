@@ -3,7 +3,6 @@ access now", which revokes the grant's Vault token before it answers."""
 
 from __future__ import annotations
 
-import hvac.exceptions
 import pytest
 from sqlalchemy import select
 
@@ -11,6 +10,7 @@ from vault_service.extensions import db
 from vault_service.models import AuditEvent, Grant
 
 from .conftest import SAMPLE_ITEMS
+from .helpers import accessor_is_gone
 
 
 def grant_row(app, grant_id: str) -> Grant:
@@ -19,14 +19,6 @@ def grant_row(app, grant_id: str) -> Grant:
         db.session.expunge(grant)
         db.session.rollback()
         return grant
-
-
-def accessor_is_gone(openbao, accessor: str) -> bool:
-    try:
-        openbao.admin().auth.token.lookup_accessor(accessor)
-    except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
-        return True
-    return False
 
 
 def test_status_of_a_live_grant_is_active_and_carries_no_value(agent, client, submitted_ticket):
