@@ -538,6 +538,7 @@ def test_events_add_no_vault_call_to_a_request_or_a_delivery(
 
 PRODUCTION = {
     "VAULT_SERVICE_ENV": "production",
+    "VAULT_SERVICE_DEPLOYMENT_ID": "prod",
     "VAULT_SERVICE_SECRET_KEY": "k" * 48,
     "VAULT_SERVICE_TICKET_API_TOKEN": "t" * 40,
     "VAULT_SERVICE_VAULT_ROLE_ID": "role",

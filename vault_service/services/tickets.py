@@ -9,6 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -26,7 +27,7 @@ from ..models import (
 )
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError
-from . import audit, connectors, lifecycle, receipts
+from . import audit, connectors, deployment, lifecycle, receipts
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,12 @@ class TicketReport:
     ticket_ref: str
     status: TicketStatus
     credential_count: int
-    purge_receipt: dict | None
+    purge_receipt: dict[str, Any] | None
     # The same receipt as a JWS signed in Vault (None before the first purge, and for receipts
     # of purges completed before receipts were signed).
     purge_receipt_jws: str | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "ticket_ref": self.ticket_ref,
             "status": self.status,
@@ -121,7 +122,9 @@ def check_link_presentation(message: object, locale: object) -> tuple[str | None
     return message, locale
 
 
-def _record_lease_token(lease_id: str, issued: IssuedToken, sealed: str, expires_at) -> bool:
+def _record_lease_token(
+    lease_id: str, issued: IssuedToken, sealed: str, expires_at: datetime
+) -> bool:
     """Activate the lease with its token, in one transaction; False if it left provisioning."""
     with transaction():
         return lifecycle.activate_lease(
@@ -140,6 +143,9 @@ def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime) -> None:
     ttl_seconds = int((expires_at - utcnow()).total_seconds())
     if ttl_seconds < 60:
         raise Conflict("The ticket's retention period has ended.")
+    # Never create material under a deployment id another database owns: its sweep would take
+    # ours for orphans (DeploymentConflict is a VaultError: the link is refused, 503).
+    deployment.require_own_deployment(vault)
     vault.create_lease_key(lease_id)
     issued = vault.create_lease_token(lease_id, ttl_seconds)
     try:
