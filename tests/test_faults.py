@@ -23,7 +23,7 @@ def kv_reads_in_audit_log(openbao, lease_id: str) -> int:
     return sum(
         1
         for line in openbao.audit_log.read_text().splitlines()
-        if f"vault-service-kv/data/{lease_id}/" in line
+        if f"vault-service-kv/data/{folder_of(lease_id)}/" in line
         and '"operation":"read"' in line
         and '"type":"request"' in line
     )
