@@ -10,6 +10,13 @@ path "vault-service-kv/data/*" {
   capabilities = ["create"]
 }
 
+# Deployment marker: which database owns this deployment id (a random id, no secret). The app
+# reads it and creates it once (cas=0, by the path above); it can never overwrite it, so one
+# database cannot take another's deployment id over.
+path "vault-service-kv/data/_deployments/*" {
+  capabilities = ["read", "create"]
+}
+
 # Purge and orphan sweeps: list, inspect and destroy metadata (every version). Metadata holds
 # no credential data, only version bookkeeping.
 path "vault-service-kv/metadata/*" {

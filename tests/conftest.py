@@ -27,7 +27,7 @@ from vault_service.extensions import db
 from vault_service.services.providers import standard_webhooks
 from vault_service.vault import bootstrap_vault, issue_app_token
 
-from .helpers import CHROMIUM, Gunicorn, QuietRequestHandler
+from .helpers import CHROMIUM, Gunicorn, QuietRequestHandler, use_deployment
 
 WEBHOOK_KEY = secrets.token_bytes(32)
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_KEY).decode()
@@ -119,6 +119,11 @@ def make_settings(openbao, app_token, database_url):
     # One key per test, shared by every app a test builds over its database, as by the processes
     # of one deployment: agents' TOTP secrets are encrypted under a key derived from it.
     secret_key = secrets.token_urlsafe(48)
+    # One deployment id per test: every test has a fresh database but shares the session's
+    # OpenBao, as deployments sharing one OpenBao do, and Vault's deployment marker refuses a
+    # second database on an id (services/deployment.py). Every app of the test shares it.
+    deployment_id = "t-" + secrets.token_hex(8)
+    use_deployment(deployment_id)
 
     def build(**overrides):
         values = {
@@ -130,6 +135,7 @@ def make_settings(openbao, app_token, database_url):
             "public_url": "http://localhost",
             "vault_addr": openbao.addr,
             "vault_token": app_token,
+            "deployment_id": deployment_id,
             "log_level": "DEBUG",
         }
         values.update(overrides)

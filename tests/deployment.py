@@ -30,7 +30,7 @@ from vault_service.models import AuditEvent, CredentialItem, Job, Lease, Submiss
 from vault_service.services.providers.standard_webhooks import sign
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import ROOT, make_child_environment
+from .helpers import ROOT, make_child_environment, use_deployment
 
 T = TypeVar("T")
 
@@ -97,6 +97,9 @@ class Stack:
         self.api_token = secrets.token_urlsafe(32)
         self.webhook_key = secrets.token_bytes(32)
         inherited = make_child_environment()
+        # A deployment id of its own: every stack has a fresh database on the module's OpenBao.
+        self.deployment_id = "t-" + secrets.token_hex(8)
+        use_deployment(self.deployment_id)
         self.env = {
             **inherited,
             "VAULT_SERVICE_ENV": "testing",
@@ -107,6 +110,7 @@ class Stack:
             "VAULT_SERVICE_TICKET_API_TOKEN": self.api_token,
             "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(self.webhook_key).decode(),
             "VAULT_SERVICE_PUBLIC_URL": self.base,
+            "VAULT_SERVICE_DEPLOYMENT_ID": self.deployment_id,
         }
         self.processes: list[Process] = []
 

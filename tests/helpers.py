@@ -31,9 +31,39 @@ from vault_service.devtools.processes import free_port
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import Lease, LeaseStatus, Ticket
 from vault_service.services import sweep
-from vault_service.vault import RECEIPT_KEY
+from vault_service.vault import RECEIPT_KEY, lease_names
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# The deployment id of the running test's apps (set by conftest's make_settings), so a test can
+# name its leases' material in Vault as the app does without threading the id through every call.
+_CURRENT_DEPLOYMENT = {"id": ""}
+
+
+def use_deployment(deployment_id: str) -> None:
+    """Make `deployment_id` the one key_of, folder_of and item_path name material for."""
+    _CURRENT_DEPLOYMENT["id"] = deployment_id
+
+
+def current_deployment() -> str:
+    """The running test's deployment id."""
+    return _CURRENT_DEPLOYMENT["id"]
+
+
+def key_of(lease_id: str) -> str:
+    """A lease's transit key, as the test's app names it."""
+    return lease_names(lease_id, deployment=current_deployment()).key_name
+
+
+def folder_of(lease_id: str) -> str:
+    """A lease's KV folder (relative to the mount), as the test's app names it."""
+    return lease_names(lease_id, deployment=current_deployment()).kv_folder
+
+
+def item_path(lease_id: str, item_id: str) -> str:
+    """One item's KV path (relative to the mount), as the test's app names it."""
+    return lease_names(lease_id, deployment=current_deployment()).item_path(item_id)
 
 
 def run_worker_pass(app, *, orphans: bool = False) -> sweep.SweepReport:
@@ -214,6 +244,7 @@ class Gunicorn:
             "VAULT_SERVICE_DATABASE_URL": f"sqlite:///{database}",
             "VAULT_ADDR": openbao.addr,
             "VAULT_SERVICE_VAULT_TOKEN": app_token,
+            "VAULT_SERVICE_DEPLOYMENT_ID": "t-" + secrets.token_hex(8),
             "VAULT_SERVICE_SECRET_KEY": secrets.token_urlsafe(48),
             "VAULT_SERVICE_TICKET_API_TOKEN": secrets.token_urlsafe(32),
             "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),

@@ -9,10 +9,10 @@ import pytest
 from freezegun import freeze_time
 
 from vault_service.services.lifecycle import get_ticket
-from vault_service.vault import TRANSIT_MOUNT, lease_key_name
+from vault_service.vault import TRANSIT_MOUNT
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of, run_worker_pass
+from .helpers import key_of, lease_of, run_worker_pass
 
 T0 = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
 
@@ -97,9 +97,7 @@ def test_retention_purges_nothing_one_second_early_and_everything_exactly_at_30_
     assert status["status"] == "purged"
     assert status["purge_receipt"]["reason"] == "retention_expired"
     with pytest.raises(hvac.exceptions.InvalidPath):
-        openbao.admin().secrets.transit.read_key(
-            name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT
-        )
+        openbao.admin().secrets.transit.read_key(name=key_of(lease.id), mount_point=TRANSIT_MOUNT)
     with app.app_context():
         assert get_ticket("T-retention").status == "purged"
 

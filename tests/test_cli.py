@@ -20,12 +20,12 @@ from vault_service.vault import (
     REVEAL_POLICY,
     TRANSIT_MOUNT,
     bootstrap_vault,
-    lease_key_name,
     policy_dir,
     read_admin_posture,
 )
 
 from .conftest import SAMPLE_ITEMS
+from .helpers import key_of
 
 
 def test_create_agent_hashes_the_password_and_refuses_duplicates(app, runner):
@@ -150,7 +150,7 @@ def test_doctor_fails_naming_a_ticket_key_made_exportable(
             select(Lease.id).join(Ticket).where(Ticket.ref == "T-doctor-export")
         )
         db.session.rollback()
-    key = lease_key_name(lease_id)
+    key = key_of(lease_id)
     admin = openbao.admin()
     try:
         # Exportable is a one-way switch in transit: this key can only be deleted afterwards.

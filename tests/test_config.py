@@ -10,6 +10,7 @@ from vault_service.config import ConfigError, load_settings
 
 GOOD = {
     "VAULT_SERVICE_ENV": "production",
+    "VAULT_SERVICE_DEPLOYMENT_ID": "prod",
     "VAULT_SERVICE_SECRET_KEY": "k" * 48,
     "VAULT_SERVICE_TICKET_API_TOKEN": "t" * 40,
     "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"w" * 32).decode(),

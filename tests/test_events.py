@@ -29,7 +29,7 @@ from vault_service.clock import utcnow
 from vault_service.config import ConfigError, load_settings
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import Grant, Job, Receipt
-from vault_service.services import events, lifecycle, sweep
+from vault_service.services import deployment, events, lifecycle, sweep
 from vault_service.services.doctor import run_checks
 from vault_service.services.events import EVENT_DELIVERY_JOB, FIELDS, EventType
 from vault_service.services.jobs import FAILING_AFTER_ATTEMPTS, registered_kinds
@@ -501,6 +501,11 @@ def test_events_add_no_vault_call_to_a_request_or_a_delivery(
     the gateway starts the same Vault operations and OpenBao's audit log records as many requests;
     delivering events alone makes no Vault request at all."""
     measured = {}
+    # The deployment id is claimed in Vault once per database (by whichever app comes first):
+    # claimed here, so both stories below pay the same (one marker read each).
+    first = create_app(make_settings())
+    with first.app_context():
+        deployment.require_own_deployment(first.extensions["vault_service.vault"])
     for mode, overrides in (
         ("off", {}),
         ("on", {"events_url": receiver.url, "events_secrets": (KEY_A,)}),
@@ -537,6 +542,7 @@ def test_events_add_no_vault_call_to_a_request_or_a_delivery(
 
 PRODUCTION = {
     "VAULT_SERVICE_ENV": "production",
+    "VAULT_SERVICE_DEPLOYMENT_ID": "prod",
     "VAULT_SERVICE_SECRET_KEY": "k" * 48,
     "VAULT_SERVICE_TICKET_API_TOKEN": "t" * 40,
     "VAULT_SERVICE_VAULT_ROLE_ID": "role",

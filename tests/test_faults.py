@@ -10,10 +10,10 @@ from vault_service import create_app
 from vault_service.extensions import db
 from vault_service.models import CredentialItem, Job, Ticket
 from vault_service.services import audit
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of, run_worker_pass
+from .helpers import folder_of, item_path, key_of, lease_of, run_worker_pass
 
 CLOSED_PORT_VAULT = "http://127.0.0.1:9"  # discard port: nothing listens
 
@@ -23,7 +23,7 @@ def kv_reads_in_audit_log(openbao, lease_id: str) -> int:
     return sum(
         1
         for line in openbao.audit_log.read_text().splitlines()
-        if f"vault-service-kv/data/{lease_id}/" in line
+        if f"vault-service-kv/data/{folder_of(lease_id)}/" in line
         and '"operation":"read"' in line
         and '"type":"request"' in line
     )
@@ -79,9 +79,7 @@ def test_close_during_a_vault_outage_is_accepted_and_purged_once_vault_returns(
     assert run_worker_pass(app).jobs_completed["purge"] == 1
     assert ticket_system.status(submitted_ticket).get_json()["status"] == "purged"
     with pytest.raises(hvac.exceptions.InvalidPath):
-        openbao.admin().secrets.transit.read_key(
-            name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT
-        )
+        openbao.admin().secrets.transit.read_key(name=key_of(lease.id), mount_point=TRANSIT_MOUNT)
 
 
 def test_submission_while_vault_is_down_gets_503_and_the_link_survives(
@@ -109,9 +107,9 @@ def test_purge_completes_when_some_of_its_steps_were_already_done(
     # As if an earlier attempt died half-way: token revoked, key deleted, entity gone.
     admin.auth.token.revoke_accessor(lease.token_accessor)
     admin.secrets.transit.update_key_configuration(
-        name=lease_key_name(lease.id), deletion_allowed=True, mount_point=TRANSIT_MOUNT
+        name=key_of(lease.id), deletion_allowed=True, mount_point=TRANSIT_MOUNT
     )
-    admin.secrets.transit.delete_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+    admin.secrets.transit.delete_key(name=key_of(lease.id), mount_point=TRANSIT_MOUNT)
     admin.delete(f"identity/entity/id/{lease.entity_id}")
 
     assert ticket_system.close(submitted_ticket).status_code == 202
@@ -119,7 +117,7 @@ def test_purge_completes_when_some_of_its_steps_were_already_done(
     receipt = ticket_system.status(submitted_ticket).get_json()["purge_receipt"]
     assert receipt["destroyed"]["kv_entries"] == 3
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
+        admin.secrets.kv.v2.list_secrets(path=folder_of(lease.id), mount_point=KV_MOUNT)
     # Running the finished job again changes nothing and keeps the one receipt.
     with app.app_context():
         jobs = db.session.scalars(select(Job)).all()
@@ -132,7 +130,7 @@ def test_purge_removes_kv_entries_the_database_never_recorded(
     lease = lease_of(app, submitted_ticket)
     # An entry written by a submission that crashed before its database commit.
     openbao.admin().secrets.kv.v2.create_or_update_secret(
-        path=f"{lease.id}/00000000-0000-4000-8000-000000000000",
+        path=item_path(lease.id, "00000000-0000-4000-8000-000000000000"),
         secret={"ciphertext": "vault:v1:orphan"},
         cas=0,
         mount_point=KV_MOUNT,
@@ -142,7 +140,7 @@ def test_purge_removes_kv_entries_the_database_never_recorded(
     receipt = ticket_system.status(submitted_ticket).get_json()["purge_receipt"]
     assert receipt["destroyed"]["kv_entries"] == 4
     with pytest.raises(hvac.exceptions.InvalidPath):
-        openbao.admin().secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
+        openbao.admin().secrets.kv.v2.list_secrets(path=folder_of(lease.id), mount_point=KV_MOUNT)
 
 
 def test_grant_request_while_vault_is_down_is_a_clear_503(
@@ -215,7 +213,7 @@ def test_close_during_provisioning_leaves_nothing_behind_in_vault(
     with pytest.raises(hvac.exceptions.InvalidRequest):
         admin.auth.token.lookup_accessor(issued.accessor)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.transit.read_key(name=lease_key_name(lease_id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=key_of(lease_id), mount_point=TRANSIT_MOUNT)
     assert admin.read(f"identity/entity/id/{issued.entity_id}") is None
     assert ticket_system.status("T-race").get_json()["status"] == "purged"
 

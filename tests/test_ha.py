@@ -21,10 +21,9 @@ from vault_service.vault import (
     TRANSIT_MOUNT,
     bootstrap_vault,
     issue_app_token,
-    lease_key_name,
 )
 
-from .helpers import lease_of, run_worker_pass
+from .helpers import folder_of, key_of, lease_of, run_worker_pass
 
 pytestmark = pytest.mark.slow
 
@@ -144,9 +143,9 @@ def test_leader_killed_during_a_purge_the_purge_still_completes(cluster, cluster
     assert ticket_system.status("T-ha-purge").get_json()["status"] == "purged"
     admin = admin_of(cluster)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
+        admin.secrets.kv.v2.list_secrets(path=folder_of(lease.id), mount_point=KV_MOUNT)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.transit.read_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=key_of(lease.id), mount_point=TRANSIT_MOUNT)
     with app.app_context():
         assert db.session.scalars(select(CredentialItem)).all() == []
     restart(cluster, old_leader)

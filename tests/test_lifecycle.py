@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from vault_service.extensions import db
 from vault_service.models import CredentialItem, Grant, Lease
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of, run_worker_pass
+from .helpers import folder_of, item_path, key_of, lease_of, run_worker_pass
 
 pytestmark = pytest.mark.usefixtures("openbao")
 
@@ -73,7 +73,7 @@ def test_the_whole_lifecycle_ends_with_nothing_left_in_vault(
         grant_accessor = db.session.get(Grant, grant_id).token_accessor
         item_ids = [i.id for i in db.session.scalars(select(CredentialItem)).all()]
     admin = openbao.admin()
-    assert admin.secrets.transit.read_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+    assert admin.secrets.transit.read_key(name=key_of(lease.id), mount_point=TRANSIT_MOUNT)
 
     # The ticket closes: 202, and at once no reveal succeeds, before any purge ran.
     assert ticket_system.close("T-1001").status_code == 202
@@ -87,14 +87,14 @@ def test_the_whole_lifecycle_ends_with_nothing_left_in_vault(
         with pytest.raises(hvac.exceptions.InvalidRequest):
             admin.auth.token.lookup_accessor(accessor)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.transit.read_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=key_of(lease.id), mount_point=TRANSIT_MOUNT)
     for item_id in item_ids:
         with pytest.raises(hvac.exceptions.InvalidPath):
             admin.secrets.kv.v2.read_secret_metadata(
-                path=f"{lease.id}/{item_id}", mount_point=KV_MOUNT
+                path=item_path(lease.id, item_id), mount_point=KV_MOUNT
             )
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
+        admin.secrets.kv.v2.list_secrets(path=folder_of(lease.id), mount_point=KV_MOUNT)
     assert lease.entity_id
     assert admin.read(f"identity/entity/id/{lease.entity_id}") is None
     # Nor can the lease id be found through identity: Vault answers 204, "no such alias".
@@ -118,7 +118,7 @@ def test_the_whole_lifecycle_ends_with_nothing_left_in_vault(
     receipt = status["purge_receipt"]
     assert receipt["verified_absent_in_vault"] is True
     assert receipt["destroyed"]["kv_entries"] == 3
-    assert receipt["destroyed"]["transit_key"] == lease_key_name(lease.id)
+    assert receipt["destroyed"]["transit_key"] == key_of(lease.id)
     assert receipt["destroyed"]["identity_entity"] == lease.entity_id
     assert set(receipt["destroyed"]["token_accessors"]) == {lease.token_accessor, grant_accessor}
 

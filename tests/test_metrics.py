@@ -180,6 +180,7 @@ def test_under_gunicorn_every_worker_is_counted(
         "VAULT_SERVICE_DATABASE_URL": f"sqlite:///{database}",
         "VAULT_ADDR": openbao.addr,
         "VAULT_SERVICE_VAULT_TOKEN": app_token,
+        "VAULT_SERVICE_DEPLOYMENT_ID": "t-" + secrets.token_hex(8),
         "VAULT_SERVICE_SECRET_KEY": secrets.token_urlsafe(48),
         "VAULT_SERVICE_TICKET_API_TOKEN": secrets.token_urlsafe(32),
         "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),

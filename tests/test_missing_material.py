@@ -9,20 +9,20 @@ from sqlalchemy import select
 
 from vault_service.extensions import db
 from vault_service.models import AuditEvent, CredentialItem
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT
 
-from .helpers import lease_of
+from .helpers import item_path, key_of, lease_of
 
 
 def remove_item(openbao, lease_id: str, item_id: str) -> None:
     openbao.admin().secrets.kv.v2.delete_metadata_and_all_versions(
-        path=f"{lease_id}/{item_id}", mount_point=KV_MOUNT
+        path=item_path(lease_id, item_id), mount_point=KV_MOUNT
     )
 
 
 def remove_key(openbao, lease_id: str, item_id: str) -> None:
     admin = openbao.admin()
-    name = lease_key_name(lease_id)
+    name = key_of(lease_id)
     admin.secrets.transit.update_key_configuration(
         name=name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
     )

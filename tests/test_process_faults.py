@@ -43,11 +43,11 @@ from vault_service.vault import (
     TRANSIT_MOUNT,
     bootstrap_vault,
     issue_app_token,
-    lease_key_name,
 )
 
 from .conftest import SAMPLE_ITEMS, TicketSystem
 from .deployment import NOTES, STORED_ITEMS, DedicatedVault, Stack, wait_for
+from .helpers import folder_of, key_of
 
 T = TypeVar("T")
 
@@ -121,12 +121,12 @@ def vault_view(admin: hvac.Client, lease: Lease) -> VaultView:
     """Ask Vault (root client), not the app, what is left of a lease."""
     assert lease.token_accessor and lease.entity_id, "the lease was never provisioned"
     try:
-        admin.secrets.transit.read_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=key_of(lease.id), mount_point=TRANSIT_MOUNT)
         key = True
     except hvac.exceptions.InvalidPath:
         key = False
     try:
-        listing = admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
+        listing = admin.secrets.kv.v2.list_secrets(path=folder_of(lease.id), mount_point=KV_MOUNT)
         items = len(listing["data"]["keys"])
     except hvac.exceptions.InvalidPath:
         items = 0
@@ -141,7 +141,7 @@ def vault_view(admin: hvac.Client, lease: Lease) -> VaultView:
 
 def kv_listing_is_404(admin: hvac.Client, lease_id: str) -> bool:
     try:
-        admin.secrets.kv.v2.list_secrets(path=lease_id, mount_point=KV_MOUNT)
+        admin.secrets.kv.v2.list_secrets(path=folder_of(lease_id), mount_point=KV_MOUNT)
     except hvac.exceptions.InvalidPath:
         return True
     return False
@@ -188,7 +188,7 @@ def assert_purged_once(stack: Stack, bao: DedicatedVault, ref: str, lease: Lease
     assert receipt["lease_id"] == lease.id
     assert receipt["destroyed"]["kv_entries"] == STORED_ITEMS
     assert receipt["destroyed"]["credential_records"] == STORED_ITEMS
-    assert receipt["destroyed"]["transit_key"] == lease_key_name(lease.id)
+    assert receipt["destroyed"]["transit_key"] == key_of(lease.id)
     assert receipt["destroyed"]["identity_entity"] == lease.entity_id
     assert receipt["destroyed"]["token_accessors"] == [lease.token_accessor]
     assert stack.audit_count("ticket.closed", ref) == 1

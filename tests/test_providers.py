@@ -18,10 +18,10 @@ from vault_service.config import ProviderSettings
 from vault_service.extensions import db
 from vault_service.models import Ticket, WebhookDelivery
 from vault_service.services.providers import native_provider_names
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of, run_worker_pass
+from .helpers import folder_of, key_of, lease_of, run_worker_pass
 from .vendor_deliveries import VENDOR_IDS, VENDORS, Vendor, new_delivery_id
 
 pytestmark = pytest.mark.usefixtures("openbao")
@@ -103,13 +103,15 @@ def test_a_zendesk_close_leaves_nothing_of_the_ticket_in_vault(app, client, open
     ref = open_ticket(vendor)
     lease = lease_of(app, ref)
     admin = openbao.admin()
-    assert admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)["data"]["keys"]
+    assert admin.secrets.kv.v2.list_secrets(path=folder_of(lease.id), mount_point=KV_MOUNT)["data"][
+        "keys"
+    ]
     assert deliver(client, vendor, ref, vendor.close)[0].status_code == 202
     run_worker_pass(app)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
+        admin.secrets.kv.v2.list_secrets(path=folder_of(lease.id), mount_point=KV_MOUNT)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.transit.read_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=key_of(lease.id), mount_point=TRANSIT_MOUNT)
     with pytest.raises(hvac.exceptions.InvalidRequest):
         admin.auth.token.lookup_accessor(lease.token_accessor)
     assert admin.read(f"identity/entity/id/{lease.entity_id}") is None

@@ -16,7 +16,9 @@ def doctor_line(runner, name: str) -> tuple[int, str]:
     return result.exit_code, lines[0]
 
 
-def test_a_schema_set_back_fails_readyz_and_doctor_until_migrate_upgrade(client, runner):
+def test_a_schema_set_back_fails_readyz_and_doctor_until_migrate_upgrade(
+    client, runner, settings, openbao
+):
     head = schema.head_revision()
     current = runner.invoke(args=["migrate", "current"])
     assert current.exit_code == 0, current.output
@@ -50,7 +52,18 @@ def test_a_schema_set_back_fails_readyz_and_doctor_until_migrate_upgrade(client,
     readiness = client.get("/readyz")
     assert readiness.status_code == 200, readiness.get_json()
     assert readiness.get_json()["checks"]["schema"] == "ok"
+    # Set back below 0012, the database lost the identity that claimed its deployment id in
+    # Vault: it is now a stranger to its own marker, and doctor says so (fail-safe: nothing tells
+    # it from another database). The operator's remedy, once sure no other database uses the id:
+    # delete the marker with an admin token; the next doctor (or sweep) claims it again.
+    deployment = f"deployment {settings.deployment_id}"
+    code, line = doctor_line(runner, deployment)
+    assert code == 1 and "owned by another database" in line
+    openbao.admin().secrets.kv.v2.delete_metadata_and_all_versions(
+        path=f"_deployments/{settings.deployment_id}", mount_point="vault-service-kv"
+    )
     assert doctor_line(runner, "schema revision") == (0, f"[ok] schema revision: {head}")
+    assert doctor_line(runner, deployment)[1].startswith(f"[ok] {deployment}: owned by this")
 
 
 def test_downgrade_asks_first_and_does_nothing_when_refused(runner):

@@ -22,10 +22,10 @@ from vault_service.gunicorn_logging import redact
 from vault_service.models import CredentialItem, Job, Lease, StatusToken, Ticket
 from vault_service.services import status_page
 from vault_service.services.lifecycle import PURGE_JOB
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of, run_worker_pass, tamper, verify_independently
+from .helpers import item_path, key_of, lease_of, run_worker_pass, tamper, verify_independently
 
 pytestmark = pytest.mark.usefixtures("openbao")
 
@@ -141,10 +141,10 @@ def test_the_customer_sees_the_access_deletes_and_gets_the_receipt(
     for item_id in item_ids:
         with pytest.raises(hvac.exceptions.InvalidPath):
             admin.secrets.kv.v2.read_secret_metadata(
-                path=f"{lease.id}/{item_id}", mount_point=KV_MOUNT
+                path=item_path(lease.id, item_id), mount_point=KV_MOUNT
             )
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.transit.read_key(name=lease_key_name(lease.id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=key_of(lease.id), mount_point=TRANSIT_MOUNT)
 
     # The page now shows the receipt, with the customer's reason.
     report = status_json(client, path)

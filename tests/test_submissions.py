@@ -19,7 +19,7 @@ from vault_service.models import CredentialItem, Lease, SubmissionLink, Ticket
 from vault_service.vault import KV_MOUNT
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import csrf_token_of
+from .helpers import csrf_token_of, folder_of
 
 pytestmark = pytest.mark.usefixtures("openbao")
 
@@ -59,7 +59,9 @@ def lease_id_of(app, ticket_ref: str) -> str:
 def vault_items(openbao, lease_id: str) -> set[str]:
     """Item ids Vault itself lists under a lease (asked with the root client, not the app)."""
     try:
-        listing = openbao.admin().secrets.kv.v2.list_secrets(path=lease_id, mount_point=KV_MOUNT)
+        listing = openbao.admin().secrets.kv.v2.list_secrets(
+            path=folder_of(lease_id), mount_point=KV_MOUNT
+        )
     except hvac.exceptions.InvalidPath:
         return set()
     return {key.rstrip("/") for key in listing["data"]["keys"]}

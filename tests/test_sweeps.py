@@ -14,22 +14,22 @@ from vault_service.clock import utcnow
 from vault_service.extensions import current_vault, db
 from vault_service.models import AuditEvent, Grant, SubmissionLink
 from vault_service.services.orphans import sweep_orphans
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, lease_key_name
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT
 
-from .helpers import lease_of, run_worker_pass
+from .helpers import folder_of, item_path, key_of, lease_of, run_worker_pass
 
 
 def plant_orphan(openbao, lease_id: str, with_key: bool = True) -> None:
     """Vault material of a lease the database does not know, as a crash would leave it."""
     admin = openbao.admin()
     admin.secrets.kv.v2.create_or_update_secret(
-        path=f"{lease_id}/{uuid.uuid4()}",
+        path=item_path(lease_id, str(uuid.uuid4())),
         secret={"ciphertext": "vault:v1:orphan"},
         cas=0,
         mount_point=KV_MOUNT,
     )
     if with_key:
-        admin.secrets.transit.create_key(name=lease_key_name(lease_id), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.create_key(name=key_of(lease_id), mount_point=TRANSIT_MOUNT)
 
 
 def orphan_sweep(app):
@@ -55,11 +55,13 @@ def test_orphaned_kv_entries_and_keys_are_removed_and_audited(
     assert live.id not in report.lease_ids
     admin = openbao.admin()
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.kv.v2.list_secrets(path=orphan, mount_point=KV_MOUNT)
+        admin.secrets.kv.v2.list_secrets(path=folder_of(orphan), mount_point=KV_MOUNT)
     with pytest.raises(hvac.exceptions.InvalidPath):
-        admin.secrets.transit.read_key(name=lease_key_name(orphan), mount_point=TRANSIT_MOUNT)
+        admin.secrets.transit.read_key(name=key_of(orphan), mount_point=TRANSIT_MOUNT)
     # The live ticket's material is untouched and still revealable.
-    assert admin.secrets.kv.v2.list_secrets(path=live.id, mount_point=KV_MOUNT)["data"]["keys"]
+    assert admin.secrets.kv.v2.list_secrets(path=folder_of(live.id), mount_point=KV_MOUNT)["data"][
+        "keys"
+    ]
     events = {e.details["lease_id"]: e for e in audit_actions(app, "sweep.orphan_removed")}
     assert events[orphan].details["kv_entries"] == 1
     assert events[orphan].details["transit_key"] is True
@@ -77,7 +79,7 @@ def test_material_written_after_its_lease_was_purged_is_an_orphan(
     plant_orphan(openbao, lease.id, with_key=False)
     assert lease.id in orphan_sweep(app).lease_ids
     with pytest.raises(hvac.exceptions.InvalidPath):
-        openbao.admin().secrets.kv.v2.list_secrets(path=lease.id, mount_point=KV_MOUNT)
+        openbao.admin().secrets.kv.v2.list_secrets(path=folder_of(lease.id), mount_point=KV_MOUNT)
 
 
 def test_expired_grant_tokens_are_erased_and_expired_links_recorded_once(

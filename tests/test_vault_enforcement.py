@@ -24,11 +24,10 @@ from vault_service.vault import (
     TRANSIT_MOUNT,
     RootTokenRefused,
     VaultForbidden,
-    lease_key_name,
 )
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of
+from .helpers import item_path, key_of, lease_of
 
 
 def unseal_grant_token(app, grant_id: str) -> str:
@@ -79,7 +78,9 @@ def test_expired_grant_is_refused_by_vault_even_when_the_app_check_is_bypassed(
     lease = lease_of(app, "T-ttl")
     with pytest.raises(hvac.exceptions.Forbidden):
         client_for(openbao, token).secrets.kv.v2.read_secret_version(
-            path=f"{lease.id}/{item_ids[0]}", mount_point=KV_MOUNT, raise_on_deleted_version=True
+            path=item_path(lease.id, item_ids[0]),
+            mount_point=KV_MOUNT,
+            raise_on_deleted_version=True,
         )
 
 
@@ -121,19 +122,19 @@ def test_app_token_cannot_read_or_decrypt_credentials(app, submitted_ticket, ope
     assert app_client.auth.token.lookup_self()["data"]["policies"] == [APP_POLICY]
     with pytest.raises(hvac.exceptions.Forbidden):
         app_client.secrets.kv.v2.read_secret_version(
-            path=f"{lease.id}/{item_id}", mount_point=KV_MOUNT, raise_on_deleted_version=True
+            path=item_path(lease.id, item_id), mount_point=KV_MOUNT, raise_on_deleted_version=True
         )
     stored = openbao.admin().secrets.kv.v2.read_secret_version(
-        path=f"{lease.id}/{item_id}", mount_point=KV_MOUNT
+        path=item_path(lease.id, item_id), mount_point=KV_MOUNT
     )["data"]["data"]["ciphertext"]
     assert stored.startswith("vault:v1:")
     with pytest.raises(hvac.exceptions.Forbidden):
         app_client.secrets.transit.decrypt_data(
-            name=lease_key_name(lease.id), ciphertext=stored, mount_point=TRANSIT_MOUNT
+            name=key_of(lease.id), ciphertext=stored, mount_point=TRANSIT_MOUNT
         )
     with pytest.raises(hvac.exceptions.Forbidden):
         app_client.secrets.transit.export_key(
-            name=lease_key_name(lease.id), key_type="encryption-key", mount_point=TRANSIT_MOUNT
+            name=key_of(lease.id), key_type="encryption-key", mount_point=TRANSIT_MOUNT
         )
     with pytest.raises(hvac.exceptions.Forbidden):
         app_client.sys.create_or_update_acl_policy(name="anything-else", policy='path "*" {}')
@@ -156,7 +157,9 @@ def test_grant_of_one_ticket_cannot_read_another_ticket_or_mint_tokens(
     grant_client = client_for(openbao, token)
     with pytest.raises(hvac.exceptions.Forbidden):
         grant_client.secrets.kv.v2.read_secret_version(
-            path=f"{other.id}/{other_item}", mount_point=KV_MOUNT, raise_on_deleted_version=True
+            path=item_path(other.id, other_item),
+            mount_point=KV_MOUNT,
+            raise_on_deleted_version=True,
         )
     with pytest.raises(hvac.exceptions.Forbidden):
         grant_client.auth.token.create(policies=[REVEAL_POLICY], ttl="1h")
@@ -172,7 +175,7 @@ def test_vault_refuses_a_second_write_to_an_item_twice_over(app, submitted_ticke
     # ...and even a root token is held to cas=0 by the mount's cas_required.
     with pytest.raises(hvac.exceptions.InvalidRequest):
         openbao.admin().secrets.kv.v2.create_or_update_secret(
-            path=f"{lease.id}/{item_id}",
+            path=item_path(lease.id, item_id),
             secret={"ciphertext": "x"},
             cas=0,
             mount_point=KV_MOUNT,

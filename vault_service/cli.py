@@ -281,6 +281,22 @@ def _operator_target(admin_token_file: Path | None) -> tuple[str, str, TLSOption
     return addr, token, TLSOptions.from_environ()
 
 
+def _database_identity(url: str) -> str | None:
+    """The database's own id (services/deployment.py), read without the app (bootstrap runs
+    before the app can start); None when it has none yet (not migrated, or never run)."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("database_identity"):
+                return None
+            value = connection.execute(text("SELECT database_id FROM database_identity")).scalar()
+    finally:
+        engine.dispose()
+    return None if value is None else str(value)
+
+
 # Runs before the app has a Vault token, so it must not load the app.
 @main.command("bootstrap-vault", context_settings={"show_default": True})
 @click.option(
@@ -303,6 +319,13 @@ def bootstrap_vault(
 
     addr, token, tls = _operator_target(admin_token_file)
     retention = int(os.environ.get("VAULT_SERVICE_MAX_RETENTION_SECONDS", 30 * 24 * 3600))
+    # With the deployment's id and database, also claim the id in Vault for that database, or
+    # refuse: another database already owns it (two deployments on one OpenBao, same names).
+    deployment_id = os.environ.get("VAULT_SERVICE_DEPLOYMENT_ID", "").strip() or None
+    database_url = os.environ.get("VAULT_SERVICE_DATABASE_URL", "")
+    if deployment_id is not None and not database_url:
+        click.echo("- VAULT_SERVICE_DATABASE_URL unset: the deployment id is not checked here")
+        deployment_id = None
     try:
         for line in bootstrap(
             addr,
@@ -310,6 +333,8 @@ def bootstrap_vault(
             max_retention_seconds=retention,
             enable_approle=approle,
             tls=tls,
+            deployment_id=deployment_id,
+            database_id=_database_identity(database_url) if deployment_id else None,
         ):
             click.echo(f"- {line}")
         if issue_app_token:

@@ -7,6 +7,7 @@ import binascii
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -111,6 +112,10 @@ class Settings:
     vault_secret_id: str = ""
     vault_timeout_seconds: float = 5.0
     vault_ca_cert: str = ""
+    # This deployment's name in Vault (VAULT_SERVICE_DEPLOYMENT_ID): its KV folder and lease-key
+    # suffix, so deployments sharing one OpenBao never see (or sweep) each other's material.
+    # "default" outside production; production must choose one (see SECURITY.md).
+    deployment_id: str = "default"
 
     link_ttl_seconds: int = 72 * 3600
     link_max_ttl_seconds: int = 30 * 24 * 3600
@@ -355,6 +360,8 @@ def _load_settings(environ: Mapping[str, str], overrides: dict[str, object]) -> 
         "vault_role_id": environ.get("VAULT_SERVICE_VAULT_ROLE_ID", ""),
         "vault_secret_id": environ.get("VAULT_SERVICE_VAULT_SECRET_ID", ""),
         "vault_ca_cert": environ.get("VAULT_SERVICE_VAULT_CA_CERT", ""),
+        "deployment_id": environ.get("VAULT_SERVICE_DEPLOYMENT_ID", "").strip()
+        or ("" if env == "production" else Settings.deployment_id),
         "vault_timeout_seconds": float(
             _int(
                 environ, "VAULT_SERVICE_VAULT_TIMEOUT_SECONDS", int(Settings.vault_timeout_seconds)
@@ -497,6 +504,13 @@ def validate_settings(settings: Settings) -> None:
         except ValueError:
             _problem("VAULT_SERVICE_METRICS_ALLOW must list CIDRs such as 10.0.0.0/8")
             break
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,31}", settings.deployment_id):
+        # The same pattern as vault/layout.py's DEPLOYMENT_ID_PATTERN (config imports no vault).
+        _problem(
+            "VAULT_SERVICE_DEPLOYMENT_ID must be set"
+            + (" in production" if settings.is_production else "")
+            + ": 1-32 of a-z, 0-9 and '-', starting with a letter or digit, one per database"
+        )
     if bool(settings.vault_client_cert) != bool(settings.vault_client_key):
         _problem("VAULT_SERVICE_VAULT_CLIENT_CERT and _KEY go together: set both or neither")
     validate_events(settings)

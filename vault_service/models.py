@@ -465,6 +465,18 @@ class AuditEvent(Model):
         return f"<AuditEvent {self.id} {self.action} {self.outcome}>"
 
 
+class DatabaseIdentity(Model):
+    """This database's own random id, written once: the deployment marker in Vault names it, so a
+    second database claiming the same VAULT_SERVICE_DEPLOYMENT_ID is recognised and refused."""
+
+    __tablename__ = "database_identity"
+
+    # Always 1: a second row cannot exist, so two processes racing to write it cannot both win.
+    singleton: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    database_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[created_at]
+
+
 # Core table handles for the set-based UPDATE/INSERT statements the services run: one home, typed
 # (a declarative class's __table__ is typed as a plain FromClause, which insert()/update() refuse).
 # Imported here rather than at the top to keep this block self-contained for the merge.

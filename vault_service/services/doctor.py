@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 
@@ -26,6 +27,7 @@ from ..vault import (
     read_admin_posture,
     read_posture,
 )
+from .deployment import check_deployment
 from .jobs import FAILING_AFTER_ATTEMPTS, failing_jobs, registered_kinds
 
 # An AppRole login's token lives at most this long: a stolen token soon needs the secret id again.
@@ -59,6 +61,8 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
     except VaultError as error:
         findings.append(Finding("vault", False, str(error)))
         return findings
+    if database.ok:
+        findings.append(_check_deployment(vault))
     findings += [
         Finding(
             "app token policy",
@@ -98,6 +102,27 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
     return findings
 
 
+def _check_deployment(vault: Vault) -> Finding:
+    """This database owns its deployment id in Vault (claiming it when unclaimed): a second
+    database on the same id would have its sweep take the first one's tickets for orphans."""
+    name = f"deployment {vault.deployment}"
+    try:
+        check = check_deployment(vault)
+    except VaultError as error:
+        return Finding(name, False, str(error))
+    except Exception as error:  # noqa: BLE001 - e.g. a schema without the identity table
+        return Finding(name, False, type(error).__name__)
+    if check.ours:
+        return Finding(name, True, f"owned by this database ({check.database_id})")
+    return Finding(
+        name,
+        False,
+        f"owned by another database ({check.owner}; this one is {check.database_id}): "
+        "two deployments share these names in Vault, so the orphan sweep and new links are "
+        "refused; give this one its own VAULT_SERVICE_DEPLOYMENT_ID",
+    )
+
+
 def _check_database() -> Finding:
     try:
         with read_only() as session:
@@ -134,7 +159,7 @@ def _check_jobs() -> list[Finding]:
     return findings
 
 
-def check_lease_keys(keys: dict[str, dict], seen_by: str) -> Finding:
+def check_lease_keys(keys: dict[str, dict[str, Any]], seen_by: str) -> Finding:
     """Every lease key stays inside Vault: not exportable, no plaintext backup.
     (`deletion_allowed` is true on purpose: the purge deletes the key.)"""
     problems = []
@@ -155,7 +180,7 @@ def check_lease_keys(keys: dict[str, dict], seen_by: str) -> Finding:
     return Finding("ticket keys stay in vault", True, f"{len(keys)} key(s) checked, {seen_by}")
 
 
-def check_receipt_key(props: dict | None) -> Finding:
+def check_receipt_key(props: dict[str, Any] | None) -> Finding:
     """The key that signs deletion receipts exists, is ed25519, and can never leave Vault."""
     name = f"receipt signing key {RECEIPT_KEY}"
     if props is None:
@@ -224,7 +249,7 @@ def admin_findings(admin: AdminPosture) -> list[Finding]:
     return findings
 
 
-def check_lease_role(role: dict | None) -> Finding:
+def check_lease_role(role: dict[str, Any] | None) -> Finding:
     """The token role the app mints lease tokens through: exactly the two ticket policies, no
     glob that could widen them, orphan, not renewable."""
     name = "lease token role"
@@ -246,7 +271,7 @@ def check_lease_role(role: dict | None) -> Finding:
     return Finding(name, True, "the two ticket policies only, orphan, not renewable")
 
 
-def check_approle(role: dict | None) -> Finding:
+def check_approle(role: dict[str, Any] | None) -> Finding:
     """The app's AppRole role, when it exists: the app policy alone, no default policy, short
     tokens, a secret id required. The secret id's lifetime and CIDR bindings are reported."""
     name = f"approle role {APPROLE_ROLE}"

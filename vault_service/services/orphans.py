@@ -1,7 +1,13 @@
 """Orphans: Vault material of a lease the database does not know or has purged.
 
 They arise when a process dies between a Vault write and its database commit (a submission's KV
-entries after its lease was purged, say), or when the database is restored from an older backup.
+entries after its lease was purged, say), or when the database is restored from an older backup
+(SECURITY.md, "Restoring the database from a backup").
+
+A sweep sees only its own deployment's material: the KV folder and the lease keys named by
+VAULT_SERVICE_DEPLOYMENT_ID, and only after Vault's marker confirmed that this database owns that
+id. Legacy material (created before deployments had ids) carries no deployment in its names, so
+no sweep ever removes it: only the purge of a lease this database knows does.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from sqlalchemy import select
 
 from ..models import OWNED_LEASE_STATES, Lease
 from ..transactions import read_only, transaction
-from ..vault import Vault, lease_key_name
-from . import audit
+from ..vault import Vault
+from . import audit, deployment
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +46,11 @@ def sweep_orphans(vault: Vault) -> OrphanReport:
     """Find lease material in Vault with no owning lease row and destroy it, auditing each.
 
     A lease row is always committed before any of its Vault material is created, so material
-    without an owning row can belong to no request in flight.
+    without an owning row can belong to no request in flight. Raises DeploymentConflict, having
+    listed nothing, when another database owns this deployment id: its live tickets would look
+    like orphans here.
     """
+    deployment.require_own_deployment(vault)
     kv_leases = set(vault.list_kv_leases())
     key_leases = set(vault.list_lease_keys())
     candidates = kv_leases | key_leases
@@ -73,7 +82,7 @@ def _remove_orphan(
         report.kv_entries[lease_id] = len(item_ids)
     if lease_id in key_leases:
         vault.delete_lease_key(lease_id)
-        report.transit_keys[lease_id] = lease_key_name(lease_id)
+        report.transit_keys[lease_id] = vault.current_names(lease_id).key_name
     with transaction():
         audit.record(
             "sweep.orphan_removed",

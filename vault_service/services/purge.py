@@ -14,7 +14,7 @@ from ..config import Settings
 from ..extensions import db
 from ..models import CredentialItem, Grant, Job, Lease, Ticket
 from ..transactions import read_only
-from ..vault import Vault, VaultError, lease_key_name
+from ..vault import Vault, VaultError
 from . import audit, connectors, events, lifecycle, receipts
 from .events import EventType
 from .receipts import PurgeFacts, PurgeReceipt, ReceiptAccess, ReceiptClaims
@@ -44,8 +44,10 @@ def _destroy_lease_material(
     progress.tokens_revoked += [a for a in grant_accessors if a]
     failpoints.hit("purge.after_revoke")
     # 2. Crypto-shred: without the key, any copy of the ciphertext (backups, snapshots) is noise.
+    # Named before it goes: the legacy layout's name for a lease created before deployment ids.
+    key_name = vault.lease_key_name(lease.id)
     vault.delete_lease_key(lease.id)
-    progress.transit_key = lease_key_name(lease.id)
+    progress.transit_key = key_name
     # 3. Every KV entry under the lease, from Vault's own listing plus the ones we recorded.
     for item_id in sorted(set(known_item_ids) | set(vault.list_items(lease.id))):
         vault.delete_item(lease.id, item_id)

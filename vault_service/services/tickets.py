@@ -27,7 +27,7 @@ from ..models import (
 )
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError
-from . import audit, connectors, lifecycle, receipts
+from . import audit, connectors, deployment, lifecycle, receipts
 from .receipts import PurgeReceipt
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,9 @@ def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime) -> None:
     ttl_seconds = int((expires_at - utcnow()).total_seconds())
     if ttl_seconds < 60:
         raise Conflict("The ticket's retention period has ended.")
+    # Never create material under a deployment id another database owns: its sweep would take
+    # ours for orphans (DeploymentConflict is a VaultError: the link is refused, 503).
+    deployment.require_own_deployment(vault)
     vault.create_lease_key(lease_id)
     issued = vault.create_lease_token(lease_id, ttl_seconds)
     try:

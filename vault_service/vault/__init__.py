@@ -8,6 +8,7 @@ per failure mode), `transport` (the HTTP session and cluster failover), `gateway
 
 from .bootstrap import bootstrap_vault, issue_app_token, rotate_receipt_key
 from .errors import (
+    DeploymentConflict,
     RootTokenRefused,
     VaultError,
     VaultForbidden,
@@ -21,6 +22,8 @@ from .layout import (
     APP_KEY,
     APP_POLICY,
     APPROLE_ROLE,
+    DEFAULT_DEPLOYMENT_ID,
+    DEPLOYMENTS_PREFIX,
     KV_MOUNT,
     LEASE_POLICY,
     LEASE_TOKEN_ROLE,
@@ -30,8 +33,14 @@ from .layout import (
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     TRANSIT_MOUNT,
+    LeaseNames,
+    deployment_marker_path,
+    is_deployment_id,
+    kv_item_path,
     lease_id_of_key,
     lease_key_name,
+    lease_names,
+    legacy_lease_names,
     policy_dir,
 )
 from .posture import AdminPosture, Posture, read_admin_posture, read_posture
@@ -41,6 +50,15 @@ __all__ = [
     "APPROLE_ROLE",
     "APP_KEY",
     "APP_POLICY",
+    "DEFAULT_DEPLOYMENT_ID",
+    "DEPLOYMENTS_PREFIX",
+    "DeploymentConflict",
+    "LeaseNames",
+    "deployment_marker_path",
+    "is_deployment_id",
+    "kv_item_path",
+    "lease_names",
+    "legacy_lease_names",
     "KV_MOUNT",
     "LEASE_POLICY",
     "LEASE_TOKEN_ROLE",

@@ -11,8 +11,8 @@ import hvac
 import hvac.exceptions
 import requests
 
-from .errors import VaultRequestFailed, translate_errors
-from .gateway import IssuedToken
+from .errors import DeploymentConflict, VaultNotFound, VaultRequestFailed, translate_errors
+from .gateway import IssuedToken, _untyped
 from .layout import (
     APP_KEY,
     APP_POLICY,
@@ -26,6 +26,7 @@ from .layout import (
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     TRANSIT_MOUNT,
+    deployment_marker_path,
     policy_dir,
 )
 from .transport import TLSOptions
@@ -39,7 +40,8 @@ def admin_client(
     """A client holding an operator's token, for one node of the cluster, trusting Vault as the
     app does (VAULT_SERVICE_VAULT_CA_CERT, a client certificate; nothing from the environment)."""
     session = (tls or TLSOptions()).apply(requests.Session())
-    return hvac.Client(url=addr, token=admin_token, timeout=timeout, session=session)
+    # hvac annotates an int; requests takes a float.
+    return hvac.Client(url=addr, token=admin_token, timeout=timeout, session=session)  # type: ignore[arg-type]
 
 
 def _retry_while_mount_upgrades(fn: Callable[[], T], timeout: float = 30.0) -> T:
@@ -73,17 +75,22 @@ def bootstrap_vault(
     max_retention_seconds: int = 30 * 24 * 3600,
     enable_approle: bool = False,
     tls: TLSOptions | None = None,
+    deployment_id: str | None = None,
+    database_id: str | None = None,
 ) -> list[str]:
-    """Create or repair the mounts, app key, app policy and lease role; require an audit device.
+    """Create or repair the mounts, app key, app policy and lease role; require an audit device;
+    with a deployment id, claim it for the database (or refuse: another database owns it).
 
     Idempotent: run it again after an upgrade and it converges. Returns what it did, line by line.
     """
     client = admin_client(addr, admin_token, tls=tls)
+    system = _untyped(client.sys)
+    transit = _untyped(client.secrets.transit)
     done: list[str] = []
     with translate_errors("bootstrap"):
-        mounts = client.sys.list_mounted_secrets_engines()["data"]
+        mounts = system.list_mounted_secrets_engines()["data"]
         if f"{KV_MOUNT}/" not in mounts:
-            client.sys.enable_secrets_engine("kv", path=KV_MOUNT, options={"version": "2"})
+            system.enable_secrets_engine("kv", path=KV_MOUNT, options={"version": "2"})
             done.append(f"enabled kv-v2 at {KV_MOUNT}/")
         # One version, and every write must say which version it expects (cas): a credential is
         # written once and never overwritten, and no old version lingers after a delete.
@@ -94,12 +101,12 @@ def bootstrap_vault(
         )
         done.append(f"{KV_MOUNT}: max_versions=1 cas_required=true")
         if f"{TRANSIT_MOUNT}/" not in mounts:
-            client.sys.enable_secrets_engine("transit", path=TRANSIT_MOUNT)
+            system.enable_secrets_engine("transit", path=TRANSIT_MOUNT)
             done.append(f"enabled transit at {TRANSIT_MOUNT}/")
         try:
-            client.secrets.transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT)
+            transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT)
         except hvac.exceptions.InvalidPath:
-            client.secrets.transit.create_key(
+            transit.create_key(
                 name=APP_KEY,
                 key_type=TRANSIT_KEY_TYPE,
                 exportable=False,
@@ -108,11 +115,11 @@ def bootstrap_vault(
             )
             done.append(f"created app key {APP_KEY}")
         try:
-            client.secrets.transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
+            transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
         except hvac.exceptions.InvalidPath:
             # Signs deletion receipts. Never exportable, never backed up in plaintext, never
             # deletable (the default): a receipt is only worth its key staying inside Vault.
-            client.secrets.transit.create_key(
+            transit.create_key(
                 name=RECEIPT_KEY,
                 key_type=RECEIPT_KEY_TYPE,
                 exportable=False,
@@ -121,12 +128,12 @@ def bootstrap_vault(
             )
             done.append(f"created receipt signing key {RECEIPT_KEY} ({RECEIPT_KEY_TYPE})")
         # The ticket policies name the token mount by accessor in their identity templates.
-        token_accessor = client.sys.list_auth_methods()["data"]["token/"]["accessor"]
+        token_accessor = system.list_auth_methods()["data"]["token/"]["accessor"]
         for name, text in render_policies(token_accessor).items():
-            client.sys.create_or_update_acl_policy(name=name, policy=text)
+            system.create_or_update_acl_policy(name=name, policy=text)
         done.append(f"policies {APP_POLICY}, {REVEAL_POLICY}, {LEASE_POLICY} written")
         # Token TTLs are capped by the token backend's max; retention must fit under it.
-        client.sys.tune_auth_method("token", max_lease_ttl=f"{max_retention_seconds + 86400}s")
+        system.tune_auth_method("token", max_lease_ttl=f"{max_retention_seconds + 86400}s")
         # hvac's role helper predates allowed_entity_aliases, so the role is written directly.
         client.write_data(
             f"auth/token/roles/{LEASE_TOKEN_ROLE}",
@@ -149,16 +156,16 @@ def bootstrap_vault(
         )
         # OpenBao takes audit devices only from its server configuration; refuse to carry on
         # without one, since every reveal must also be on Vault's own record.
-        devices = client.sys.list_enabled_audit_devices()["data"]
+        devices = system.list_enabled_audit_devices()["data"]
         if not devices:
             raise VaultRequestFailed(
                 "no audit device is enabled: declare one in the server configuration"
             )
         done.append(f"audit devices present: {', '.join(sorted(devices))}")
         if enable_approle:
-            auth_methods = client.sys.list_auth_methods()["data"]
+            auth_methods = system.list_auth_methods()["data"]
             if "approle/" not in auth_methods:
-                client.sys.enable_auth_method("approle")
+                system.enable_auth_method("approle")
             client.auth.approle.create_or_update_approle(
                 APPROLE_ROLE,
                 token_policies=[APP_POLICY],
@@ -169,17 +176,49 @@ def bootstrap_vault(
                 bind_secret_id=True,
             )
             done.append(f"approle role {APPROLE_ROLE} (policy {APP_POLICY}, 1h tokens)")
+    if deployment_id is not None:
+        done.append(claim_deployment(client, deployment_id, database_id))
     return done
+
+
+def claim_deployment(client: hvac.Client, deployment_id: str, database_id: str | None) -> str:
+    """Claim a deployment id for a database in Vault, or refuse: another database owns it.
+
+    `database_id` None means the database has no identity yet (never migrated or never run), so
+    it cannot be the one that claimed the id: an existing claim is then someone else's.
+    """
+    path = deployment_marker_path(deployment_id)
+    try:
+        with translate_errors("read deployment marker"):
+            owner = client.secrets.kv.v2.read_secret_version(
+                path=path, mount_point=KV_MOUNT, raise_on_deleted_version=True
+            )["data"]["data"].get("database_id")
+    except VaultNotFound:
+        owner = None
+    if owner is not None and owner != database_id:
+        raise DeploymentConflict(
+            f"deployment id {deployment_id!r} is already used in this Vault by another database: "
+            "set a VAULT_SERVICE_DEPLOYMENT_ID of its own for this one"
+        )
+    if owner is not None:
+        return f"deployment {deployment_id}: owned by this database"
+    if database_id is None:
+        return f"deployment {deployment_id}: unclaimed (the app claims it for its database)"
+    with translate_errors("claim deployment"):
+        client.secrets.kv.v2.create_or_update_secret(
+            path=path, secret={"database_id": database_id}, cas=0, mount_point=KV_MOUNT
+        )
+    return f"deployment {deployment_id}: claimed for this database"
 
 
 def rotate_receipt_key(addr: str, admin_token: str, tls: TLSOptions | None = None) -> int:
     """Add a new version of the receipt key (an operator's act: the app's policy cannot). Older
     versions stay for verification, so every receipt already issued stays verifiable; returns
     the version new receipts are signed with."""
-    client = admin_client(addr, admin_token, tls=tls)
+    transit = _untyped(admin_client(addr, admin_token, tls=tls).secrets.transit)
     with translate_errors("rotate receipt key"):
-        client.secrets.transit.rotate_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
-        key = client.secrets.transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
+        transit.rotate_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
+        key = transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
     return int(key["data"]["latest_version"])
 
 

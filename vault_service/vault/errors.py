@@ -41,6 +41,12 @@ class RootTokenRefused(VaultError):
     """The app was given a root token; it refuses to operate with one (least privilege)."""
 
 
+class DeploymentConflict(VaultError):
+    """Another database already owns this deployment id in Vault: sweeping or provisioning under
+    it would destroy or mix that deployment's tickets, so nothing is done until an operator
+    gives this database its own VAULT_SERVICE_DEPLOYMENT_ID."""
+
+
 @contextmanager
 def translate_errors(operation: str) -> Iterator[None]:
     """Turn hvac/requests failures into our exceptions; the operation name is the only detail."""

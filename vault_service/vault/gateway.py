@@ -8,18 +8,20 @@ can carry tokens or plaintext.
 from __future__ import annotations
 
 import base64
+import functools
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import hvac
 import requests
 
 from ..config import Settings
 from .errors import (
+    DeploymentConflict,
     RootTokenRefused,
     VaultForbidden,
     VaultNotFound,
@@ -36,13 +38,26 @@ from .layout import (
     REVEAL_POLICY,
     TRANSIT_KEY_TYPE,
     TRANSIT_MOUNT,
-    is_lease_key,
+    LeaseNames,
+    deployment_marker_path,
     lease_id_of_key,
-    lease_key_name,
+    lease_names,
+    legacy_lease_names,
 )
 from .transport import build_session
 
 T = TypeVar("T")
+
+
+# How many leases' layouts (current or legacy) a process remembers: a layout never changes once a
+# lease's key exists, so the cache only saves one key read per lease and process.
+LAYOUT_CACHE_SIZE = 4096
+
+
+def _untyped(helper: object) -> Any:
+    """hvac's transit and sys helpers carry no annotations: calling them through Any keeps strict
+    typing everywhere else (their answers are JSON, checked where they are used)."""
+    return helper
 
 
 def _b64(text: str) -> str:
@@ -63,7 +78,7 @@ class IssuedToken:
     entity_id: str = ""
 
     @classmethod
-    def from_auth(cls, auth: dict) -> IssuedToken:
+    def from_auth(cls, auth: dict[str, Any]) -> IssuedToken:
         return cls(
             auth["client_token"],
             auth["accessor"],
@@ -106,6 +121,12 @@ class Vault:
         self._app_token_expires = 0.0 if settings.vault_role_id else float("inf")
         self._identity_checked = False
         self._app_client: hvac.Client | None = None
+        self.deployment = settings.deployment_id
+        # The database id this process has seen own the deployment id in Vault (the marker is
+        # written once and the app cannot change it, so one confirmation per process suffices).
+        self._confirmed_owner: str | None = None
+        # Lease id -> where its material lives (the current layout or the legacy one).
+        self._layouts: dict[str, LeaseNames] = {}
         # Independent calls of one request (a submission's KV writes, a reveal's KV reads) run
         # concurrently; each request's calls are few, so a small shared pool suffices.
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vault")
@@ -117,7 +138,8 @@ class Vault:
         return hvac.Client(
             url=self._addr,
             token=token,
-            timeout=self._settings.vault_timeout_seconds,
+            # hvac annotates an int; requests takes a float, as the setting is.
+            timeout=self._settings.vault_timeout_seconds,  # type: ignore[arg-type]
             session=self._session,
         )
 
@@ -181,7 +203,7 @@ class Vault:
 
     # -- health -----------------------------------------------------------------------------
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """Vault's own health: initialized, sealed, standby (unauthenticated endpoint)."""
         response = self._call(
             "health",
@@ -202,22 +224,98 @@ class Vault:
                 return body
         if response.status_code not in (200, 429, 472, 473):
             raise VaultUnavailable(f"health: status {response.status_code}")
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
-    def lookup_self(self) -> dict:
+    def lookup_self(self) -> dict[str, Any]:
         """The app token's own properties (policies, ttl)."""
         app = self._app()
-        return self._app_call("lookup-self", lambda: app.auth.token.lookup_self()["data"])
+        data: dict[str, Any] = self._app_call(
+            "lookup-self", lambda: app.auth.token.lookup_self()["data"]
+        )
+        return data
+
+    # -- the deployment: whose material this is ----------------------------------------------
+
+    def current_names(self, lease_id: str) -> LeaseNames:
+        """Where a lease created now keeps its material: under this deployment's id."""
+        return lease_names(lease_id, deployment=self.deployment)
+
+    def _names(self, lease_id: str) -> LeaseNames:
+        """Where an existing lease's material lives: the current layout, or the legacy one of a
+        lease created before deployments had ids (told apart by which key exists)."""
+        known = self._layouts.get(lease_id)
+        if known is not None:
+            return known
+        current = self.current_names(lease_id)
+        if self._read_key(current.key_name) is not None:
+            names = current
+        elif self._read_key(legacy_lease_names(lease_id).key_name) is not None:
+            names = legacy_lease_names(lease_id)
+        else:
+            return current  # no key (yet, or any more): not remembered, it may still appear
+        if len(self._layouts) >= LAYOUT_CACHE_SIZE:
+            self._layouts.clear()
+        self._layouts[lease_id] = names
+        return names
+
+    def lease_key_name(self, lease_id: str) -> str:
+        """The name of a lease's transit key, in whichever layout the lease uses."""
+        return self._names(lease_id).key_name
+
+    def read_deployment_owner(self) -> str | None:
+        """The database id that owns this deployment id in Vault, or None when unclaimed."""
+        app = self._app()
+        path = deployment_marker_path(self.deployment)
+        try:
+            response = self._app_call(
+                "read deployment marker",
+                lambda: app.secrets.kv.v2.read_secret_version(
+                    path=path, mount_point=KV_MOUNT, raise_on_deleted_version=True
+                ),
+            )
+        except VaultNotFound:
+            return None
+        owner = response["data"]["data"].get("database_id")
+        return owner if isinstance(owner, str) else None
+
+    def claim_deployment(self, database_id: str) -> str:
+        """Claim this deployment id for a database (write-once: cas=0), or find who holds it;
+        returns the owner's database id. Raises DeploymentConflict when it is another database."""
+        if self._confirmed_owner == database_id:
+            return database_id
+        owner = self.read_deployment_owner()
+        if owner is None:
+            app = self._app()
+            path = deployment_marker_path(self.deployment)
+            try:
+                self._app_call(
+                    "claim deployment",
+                    lambda: app.secrets.kv.v2.create_or_update_secret(
+                        path=path, secret={"database_id": database_id}, cas=0, mount_point=KV_MOUNT
+                    ),
+                )
+                owner = database_id
+            except VaultRequestFailed:
+                # cas=0 refused: another process claimed it first; its claim decides.
+                owner = self.read_deployment_owner()
+        if owner != database_id:
+            raise DeploymentConflict(
+                f"deployment id {self.deployment!r} belongs to another database in this Vault: "
+                "give this database its own VAULT_SERVICE_DEPLOYMENT_ID"
+            )
+        self._confirmed_owner = database_id
+        return database_id
 
     # -- per-lease provisioning --------------------------------------------------------------
 
     def create_lease_key(self, lease_id: str) -> None:
         """A per-lease AES-GCM key that can never leave Vault and can be deleted at purge."""
-        name = lease_key_name(lease_id)
-        app = self._app()
+        name = self.current_names(lease_id).key_name
+        transit = _untyped(self._app().secrets.transit)
         self._app_call(
             "create transit key",
-            lambda: app.secrets.transit.create_key(
+            lambda: transit.create_key(
                 name=name,
                 key_type=TRANSIT_KEY_TYPE,
                 exportable=False,
@@ -227,7 +325,7 @@ class Vault:
         )
         self._app_call(
             "configure transit key",
-            lambda: app.secrets.transit.update_key_configuration(
+            lambda: transit.update_key_configuration(
                 name=name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
             ),
         )
@@ -275,11 +373,12 @@ class Vault:
 
     def encrypt_items(self, lease_id: str, plaintexts: list[str]) -> list[str]:
         """Encrypt with the lease's key in one batch call; returns transit ciphertexts."""
+        name = self._names(lease_id).key_name
         app = self._app()
         results = self._app_call(
             "encrypt",
             lambda: app.secrets.transit.encrypt_data(
-                name=lease_key_name(lease_id),
+                name=name,
                 plaintext="",
                 batch_input=[{"plaintext": _b64(text)} for text in plaintexts],
                 mount_point=TRANSIT_MOUNT,
@@ -287,7 +386,7 @@ class Vault:
         )["data"]["batch_results"]
         if any("error" in result and result["error"] for result in results):
             raise VaultRequestFailed("encrypt: a batch item failed")
-        return [result["ciphertext"] for result in results]
+        return [str(result["ciphertext"]) for result in results]
 
     def _concurrently(self, calls: list[Callable[[], T]]) -> list[T]:
         """Run independent Vault calls at once (one round trip instead of one per call). Every
@@ -300,8 +399,9 @@ class Vault:
         futures = [self._pool.submit(call) for call in calls]
         wait(futures)
         for future in futures:
-            if future.exception() is not None:
-                raise future.exception()
+            error = future.exception()
+            if error is not None:
+                raise error
         return [future.result() for future in futures]
 
     def in_background(self, call: Callable[..., T], *args: object) -> Future[T]:
@@ -311,11 +411,12 @@ class Vault:
 
     def write_item(self, lease_id: str, item_id: str, ciphertext: str) -> None:
         """Store one item's ciphertext; cas=0 makes Vault refuse any second write."""
+        path = self._names(lease_id).item_path(item_id)
         app = self._app()
         self._app_call(
             "write item",
             lambda: app.secrets.kv.v2.create_or_update_secret(
-                path=f"{lease_id}/{item_id}",
+                path=path,
                 secret={"ciphertext": ciphertext},
                 cas=0,
                 mount_point=KV_MOUNT,
@@ -324,38 +425,38 @@ class Vault:
 
     def write_items(self, lease_id: str, items: list[tuple[str, str]]) -> None:
         """Store several (item id, ciphertext) pairs concurrently; all or an error."""
+        self._names(lease_id)  # resolved once here, not by each concurrent write
         self._concurrently(
             [
-                lambda item_id=item_id, ciphertext=ciphertext: self.write_item(
-                    lease_id, item_id, ciphertext
-                )
+                functools.partial(self.write_item, lease_id, item_id, ciphertext)
                 for item_id, ciphertext in items
             ]
         )
 
     def read_items(self, grant_token: str, lease_id: str, item_ids: list[str]) -> list[str]:
         """Read and decrypt items with a grant token (Vault checks its TTL and policy)."""
+        names = self._names(lease_id)
         client = self._client(grant_token)
-        responses = self._concurrently(
-            [
-                lambda item_id=item_id: self._call(
-                    "read item",
-                    lambda: client.secrets.kv.v2.read_secret_version(
-                        path=f"{lease_id}/{item_id}",
-                        mount_point=KV_MOUNT,
-                        raise_on_deleted_version=True,
-                    ),
-                )
-                for item_id in item_ids
-            ]
-        )
+
+        def read(item_id: str) -> dict[str, Any]:
+            response: dict[str, Any] = self._call(
+                "read item",
+                lambda: client.secrets.kv.v2.read_secret_version(
+                    path=names.item_path(item_id),
+                    mount_point=KV_MOUNT,
+                    raise_on_deleted_version=True,
+                ),
+            )
+            return response
+
+        responses = self._concurrently([functools.partial(read, item_id) for item_id in item_ids])
         ciphertexts = [response["data"]["data"]["ciphertext"] for response in responses]
         if not ciphertexts:
             return []
         results = self._call(
             "decrypt",
             lambda: client.secrets.transit.decrypt_data(
-                name=lease_key_name(lease_id),
+                name=names.key_name,
                 ciphertext="",
                 batch_input=[{"ciphertext": c} for c in ciphertexts],
                 mount_point=TRANSIT_MOUNT,
@@ -366,36 +467,49 @@ class Vault:
         return [_unb64(result["plaintext"]) for result in results]
 
     def list_items(self, lease_id: str) -> list[str]:
-        """Item ids stored under a lease, from Vault's own listing (empty when none)."""
+        """Item ids stored under a lease in either layout, from Vault's own listing (empty when
+        none). Both layouts, so a purge finds everything whichever one the lease used."""
+        found: set[str] = set()
+        for names in (self.current_names(lease_id), legacy_lease_names(lease_id)):
+            found.update(self._list_folder(names.kv_folder))
+        return sorted(found)
+
+    def _list_folder(self, folder: str) -> list[str]:
+        """The entries of one KV folder (sub-folders end with "/"); empty when none."""
         app = self._app()
         try:
             response = self._app_call(
-                "list items",
-                lambda: app.secrets.kv.v2.list_secrets(path=lease_id, mount_point=KV_MOUNT),
+                "list kv", lambda: app.secrets.kv.v2.list_secrets(path=folder, mount_point=KV_MOUNT)
             )
         except VaultNotFound:
             return []
-        return [key.rstrip("/") for key in response["data"]["keys"]]
+        return [str(key) for key in response["data"]["keys"]]
 
     def delete_item(self, lease_id: str, item_id: str) -> None:
-        """Destroy an item: metadata and every version. Already gone counts as done."""
+        """Destroy an item: metadata and every version, in both layouts (the lease's key may be
+        gone already, so which one it used cannot be asked). Already gone counts as done."""
         app = self._app()
-        self._app_call(
-            "delete item",
-            lambda: app.secrets.kv.v2.delete_metadata_and_all_versions(
-                path=f"{lease_id}/{item_id}", mount_point=KV_MOUNT
-            ),
-        )
+        for names in (self.current_names(lease_id), legacy_lease_names(lease_id)):
+            path = names.item_path(item_id)
+            self._app_call(
+                "delete item",
+                functools.partial(
+                    app.secrets.kv.v2.delete_metadata_and_all_versions,
+                    path=path,
+                    mount_point=KV_MOUNT,
+                ),
+            )
 
     def encrypt_token(self, token: str) -> str:
         """Encrypt a Vault token with the app key before it is stored."""
         app = self._app()
-        return self._app_call(
+        ciphertext: str = self._app_call(
             "encrypt token",
             lambda: app.secrets.transit.encrypt_data(
                 name=APP_KEY, plaintext=_b64(token), mount_point=TRANSIT_MOUNT
             ),
         )["data"]["ciphertext"]
+        return ciphertext
 
     def decrypt_token(self, ciphertext: str) -> str:
         """Decrypt a stored Vault token with the app key."""
@@ -431,72 +545,86 @@ class Vault:
         return True
 
     def delete_lease_key(self, lease_id: str) -> None:
-        """Crypto-shred: delete the lease's transit key. Already gone counts as done."""
-        name = lease_key_name(lease_id)
-        app = self._app()
+        """Crypto-shred: delete the lease's transit key, in either layout. Already gone counts
+        as done."""
+        for names in (self.current_names(lease_id), legacy_lease_names(lease_id)):
+            self._delete_key(names.key_name)
+        self._layouts.pop(lease_id, None)
+
+    def _delete_key(self, name: str) -> None:
+        transit = _untyped(self._app().secrets.transit)
         # Keys are created deletable, so one call usually does it. When Vault refuses (a key
         # from a provisioning that died before allowing deletion, or already gone), fall back.
         try:
             self._app_call(
                 "delete transit key",
-                lambda: app.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
+                lambda: transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
             )
             return
         except VaultRequestFailed:
             pass
-        if not self.lease_key_exists(lease_id):
+        if self._read_key(name) is None:
             return
         self._app_call(
             "configure transit key",
-            lambda: app.secrets.transit.update_key_configuration(
+            lambda: transit.update_key_configuration(
                 name=name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
             ),
         )
         self._app_call(
             "delete transit key",
-            lambda: app.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
+            lambda: transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
         )
 
     def lease_key_exists(self, lease_id: str) -> bool:
-        """Whether the lease's transit key still exists."""
-        return self.read_lease_key(lease_id) is not None
+        """Whether the lease's transit key still exists (in either layout)."""
+        return any(
+            self._read_key(names.key_name) is not None
+            for names in (self.current_names(lease_id), legacy_lease_names(lease_id))
+        )
 
-    def read_lease_key(self, lease_id: str) -> dict | None:
+    def read_lease_key(self, lease_id: str) -> dict[str, Any] | None:
         """The lease's transit key as Vault describes it (type, exportable, ...); None if gone."""
-        app = self._app()
+        return self._read_key(self._names(lease_id).key_name)
+
+    def read_key(self, name: str) -> dict[str, Any] | None:
+        """A lease's transit key, by name, as Vault describes it; None if gone."""
+        return self._read_key(name)
+
+    def _read_key(self, name: str) -> dict[str, Any] | None:
+        transit = _untyped(self._app().secrets.transit)
         try:
-            return self._app_call(
+            data: dict[str, Any] = self._app_call(
                 "read transit key",
-                lambda: app.secrets.transit.read_key(
-                    name=lease_key_name(lease_id), mount_point=TRANSIT_MOUNT
-                ),
+                lambda: transit.read_key(name=name, mount_point=TRANSIT_MOUNT),
             )["data"]
         except VaultNotFound:
             return None
+        return data
 
     def list_kv_leases(self) -> list[str]:
-        """Lease ids that have entries in the KV mount, from Vault's own listing."""
-        app = self._app()
-        try:
-            response = self._app_call(
-                "list kv leases",
-                lambda: app.secrets.kv.v2.list_secrets(path="", mount_point=KV_MOUNT),
-            )
-        except VaultNotFound:
-            return []
-        return [key.rstrip("/") for key in response["data"]["keys"] if key.endswith("/")]
+        """Lease ids with entries in this deployment's KV folder, from Vault's own listing. Only
+        that folder: another deployment's material, or the legacy layout's, is never listed."""
+        return [key.rstrip("/") for key in self._list_folder(self.deployment) if key.endswith("/")]
 
     def list_lease_keys(self) -> list[str]:
-        """Lease ids that have a transit key."""
-        app = self._app()
+        """Lease ids that have a transit key of this deployment (and of no other)."""
+        lease_ids = []
+        for name in self._list_transit_keys():
+            lease_id = lease_id_of_key(name, deployment=self.deployment)
+            if lease_id is not None:
+                lease_ids.append(lease_id)
+        return lease_ids
+
+    def _list_transit_keys(self) -> list[str]:
+        transit = _untyped(self._app().secrets.transit)
         try:
             response = self._app_call(
-                "list transit keys",
-                lambda: app.secrets.transit.list_keys(mount_point=TRANSIT_MOUNT),
+                "list transit keys", lambda: transit.list_keys(mount_point=TRANSIT_MOUNT)
             )
         except VaultNotFound:
             return []
-        return [lease_id_of_key(key) for key in response["data"]["keys"] if is_lease_key(key)]
+        return [str(key) for key in response["data"]["keys"]]
 
     def delete_entity(self, entity_id: str) -> None:
         """Delete the lease's identity entity (and its alias, which names the lease)."""
@@ -512,22 +640,23 @@ class Vault:
 
     # -- receipts: sign with a key that never leaves Vault -----------------------------------
 
-    def read_receipt_key(self) -> dict:
+    def read_receipt_key(self) -> dict[str, Any]:
         """The receipt key as Vault describes it: type, exportable, latest_version, and every
         version's public key (the app's policy reads this path and nothing else of the key)."""
-        app = self._app()
-        return self._app_call(
+        transit = _untyped(self._app().secrets.transit)
+        data: dict[str, Any] = self._app_call(
             "read receipt key",
-            lambda: app.secrets.transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT),
+            lambda: transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT),
         )["data"]
+        return data
 
     def sign_receipt(self, signing_input: bytes, key_version: int) -> ReceiptSignature:
         """Ed25519 over the raw bytes with this version of the receipt key (the version is in
         the JWS header the bytes contain, so it must be chosen before signing)."""
-        app = self._app()
-        signature = self._app_call(
+        transit = _untyped(self._app().secrets.transit)
+        signature: str = self._app_call(
             "sign receipt",
-            lambda: app.secrets.transit.sign_data(
+            lambda: transit.sign_data(
                 name=RECEIPT_KEY,
                 hash_input=base64.b64encode(signing_input).decode("ascii"),
                 key_version=key_version,
@@ -542,20 +671,22 @@ class Vault:
 
     # -- posture: what `doctor` reads of the app's own identity ------------------------------
 
-    def read_kv_configuration(self) -> dict:
+    def read_kv_configuration(self) -> dict[str, Any]:
         """The KV mount's configuration (max_versions, cas_required)."""
         app = self._app()
-        return self._app_call(
+        data: dict[str, Any] = self._app_call(
             "read kv config", lambda: app.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)
         )["data"]
+        return data
 
-    def read_app_key(self) -> dict:
+    def read_app_key(self) -> dict[str, Any]:
         """The app key as Vault describes it (type, exportable, allow_plaintext_backup, ...)."""
-        app = self._app()
-        return self._app_call(
+        transit = _untyped(self._app().secrets.transit)
+        data: dict[str, Any] = self._app_call(
             "read app key",
-            lambda: app.secrets.transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT),
+            lambda: transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT),
         )["data"]
+        return data
 
     def probe_direct_kv_read(self) -> bool:
         """Whether the app's own token may read a credential from KV; its policy must deny it."""
@@ -566,7 +697,9 @@ class Vault:
             self._call(
                 "probe kv read",
                 lambda: app.secrets.kv.v2.read_secret_version(
-                    path="doctor-probe/none", mount_point=KV_MOUNT, raise_on_deleted_version=True
+                    path=f"{self.deployment}/doctor-probe/none",
+                    mount_point=KV_MOUNT,
+                    raise_on_deleted_version=True,
                 ),
             )
         except VaultForbidden:

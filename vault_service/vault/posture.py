@@ -5,14 +5,15 @@ Only reads: the verdicts are doctor's (services/doctor.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
-from typing import TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import hvac
 
 from .bootstrap import admin_client, render_policies
 from .errors import VaultNotFound, translate_errors
-from .gateway import Vault
+from .gateway import Vault, _untyped
 from .layout import (
     APP_KEY,
     APPROLE_ROLE,
@@ -20,8 +21,6 @@ from .layout import (
     LEASE_TOKEN_ROLE,
     TRANSIT_MOUNT,
     is_lease_key,
-    lease_id_of_key,
-    lease_key_name,
 )
 from .transport import TLSOptions
 
@@ -40,8 +39,8 @@ class Posture(TypedDict):
     app_key_exportable: bool | None
     app_key_plaintext_backup: bool | None
     direct_kv_read: str  # "allowed" or "denied"
-    lease_keys: dict[str, dict]
-    receipt_key: dict | None  # its KEY_PROPERTIES; None when Vault has no such key
+    lease_keys: dict[str, dict[str, Any]]
+    receipt_key: dict[str, Any] | None  # its KEY_PROPERTIES; None when Vault has no such key
 
 
 class AdminPosture(TypedDict):
@@ -52,12 +51,12 @@ class AdminPosture(TypedDict):
     kv_mount_version: str | None
     kv_max_versions: int | None
     kv_cas_required: bool | None
-    app_key: dict
-    lease_keys: dict[str, dict]
+    app_key: dict[str, Any]
+    lease_keys: dict[str, dict[str, Any]]
     policies: dict[str, str | None]
     expected_policies: dict[str, str]
-    lease_role: dict | None
-    approle: dict | None
+    lease_role: dict[str, Any] | None
+    approle: dict[str, Any] | None
 
 
 def read_posture(vault: Vault) -> Posture:
@@ -77,8 +76,11 @@ def read_posture(vault: Vault) -> Posture:
         "app_key_exportable": app_key.get("exportable"),
         "app_key_plaintext_backup": app_key.get("allow_plaintext_backup"),
         "direct_kv_read": direct_read,
-        # The app's policy may list and read `keys/ticket-*`, so the app token sees every key.
-        "lease_keys": _read_lease_keys(vault.list_lease_keys(), vault.read_lease_key),
+        # This deployment's keys only (another deployment's doctor judges its own).
+        "lease_keys": _read_lease_keys(
+            [vault.current_names(lease_id).key_name for lease_id in vault.list_lease_keys()],
+            vault.read_key,
+        ),
         "receipt_key": receipt_key,
     }
 
@@ -97,19 +99,22 @@ def read_admin_posture(
     kv_config = _admin_call(
         "read kv config", lambda: client.secrets.kv.v2.read_configuration(mount_point=KV_MOUNT)
     )["data"]
+    transit = _untyped(client.secrets.transit)
     app_key = _admin_call(
         "read app key",
-        lambda: client.secrets.transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT),
+        lambda: transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT),
     )["data"]
     expected = render_policies(auth_methods["token/"]["accessor"])
-    policies = {}
+    policies: dict[str, str | None] = {}
+    system = _untyped(client.sys)
     for name in expected:
         try:
             policies[name] = _admin_call(
-                "read policy", lambda name=name: client.sys.read_acl_policy(name)
+                "read policy", functools.partial(system.read_acl_policy, name)
             )["data"]["policy"]
         except VaultNotFound:
             policies[name] = None
+    lease_role: Any
     try:
         lease_role = _admin_call(
             "read token role", lambda: client.read(f"auth/token/roles/{LEASE_TOKEN_ROLE}")
@@ -131,8 +136,9 @@ def read_admin_posture(
         "kv_max_versions": kv_config.get("max_versions"),
         "kv_cas_required": kv_config.get("cas_required"),
         "app_key": _key_properties(app_key),
+        # Every deployment's lease keys and the legacy ones: an operator's view of the server.
         "lease_keys": _read_lease_keys(
-            _list_lease_keys(client), lambda lease_id: _read_lease_key(client, lease_id)
+            _list_lease_keys(client), lambda name: _read_lease_key(client, name)
         ),
         "policies": policies,
         "expected_policies": expected,
@@ -148,43 +154,42 @@ def _admin_call(operation: str, fn: Callable[[], T]) -> T:
 
 
 def _list_lease_keys(client: hvac.Client) -> list[str]:
-    """Lease ids that have a transit key, as an operator's token lists them."""
+    """The names of every lease key (of any deployment), as an operator's token lists them."""
+    transit = _untyped(client.secrets.transit)
     try:
         names = _admin_call(
-            "list transit keys",
-            lambda: client.secrets.transit.list_keys(mount_point=TRANSIT_MOUNT),
+            "list transit keys", lambda: transit.list_keys(mount_point=TRANSIT_MOUNT)
         )["data"]["keys"]
     except VaultNotFound:
         return []
-    return [lease_id_of_key(name) for name in names if is_lease_key(name)]
+    return [str(name) for name in names if is_lease_key(str(name))]
 
 
-def _read_lease_key(client: hvac.Client, lease_id: str) -> dict | None:
+def _read_lease_key(client: hvac.Client, name: str) -> dict[str, Any] | None:
     """A lease's transit key as an operator's token reads it; None if gone."""
+    transit = _untyped(client.secrets.transit)
     try:
-        return _admin_call(
-            "read transit key",
-            lambda: client.secrets.transit.read_key(
-                name=lease_key_name(lease_id), mount_point=TRANSIT_MOUNT
-            ),
+        data: dict[str, Any] = _admin_call(
+            "read transit key", lambda: transit.read_key(name=name, mount_point=TRANSIT_MOUNT)
         )["data"]
     except VaultNotFound:
         return None
+    return data
 
 
 def _read_lease_keys(
-    lease_ids: Iterable[str], read_key: Callable[[str], dict | None]
-) -> dict[str, dict]:
+    names: Iterable[str], read_key: Callable[[str], dict[str, Any] | None]
+) -> dict[str, dict[str, Any]]:
     """Every lease key, by name, with its properties. A key deleted between the listing and its
     read (a purge) is simply no longer there."""
     keys = {}
-    for lease_id in sorted(lease_ids):
-        data = read_key(lease_id)
+    for name in sorted(names):
+        data = read_key(name)
         if data is not None:
-            keys[lease_key_name(lease_id)] = _key_properties(data)
+            keys[name] = _key_properties(data)
     return keys
 
 
-def _key_properties(key: dict) -> dict:
+def _key_properties(key: dict[str, Any]) -> dict[str, Any]:
     """The properties of a transit key that doctor judges."""
     return {prop: key.get(prop) for prop in KEY_PROPERTIES}
