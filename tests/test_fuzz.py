@@ -45,8 +45,8 @@ from vault_service.models import (
     WebhookDelivery,
 )
 from vault_service.services import sweep
+from vault_service.services.lifecycle import TICKET_REF_PATTERN as TICKET_REF
 from vault_service.services.providers.standard_webhooks import parse_event, sign, verify_signature
-from vault_service.services.tickets import TICKET_REF_PATTERN as TICKET_REF
 
 from .conftest import TICKET_API_TOKEN, WEBHOOK_KEY
 

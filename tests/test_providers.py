@@ -305,3 +305,14 @@ def test_an_unrendered_placeholder_as_ticket_id_is_400(app, client, vendor):
 def test_an_oversized_delivery_is_413(client, vendor):
     response, _, _ = deliver(client, vendor, "1", vendor.close, body=b"{" + b" " * 70_000 + b"}")
     assert response.status_code == 413
+
+
+def test_settings_for_a_help_desk_no_provider_knows_stop_the_start(make_settings):
+    """A misspelt VAULT_SERVICE_<NAME>_WEBHOOK_SECRET would leave the help desk meant unconfigured:
+    config.py reads every <NAME> it finds, and the app refuses to start with one no provider has."""
+    from vault_service.config import ConfigError, read_provider_settings
+
+    found = read_provider_settings({"VAULT_SERVICE_ZENDSK_WEBHOOK_SECRET": "s3cret-zendesk-hook"})
+    assert set(found) == {"zendsk"}
+    with pytest.raises(ConfigError, match="ZENDSK"):
+        create_app(make_settings(providers=found))

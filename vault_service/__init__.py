@@ -26,6 +26,8 @@ from .branding import load_branding
 from .config import Settings, load_settings
 from .extensions import csrf, db, login_manager
 from .logs import configure_logging
+from .services import providers
+from .services.readiness import job_queue_counts
 from .vault import Vault
 
 access_log = logging.getLogger("vault_service.access")
@@ -58,6 +60,7 @@ def configure_sqlite(engine: Engine) -> None:
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app. Nothing reads the environment or opens a socket before this is called."""
     settings = settings or load_settings()
+    providers.check_configured(settings)
     configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config.update(
@@ -91,7 +94,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     request_body.init_app(app)
     request_context.init_app(app, settings)  # after request_body: its hook goes first
     # Before the blueprints' guard, so that refused and redirected requests are timed too.
-    metrics.init_app(app, settings.metrics_allow)
+    metrics.init_app(app, settings.metrics_allow, job_queue_counts)
     kinds.init_app(app)
     # The customer pages' language and the organisation's branding (views/customer.py).
     i18n.init_app(app)

@@ -6,19 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
-
-# The image types a logo may be, with the type it is served as. An SVG is fine: shown through
-# <img>, its scripts never run, and the page's CSP covers it when opened directly.
-LOGO_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".svg": "image/svg+xml",
-}
-MAX_LOGO_BYTES = 512 * 1024
+from .config import LOGO_TYPES, Settings
 
 
 @dataclass(frozen=True)

@@ -540,7 +540,7 @@ def events_replay(ticket_ref: str | None, since: datetime | None) -> None:
     """Send delivered events again, each under its own webhook-id, in their original order."""
     from .errors import BadRequest
     from .services.events import UnknownTicket, replay_events
-    from .services.tickets import validate_ticket_ref
+    from .services.lifecycle import validate_ticket_ref
 
     if not current_settings().events_url:
         raise click.ClickException("events are off: VAULT_SERVICE_EVENTS_URL is unset")

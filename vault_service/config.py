@@ -249,17 +249,26 @@ def _statuses(raw: str | None) -> frozenset[str] | None:
     return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
 
 
+# VAULT_SERVICE_<NAME>_<SETTING> of an inbound help desk (services/providers/<name>.py). Read by
+# name, not from the provider registry, so that configuration stays below the services; create_app
+# refuses a <NAME> no registered provider has (providers.check_configured).
+_PROVIDER_SETTING = re.compile(
+    r"^VAULT_SERVICE_([A-Z0-9]+(?:_[A-Z0-9]+)*?)_"
+    r"(WEBHOOK_SECRET|CLOSE_STATUSES|REOPEN_STATUSES|TIMESTAMP_TOLERANCE_SECONDS)$"
+)
+
+
 def read_provider_settings(environ: Mapping[str, str]) -> dict[str, ProviderSettings]:
     """VAULT_SERVICE_<NAME>_{WEBHOOK_SECRET,CLOSE_STATUSES,REOPEN_STATUSES,
-    TIMESTAMP_TOLERANCE_SECONDS} for every registered native provider (Standard Webhooks keeps
-    its own VAULT_SERVICE_WEBHOOK_SECRET)."""
-    # Imported here: the providers import this module.
-    from .services.providers import native_provider_names
-
+    TIMESTAMP_TOLERANCE_SECONDS} for every help desk named in the environment (Standard Webhooks
+    keeps its own VAULT_SERVICE_WEBHOOK_SECRET, which has no <NAME>)."""
+    names = sorted(
+        {match.group(1) for key in environ if (match := _PROVIDER_SETTING.match(key)) is not None}
+    )
     found = {}
-    for name in native_provider_names():
-        prefix = f"VAULT_SERVICE_{name.upper().replace('-', '_')}_"
-        found[name] = ProviderSettings(
+    for upper in names:
+        prefix = f"VAULT_SERVICE_{upper}_"
+        found[upper.lower().replace("_", "-")] = ProviderSettings(
             secrets=tuple(environ.get(prefix + "WEBHOOK_SECRET", "").split()),
             close_statuses=_statuses(environ.get(prefix + "CLOSE_STATUSES")),
             reopen_statuses=_statuses(environ.get(prefix + "REOPEN_STATUSES")),
@@ -518,10 +527,21 @@ def validate_settings(settings: Settings) -> None:
     validate_branding(settings)
 
 
+# The image types a logo may be, with the type it is served as. An SVG is fine: shown through
+# <img>, its scripts never run, and the page's CSP covers it when opened directly.
+LOGO_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+}
+MAX_LOGO_BYTES = 512 * 1024
+
+
 def validate_branding(settings: Settings) -> None:
     """The branding must be what a customer can trust: an https privacy page, a local image."""
-    from .branding import LOGO_TYPES, MAX_LOGO_BYTES
-
     if settings.privacy_url and not settings.privacy_url.startswith("https://"):
         raise ConfigError("VAULT_SERVICE_PRIVACY_URL must be an https:// URL")
     for name, value, limit in (

@@ -48,8 +48,7 @@ from ..vault import (
 from . import audit, events
 from .agents import actor_of
 from .events import EventType
-from .lifecycle import get_ticket, grant_state, is_serving, live_lease
-from .tickets import validate_ticket_ref
+from .lifecycle import get_ticket, grant_state, is_serving, live_lease, validate_ticket_ref
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from ..errors import NotFound
 from ..models import AuditEvent, JsonObject
 from ..transactions import read_only
 from . import lifecycle
-from .tickets import validate_ticket_ref
+from .lifecycle import validate_ticket_ref
 
 # Details the ticket system may see: ids, counts, kinds, times, reasons and outcomes. Left out on
 # purpose: token accessors (a handle on a Vault token) and Vault error texts (internals).

@@ -22,7 +22,7 @@ from ..models import (
     TicketStatus,
 )
 from ..transactions import read_only
-from .tickets import TICKET_REF_PATTERN
+from .lifecycle import TICKET_REF_PATTERN
 
 PAGE_SIZE = 50
 

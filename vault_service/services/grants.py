@@ -15,8 +15,7 @@ from ..models import Grant, GrantState, Lease, Ticket
 from ..transactions import read_only, rows_matched, transaction
 from ..vault import Vault
 from . import audit
-from .lifecycle import grant_state, is_serving
-from .tickets import validate_ticket_ref
+from .lifecycle import grant_state, is_serving, validate_ticket_ref
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ transaction before Vault and come back here, under the row locks, to record what
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..clock import utcnow
 from ..config import Settings
-from ..errors import Conflict
+from ..errors import BadRequest, Conflict
 from ..extensions import db
 from ..models import (
     LIVE_LEASE_STATES,
@@ -38,6 +39,17 @@ from .events import EventType
 
 # The job kind that destroys a purging lease's Vault material (services/job_kinds/purge.py).
 PURGE_JOB = "purge"
+
+
+# The ticket system's reference, as the contract allows it.
+TICKET_REF_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def validate_ticket_ref(ticket_ref: object) -> str:
+    """The ticket system's reference, as the contract allows it."""
+    if not isinstance(ticket_ref, str) or not TICKET_REF_PATTERN.fullmatch(ticket_ref):
+        raise BadRequest("ticket_ref must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    return ticket_ref
 
 
 class PurgeReason(StrEnum):

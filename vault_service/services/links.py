@@ -16,7 +16,7 @@ from ..extensions import db
 from ..models import JsonObject, Lease, LinkState, SubmissionLink, Ticket
 from ..transactions import read_only, rows_matched, transaction
 from . import audit, lifecycle
-from .tickets import validate_ticket_ref
+from .lifecycle import validate_ticket_ref
 
 # Link ids are UUIDs (36 characters); anything longer is not one and is not looked up.
 MAX_LINK_ID_LENGTH = 36

@@ -223,7 +223,7 @@ def latest_receipt(ticket: Ticket) -> ReceiptView | None:
 
 def list_receipts(ticket_ref: str) -> list[ReceiptView]:
     """Every receipt of a ticket across reopen cycles, newest first; NotFound if unknown."""
-    from .tickets import validate_ticket_ref  # tickets reads receipts: imported when used
+    from .lifecycle import validate_ticket_ref
 
     ref = validate_ticket_ref(ticket_ref)
     with read_only():

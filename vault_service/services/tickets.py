@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,20 +27,13 @@ from ..models import (
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError
 from . import audit, connectors, deployment, lifecycle, receipts
+from .lifecycle import validate_ticket_ref
 from .receipts import PurgeReceipt
 
 log = logging.getLogger(__name__)
 
-TICKET_REF_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # 256 bits: far beyond guessing, and short enough for a URL.
 LINK_TOKEN_BYTES = 32
-
-
-def validate_ticket_ref(ticket_ref: object) -> str:
-    """The ticket system's reference, as the contract allows it."""
-    if not isinstance(ticket_ref, str) or not TICKET_REF_PATTERN.fullmatch(ticket_ref):
-        raise BadRequest("ticket_ref must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    return ticket_ref
 
 
 def _link_token_hash(secret_key: str, token: str) -> str:

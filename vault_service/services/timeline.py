@@ -16,8 +16,8 @@ from ..models import Agent, AuditEvent, Grant, Lease
 from ..transactions import read_only
 from . import lifecycle, receipts
 from .access_log import MAX_RECORDS
+from .lifecycle import validate_ticket_ref
 from .receipts import PurgeReceipt
-from .tickets import validate_ticket_ref
 
 _TITLES = {
     "lease.reserved": "Secure storage prepared",

@@ -16,7 +16,7 @@ from ..clock import utcnow
 from ..errors import BadRequest, Unauthorized, UnsupportedMediaType
 from ..extensions import csrf, current_settings, current_vault
 from ..models import JsonObject
-from ..services import access_log, inbound, links, receipts, tickets
+from ..services import access_log, inbound, lifecycle, links, receipts, tickets
 from ..services.providers import PROVIDERS
 from ..services.tickets import link_url
 
@@ -55,7 +55,7 @@ def optional_json_body() -> JsonObject:
 def create_submission_link(ticket_ref: str) -> ResponseReturnValue:
     """Create a one-time submission link for a ticket (creating the ticket on first use)."""
     require_ticket_api_token()
-    tickets.validate_ticket_ref(ticket_ref)
+    lifecycle.validate_ticket_ref(ticket_ref)
     body = optional_json_body()
     unknown = set(body) - {"ttl_seconds", "message", "locale"}
     if unknown:

@@ -41,6 +41,8 @@ AUTHENTICATED_AT = "auth_at"  # password (and code): the absolute timeout counts
 LAST_SEEN_AT = "seen_at"  # the last request: the idle timeout counts from here
 VERIFIED_AT = "reauth_at"  # the last code typed (login or re-prompt): reveals need it recent
 PENDING_TOTP = "totp_pending"
+AUTH_METHOD = "auth_method"  # "oidc" for a session that signed in at the identity provider
+OIDC_MFA = "oidc_mfa"  # the provider asserted a second factor at login
 # The agents' blueprints (this one and the ticket pages) by endpoint prefix.
 AGENT_BLUEPRINTS = ("auth.", "tickets.")
 # Agent views open to an agent without a second factor; every other one sends them to enrol.
@@ -230,12 +232,22 @@ def logout() -> ResponseReturnValue:
 def reauth() -> ResponseReturnValue:
     """The code re-prompt before a reveal or an access request; a session that signed in at
     the identity provider with its second factor re-authenticates there instead."""
-    from .oidc import reauth_at_provider  # views/oidc.py imports this module
-
     at_provider = reauth_at_provider()
     if at_provider is not None:
         return at_provider
     return render_template("agent/reauth.html", next=request.args.get("next", ""))
+
+
+def reauth_at_provider() -> ResponseReturnValue | None:
+    """For a session that signed in at the provider with its second factor: re-authenticate
+    there (prompt=login, max_age). None: the code re-prompt applies (local or TOTP sessions)."""
+    if (
+        current_settings().oidc.enabled
+        and session.get(AUTH_METHOD) == "oidc"
+        and session.get(OIDC_MFA)
+    ):
+        return redirect(url_for("auth.oidc_start", reauth="1", next=request.args.get("next", "")))
+    return None
 
 
 @bp.post("/reauth")

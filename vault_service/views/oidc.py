@@ -14,7 +14,9 @@ from ..extensions import csrf, current_settings, current_vault
 from ..models import Agent
 from ..services import authentication, oidc
 from .auth import (
+    AUTH_METHOD,
     LOGIN_FAILED,
+    OIDC_MFA,
     VERIFIED_AT,
     _now,
     _recovery_notice,
@@ -27,8 +29,6 @@ from .auth import (
 # callback spends it (once: a replayed callback finds nothing).
 OIDC_REQUEST = "oidc_request"
 OIDC_PENDING = "oidc_pending"  # provider step done, TOTP step to go: agent id and nonce
-AUTH_METHOD = "auth_method"
-OIDC_MFA = "oidc_mfa"  # the provider asserted a second factor at login
 # How long a pending request or a pending TOTP step stays usable (seconds).
 PENDING_SECONDS = 600
 
@@ -211,15 +211,3 @@ def oidc_backchannel_logout() -> ResponseReturnValue:
 
 # The provider posts without our CSRF token: its signed logout token is the credential.
 csrf.exempt(oidc_backchannel_logout)
-
-
-def reauth_at_provider() -> ResponseReturnValue | None:
-    """For a session that signed in at the provider with its second factor: re-authenticate
-    there (prompt=login, max_age). None: the code re-prompt applies (local or TOTP sessions)."""
-    if (
-        current_settings().oidc.enabled
-        and session.get(AUTH_METHOD) == "oidc"
-        and session.get(OIDC_MFA)
-    ):
-        return redirect(url_for("auth.oidc_start", reauth="1", next=request.args.get("next", "")))
-    return None

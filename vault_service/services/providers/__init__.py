@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from ...config import ConfigError, Settings
 from .base import InboundProvider
 
 
@@ -27,3 +28,13 @@ PROVIDERS = _discover()
 def native_provider_names() -> list[str]:
     """The help-desk providers configured by VAULT_SERVICE_<NAME>_* (config.py reads them)."""
     return sorted(name for name, provider in PROVIDERS.items() if provider.native)
+
+
+def check_configured(settings: Settings) -> None:
+    """Refuse settings for a help desk no provider module knows: a misspelt VAULT_SERVICE_<NAME>_*
+    would otherwise leave the intended help desk unconfigured without a word."""
+    unknown = sorted(set(settings.providers) - set(native_provider_names()))
+    if unknown:
+        names = ", ".join(name.upper().replace("-", "_") for name in unknown)
+        known = ", ".join(native_provider_names())
+        raise ConfigError(f"VAULT_SERVICE_<NAME>_* names no help desk: {names} (known: {known})")

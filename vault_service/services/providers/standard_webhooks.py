@@ -21,7 +21,7 @@ from ...config import Settings
 from ...errors import BadRequest, Unauthorized, UnsupportedMediaType
 from ...request_body import strict_loads
 from ..inbound import TicketEvent, TicketEventType
-from ..tickets import validate_ticket_ref
+from ..lifecycle import validate_ticket_ref
 from .base import InboundProvider, RequestHeaders
 
 EVENT_TYPES = {"ticket.closed": TicketEventType.CLOSED, "ticket.reopened": TicketEventType.REOPENED}

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from ...config import Settings
 from ..inbound import TicketEvent
-from ..tickets import validate_ticket_ref
+from ..lifecycle import validate_ticket_ref
 from .base import (
     NativeProvider,
     RequestHeaders,
