@@ -164,6 +164,8 @@ def test_the_ticket_timeline_tells_the_whole_story_in_order(
     page.goto(f"{live_server}/tickets/{submitted_ticket}")
     assert "second look" in page.inner_text("table:has-text('Agent')")
     assert_accessible(page, "ticket page with an active grant")
+    # The title is the title: no page content in it (a template once put the timeline there).
+    assert page.title() == f"Ticket {submitted_ticket} · vault_service"
     shoot(page, "ticket-active")
 
     assert ticket_system.close(submitted_ticket).status_code in (200, 202)
