@@ -4,13 +4,10 @@ any agent page."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from werkzeug.serving import make_server
 
 from .conftest import AGENT_PASSWORD
-from .helpers import CHROMIUM, QuietRequestHandler, log_browser_in
+from .helpers import CHROMIUM, log_browser_in
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
@@ -46,16 +43,6 @@ FORM_PAYLOADS = {
     "#ot_secret": payload("os"),
     "#notes": payload("no"),
 }
-
-
-@pytest.fixture
-def live_server(app):
-    """The app on a loopback port, served by werkzeug in a thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 @pytest.fixture

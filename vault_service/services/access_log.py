@@ -7,9 +7,11 @@ later (a token accessor, an error text) stays out until someone decides it belon
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypedDict
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..errors import NotFound
 from ..models import AuditEvent, JsonObject
@@ -54,18 +56,23 @@ class AccessRecord(TypedDict):
 MAX_RECORDS = 1000
 
 
+def ticket_records(session: Session, ticket_ref: str) -> Sequence[AuditEvent]:
+    """A ticket's audit records in chain order, which is the order things happened (capped)."""
+    return session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.ticket_ref == ticket_ref)
+        .order_by(AuditEvent.id)
+        .limit(MAX_RECORDS)
+    ).all()
+
+
 def access_log(ticket_ref: str) -> list[AccessRecord]:
     """The ticket's audit records, oldest first, across reopen cycles; NotFound if unknown."""
     ref = validate_ticket_ref(ticket_ref)
     with read_only() as session:
         if lifecycle.get_ticket(ref) is None:
             raise NotFound("Unknown ticket.")
-        events = session.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.ticket_ref == ref)
-            .order_by(AuditEvent.id)
-            .limit(MAX_RECORDS)
-        ).all()
+        events = ticket_records(session, ref)
     return [
         AccessRecord(
             id=event.id,

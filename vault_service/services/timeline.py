@@ -12,10 +12,10 @@ from sqlalchemy import select
 from ..clock import utcnow
 from ..errors import NotFound
 from ..kinds import kind_label
-from ..models import Agent, AuditEvent, Grant, Lease
+from ..models import Agent, Grant, Lease
 from ..transactions import read_only
 from . import lifecycle, receipts
-from .access_log import MAX_RECORDS
+from .access_log import ticket_records
 from .lifecycle import validate_ticket_ref
 from .receipts import PurgeReceipt
 
@@ -90,12 +90,7 @@ def ticket_story(ticket_ref: str) -> TicketStory:
         ticket = lifecycle.get_ticket(ref)
         if ticket is None:
             raise NotFound("Unknown ticket.")
-        events = session.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.ticket_ref == ref)
-            .order_by(AuditEvent.id)
-            .limit(MAX_RECORDS)
-        ).all()
+        events = ticket_records(session, ref)
         grants = session.execute(
             select(Grant.id, Agent.username, Grant.reason, Grant.created_at, Grant.expires_at)
             .join(Agent, Agent.id == Grant.agent_id)
