@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import hvac
 import hvac.exceptions
 from joserfc import jws as jose_jws
 from joserfc.jwk import KeySet
@@ -29,7 +30,7 @@ from vault_service.clock import utcnow
 from vault_service.devtools import processes
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import current_settings, current_vault, db
-from vault_service.models import Lease, LeaseStatus, Ticket
+from vault_service.models import Grant, Lease, LeaseStatus, Ticket
 from vault_service.services import sweep
 from vault_service.vault import RECEIPT_KEY, lease_names
 
@@ -392,3 +393,18 @@ def shoot(page: Any, name: str) -> None:
     """A full-page screenshot named for what it shows."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+# -- Vault seen from outside the app -----------------------------------------------------------
+
+
+def unseal_grant_token(app: Any, grant_id: str) -> str:
+    """A grant's token, decrypted as the app would (to play an attacker who bypasses the app)."""
+    with app.app_context():
+        ciphertext = db.session.get(Grant, grant_id).token_ciphertext
+    return app.extensions["vault_service.vault"].decrypt_token(ciphertext)
+
+
+def client_for(openbao: Any, token: str) -> hvac.Client:
+    """A Vault client holding `token`, nothing else."""
+    return hvac.Client(url=openbao.addr, token=token, timeout=10)

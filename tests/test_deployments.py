@@ -26,8 +26,7 @@ from vault_service.vault import (
 )
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of
-from .test_vault_enforcement import client_for, unseal_grant_token
+from .helpers import client_for, lease_of, unseal_grant_token
 
 
 @pytest.fixture

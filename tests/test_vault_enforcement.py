@@ -27,17 +27,7 @@ from vault_service.vault import (
 )
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import item_path, key_of, lease_of
-
-
-def unseal_grant_token(app, grant_id: str) -> str:
-    with app.app_context():
-        ciphertext = db.session.get(Grant, grant_id).token_ciphertext
-    return app.extensions["vault_service.vault"].decrypt_token(ciphertext)
-
-
-def client_for(openbao, token: str) -> hvac.Client:
-    return hvac.Client(url=openbao.addr, token=token, timeout=10)
+from .helpers import client_for, item_path, key_of, lease_of, unseal_grant_token
 
 
 @pytest.mark.slow
