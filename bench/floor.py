@@ -26,7 +26,9 @@ from vault_service.vault import (
     LEASE_TOKEN_ROLE,
     REVEAL_POLICY,
     TRANSIT_MOUNT,
+    kv_item_path,
     lease_key_name,
+    lease_names,
 )
 
 
@@ -50,8 +52,10 @@ class FloorLease:
 class Floor:
     """Direct hvac calls, one client, no service in between."""
 
-    def __init__(self, addr: str, app_token: str, timeout: float = 5.0):
+    def __init__(self, addr: str, app_token: str, deployment: str, timeout: float = 5.0):
         self.app_token = app_token
+        # The floor names its material as the app it stands beside does (its deployment id).
+        self.deployment = deployment
         # hvac's defaults, as anyone calling Vault directly would have them.
         self.client = hvac.Client(url=addr, token=app_token, timeout=timeout)
 
@@ -69,7 +73,7 @@ class Floor:
         self, ttl_seconds: int = 30 * 24 * 3600, lease_id: str | None = None
     ) -> FloorLease:
         lease = FloorLease(lease_id or str(uuid.uuid4()))
-        name = lease_key_name(lease.lease_id)
+        name = lease_key_name(lease.lease_id, deployment=self.deployment)
         transit = self.client.secrets.transit
         transit.create_key(
             name=name,
@@ -108,7 +112,7 @@ class Floor:
             for item in items
         ]
         results = self.client.secrets.transit.encrypt_data(
-            name=lease_key_name(lease.lease_id),
+            name=lease_key_name(lease.lease_id, deployment=self.deployment),
             plaintext="",
             batch_input=[{"plaintext": _b64(text)} for text in plaintexts],
             mount_point=TRANSIT_MOUNT,
@@ -116,7 +120,7 @@ class Floor:
         for index, result in enumerate(results):
             item_id = item_ids[index] if item_ids else str(uuid.uuid4())
             self.client.secrets.kv.v2.create_or_update_secret(
-                path=f"{lease.lease_id}/{item_id}",
+                path=kv_item_path(lease.lease_id, item_id, deployment=self.deployment),
                 secret={"ciphertext": result["ciphertext"]},
                 cas=0,
                 mount_point=KV_MOUNT,
@@ -144,14 +148,14 @@ class Floor:
         with self._as(grant_token) as client:
             ciphertexts = [
                 client.secrets.kv.v2.read_secret_version(
-                    path=f"{lease.lease_id}/{item_id}",
+                    path=kv_item_path(lease.lease_id, item_id, deployment=self.deployment),
                     mount_point=KV_MOUNT,
                     raise_on_deleted_version=True,
                 )["data"]["data"]["ciphertext"]
                 for item_id in lease.item_ids
             ]
             results = client.secrets.transit.decrypt_data(
-                name=lease_key_name(lease.lease_id),
+                name=lease_key_name(lease.lease_id, deployment=self.deployment),
                 ciphertext="",
                 batch_input=[{"ciphertext": c} for c in ciphertexts],
                 mount_point=TRANSIT_MOUNT,
@@ -166,12 +170,13 @@ class Floor:
         # Destroy: the lease token (its grants are its children and go with it), the key (one
         # delete: it was created deletable), every item from Vault's listing, the entity.
         self.client.auth.token.revoke_accessor(lease.accessor)
-        name = lease_key_name(lease.lease_id)
+        name = lease_key_name(lease.lease_id, deployment=self.deployment)
         self.client.secrets.transit.delete_key(name=name, mount_point=TRANSIT_MOUNT)
         item_ids = sorted(set(lease.item_ids) | set(self._list(lease.lease_id)))
         for item_id in item_ids:
             self.client.secrets.kv.v2.delete_metadata_and_all_versions(
-                path=f"{lease.lease_id}/{item_id}", mount_point=KV_MOUNT
+                path=kv_item_path(lease.lease_id, item_id, deployment=self.deployment),
+                mount_point=KV_MOUNT,
             )
         self.client.delete(f"identity/entity/id/{lease.entity_id}")
         # Verify: every token, the key, the listing (empty: no item's metadata is left), entity.
@@ -212,7 +217,8 @@ class Floor:
 
     def _list(self, lease_id: str) -> list[str]:
         try:
-            keys = self.client.secrets.kv.v2.list_secrets(path=lease_id, mount_point=KV_MOUNT)
+            folder = lease_names(lease_id, deployment=self.deployment).kv_folder
+            keys = self.client.secrets.kv.v2.list_secrets(path=folder, mount_point=KV_MOUNT)
         except hvac.exceptions.InvalidPath:
             return []
         return [key.rstrip("/") for key in keys["data"]["keys"]]

@@ -123,7 +123,7 @@ class Lifecycles:
         return self._clients[index]
 
     def floor(self) -> Floor:
-        return Floor(self.vault_addr, self.floor_token)
+        return Floor(self.vault_addr, self.floor_token, self.app.env["VAULT_SERVICE_DEPLOYMENT_ID"])
 
     def new_ticket(self, prefix: str, item_count: int = 2) -> Ticket:
         with self._lock:

@@ -240,7 +240,10 @@ def main() -> int:
         if config.scale:
             app = start_app("scale")
             log(f"scale: {', '.join(map(str, config.scale))} tickets")
-            floors = [Floor(vault.addr, vault.floor_token) for _ in range(config.concurrency)]
+            deployment = app.env["VAULT_SERVICE_DEPLOYMENT_ID"]
+            floors = [
+                Floor(vault.addr, vault.floor_token, deployment) for _ in range(config.concurrency)
+            ]
             scale = measure_scale(
                 app, databases[-1], keys, floors, audit, config.public(), sampler,
                 prefix if profiling else None,

@@ -83,12 +83,15 @@ class Database:
 
     url: str
     kind: str
+    # Each phase's database is its own deployment in the run's one OpenBao: a second database
+    # under one deployment id is refused (services/deployment.py).
+    deployment_id: str
     drop: str | None = None  # the PostgreSQL schema to drop at the end
 
     @classmethod
     def create(cls, directory: Path, name: str, postgres_url: str = "") -> Database:
         if not postgres_url:
-            return cls(f"sqlite:///{directory / f'{name}.db'}", "sqlite")
+            return cls(f"sqlite:///{directory / f'{name}.db'}", "sqlite", f"bench-{name}")
         # Never touch the given database's own tables: everything lives in a schema of ours,
         # selected per connection through search_path, and dropped afterwards.
         schema = f"vault_service_bench_{name}_{secrets.token_hex(4)}"
@@ -97,7 +100,7 @@ class Database:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
         engine.dispose()
         url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        return cls(url.render_as_string(hide_password=False), "postgresql", schema)
+        return cls(url.render_as_string(hide_password=False), "postgresql", f"bench-{name}", schema)
 
     def dispose(self, postgres_url: str) -> None:
         if self.drop:
@@ -190,6 +193,7 @@ def app_environment(vault: Vault, database: Database, run_dir: Path, keys: Secre
             # Production refuses http; links come back as https://bench.invalid/s/<token> and the
             # benchmark strips the origin and calls gunicorn on loopback.
             "VAULT_SERVICE_PUBLIC_URL": "https://bench.invalid",
+            "VAULT_SERVICE_DEPLOYMENT_ID": database.deployment_id,
             "VAULT_ADDR": vault.addr,
             "VAULT_SERVICE_VAULT_ROLE_ID": vault.role_id,
             "VAULT_SERVICE_VAULT_SECRET_ID": vault.secret_id,

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from datetime import timedelta
 
 import hvac
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from vault_service import create_app
 from vault_service.config import ConfigError, load_settings
 from vault_service.extensions import db
-from vault_service.models import CredentialItem
+from vault_service.models import CredentialItem, DatabaseIdentity, Lease
 from vault_service.services import deployment, doctor
 from vault_service.services.orphans import sweep_orphans
 from vault_service.vault import (
@@ -26,7 +27,7 @@ from vault_service.vault import (
 )
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import client_for, lease_of, unseal_grant_token
+from .helpers import client_for, lease_of, run_worker_pass, unseal_grant_token
 
 
 @pytest.fixture
@@ -224,3 +225,75 @@ def test_production_requires_a_deployment_id_and_every_environment_a_valid_one()
             load_settings(
                 {**base, "VAULT_SERVICE_ENV": "testing", "VAULT_SERVICE_DEPLOYMENT_ID": bad}
             )
+
+
+def legacy_material_exists(openbao, lease_id: str) -> bool:
+    """Whether Vault still holds a legacy-layout item or key of this lease (root token)."""
+    legacy = legacy_lease_names(lease_id)
+    admin = openbao.admin()
+    try:
+        admin.secrets.transit.read_key(name=legacy.key_name, mount_point=TRANSIT_MOUNT)
+        return True
+    except hvac.exceptions.InvalidPath:
+        pass
+    try:
+        admin.secrets.kv.v2.read_secret_metadata(path=legacy.item_path("x"), mount_point=KV_MOUNT)
+        return True
+    except hvac.exceptions.InvalidPath:
+        return False
+
+
+@pytest.mark.parametrize("older_than_identity", [True, False])
+def test_a_purge_destroys_the_legacy_layout_only_of_a_lease_older_than_deployment_ids(
+    app, openbao, ticket_system_factory, older_than_identity
+):
+    """A lease from before deployment ids may have material under the legacy names: its purge
+    destroys those too, verified in Vault. A newer lease's purge spends no call on them (its
+    material can only be in the current layout): planted legacy names of it stay untouched."""
+    ref = f"T-legacy-{older_than_identity}"
+    ticket_system, _agent, _client = ticket_system_factory(app)
+    # The database's first lease is reserved just before its identity is written: any later one
+    # is what a deployment upgraded past deployment ids creates.
+    live_ticket(app, ticket_system_factory, "T-first")
+    _, lease = live_ticket(app, ticket_system_factory, ref)
+    legacy = legacy_lease_names(lease.id)
+    admin = openbao.admin()
+    admin.secrets.kv.v2.create_or_update_secret(
+        path=legacy.item_path("x"), secret={"ciphertext": "vault:v1:x"}, cas=0, mount_point=KV_MOUNT
+    )
+    admin.secrets.transit.create_key(name=legacy.key_name, mount_point=TRANSIT_MOUNT)
+    admin.secrets.transit.update_key_configuration(
+        name=legacy.key_name, deletion_allowed=True, mount_point=TRANSIT_MOUNT
+    )
+    if older_than_identity:
+        with app.app_context():
+            since = db.session.scalar(select(DatabaseIdentity.created_at))
+            db.session.execute(
+                update(Lease)
+                .where(Lease.id == lease.id)
+                .values(created_at=since - timedelta(days=1))
+            )
+            db.session.commit()
+
+    assert ticket_system.close(ref).status_code == 202
+    assert run_worker_pass(app).jobs_completed["purge"] == 1
+
+    assert not stored_anything_current(openbao, lease.id, app)
+    assert legacy_material_exists(openbao, lease.id) is not older_than_identity
+
+
+def stored_anything_current(openbao, lease_id: str, app) -> bool:
+    """Whether any of the lease's current-layout material is left (root token's listing)."""
+    deployment_id = app.extensions["vault_service.settings"].deployment_id
+    names = lease_names(lease_id, deployment=deployment_id)
+    admin = openbao.admin()
+    try:
+        admin.secrets.transit.read_key(name=names.key_name, mount_point=TRANSIT_MOUNT)
+        return True
+    except hvac.exceptions.InvalidPath:
+        pass
+    try:
+        keys = admin.secrets.kv.v2.list_secrets(path=names.kv_folder, mount_point=KV_MOUNT)
+    except hvac.exceptions.InvalidPath:
+        return False
+    return bool(keys["data"]["keys"])

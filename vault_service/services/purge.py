@@ -12,7 +12,7 @@ from .. import failpoints
 from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
-from ..models import CredentialItem, Grant, Job, Lease, Ticket
+from ..models import CredentialItem, DatabaseIdentity, Grant, Job, Lease, Ticket
 from ..transactions import read_only
 from ..vault import Vault, VaultError
 from . import audit, connectors, events, lifecycle, receipts
@@ -31,7 +31,12 @@ class PurgeProgress:
 
 
 def _destroy_lease_material(
-    vault: Vault, lease: Lease, known_item_ids: list[str], grant_accessors: list[str]
+    vault: Vault,
+    lease: Lease,
+    known_item_ids: list[str],
+    grant_accessors: list[str],
+    *,
+    legacy: bool,
 ) -> PurgeProgress:
     """Each step treats 'already gone' as done, so a retried purge repeats it safely."""
     progress = PurgeProgress()
@@ -46,11 +51,11 @@ def _destroy_lease_material(
     # 2. Crypto-shred: without the key, any copy of the ciphertext (backups, snapshots) is noise.
     # Named before it goes: the legacy layout's name for a lease created before deployment ids.
     key_name = vault.lease_key_name(lease.id)
-    vault.delete_lease_key(lease.id)
+    vault.delete_lease_key(lease.id, legacy=legacy)
     progress.transit_key = key_name
     # 3. Every KV entry under the lease, from Vault's own listing plus the ones we recorded.
-    for item_id in sorted(set(known_item_ids) | set(vault.list_items(lease.id))):
-        vault.delete_item(lease.id, item_id)
+    for item_id in sorted(set(known_item_ids) | set(vault.list_items(lease.id, legacy=legacy))):
+        vault.delete_item(lease.id, item_id, legacy=legacy)
         progress.kv_items_deleted.append(item_id)
     # 4. The identity entity whose alias carries the lease id (what scoped the static policies).
     if lease.entity_id:
@@ -59,7 +64,9 @@ def _destroy_lease_material(
     return progress
 
 
-def _verify_destroyed(vault: Vault, lease_id: str, progress: PurgeProgress) -> None:
+def _verify_destroyed(
+    vault: Vault, lease_id: str, progress: PurgeProgress, *, legacy: bool
+) -> None:
     """Ask Vault, not our own bookkeeping, whether anything of the lease is left."""
     leftovers = []
     for accessor in progress.tokens_revoked:
@@ -68,10 +75,10 @@ def _verify_destroyed(vault: Vault, lease_id: str, progress: PurgeProgress) -> N
             vault.revoke_accessor(accessor)
             if vault.accessor_exists(accessor):
                 leftovers.append(f"token {accessor}")
-    if vault.lease_key_exists(lease_id):
+    if vault.lease_key_exists(lease_id, legacy=legacy):
         leftovers.append("transit key")
     # Vault lists the lease's KV metadata: an empty listing means no item's metadata is left.
-    if vault.list_items(lease_id):
+    if vault.list_items(lease_id, legacy=legacy):
         leftovers.append("kv listing")
     if progress.entity_id and vault.entity_exists(progress.entity_id):
         leftovers.append("identity entity")
@@ -92,6 +99,8 @@ class PurgeTarget:
     item_ids: list[str]
     grant_accessors: list[str]
     accesses: list[ReceiptAccess]
+    # The lease may predate deployment ids: its material may be in the legacy layout too.
+    may_be_legacy: bool
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,12 @@ def _read_target(job: Job) -> PurgeTarget:
         )
         # The receipt's access summary is fixed here, before the purge changes anything.
         accesses = receipts.read_accesses(session, lease.id, ticket_ref)
-    return PurgeTarget(lease, ticket_ref, item_ids, grant_accessors, accesses)
+        # The database's identity is written before its first lease's Vault material: a lease
+        # older than it (or a database without one) may hold material in the legacy layout (the
+        # very first lease, reserved just before, is asked about both: a few calls, once).
+        identity_since = session.scalar(select(DatabaseIdentity.created_at))
+    may_be_legacy = identity_since is None or lease.created_at < identity_since
+    return PurgeTarget(lease, ticket_ref, item_ids, grant_accessors, accesses, may_be_legacy)
 
 
 def _receipt_body(
@@ -150,8 +164,11 @@ def destroy_lease(settings: Settings, vault: Vault, job: Job) -> PurgeDone:
     """Destroy a purge job's lease material in Vault, confirm it gone, and have Vault sign the
     receipt (no transaction held)."""
     target = _read_target(job)
-    progress = _destroy_lease_material(vault, target.lease, target.item_ids, target.grant_accessors)
-    _verify_destroyed(vault, target.lease.id, progress)
+    legacy = target.may_be_legacy
+    progress = _destroy_lease_material(
+        vault, target.lease, target.item_ids, target.grant_accessors, legacy=legacy
+    )
+    _verify_destroyed(vault, target.lease.id, progress, legacy=legacy)
     now = utcnow()
     claims = receipts.claims_for(
         settings,

@@ -466,11 +466,17 @@ class Vault:
             raise VaultRequestFailed("decrypt: a batch item failed")
         return [_unb64(result["plaintext"]) for result in results]
 
-    def list_items(self, lease_id: str) -> list[str]:
-        """Item ids stored under a lease in either layout, from Vault's own listing (empty when
-        none). Both layouts, so a purge finds everything whichever one the lease used."""
+    def _layouts_of(self, lease_id: str, legacy: bool) -> tuple[LeaseNames, ...]:
+        """The layouts a lease's material may be in: the current one, and the legacy one too for
+        a lease that may predate deployment ids (the caller knows from the database)."""
+        current = self.current_names(lease_id)
+        return (current, legacy_lease_names(lease_id)) if legacy else (current,)
+
+    def list_items(self, lease_id: str, *, legacy: bool = True) -> list[str]:
+        """Item ids stored under a lease, from Vault's own listing (empty when none), in every
+        layout the lease may have used, so a purge finds everything."""
         found: set[str] = set()
-        for names in (self.current_names(lease_id), legacy_lease_names(lease_id)):
+        for names in self._layouts_of(lease_id, legacy):
             found.update(self._list_folder(names.kv_folder))
         return sorted(found)
 
@@ -485,11 +491,11 @@ class Vault:
             return []
         return [str(key) for key in response["data"]["keys"]]
 
-    def delete_item(self, lease_id: str, item_id: str) -> None:
-        """Destroy an item: metadata and every version, in both layouts (the lease's key may be
-        gone already, so which one it used cannot be asked). Already gone counts as done."""
+    def delete_item(self, lease_id: str, item_id: str, *, legacy: bool = True) -> None:
+        """Destroy an item: metadata and every version, in every layout the lease may have used
+        (its key may be gone already, so which one cannot be asked). Already gone counts as done."""
         app = self._app()
-        for names in (self.current_names(lease_id), legacy_lease_names(lease_id)):
+        for names in self._layouts_of(lease_id, legacy):
             path = names.item_path(item_id)
             self._app_call(
                 "delete item",
@@ -544,10 +550,10 @@ class Vault:
             return False
         return True
 
-    def delete_lease_key(self, lease_id: str) -> None:
-        """Crypto-shred: delete the lease's transit key, in either layout. Already gone counts
-        as done."""
-        for names in (self.current_names(lease_id), legacy_lease_names(lease_id)):
+    def delete_lease_key(self, lease_id: str, *, legacy: bool = True) -> None:
+        """Crypto-shred: delete the lease's transit key, in every layout it may have used.
+        Already gone counts as done."""
+        for names in self._layouts_of(lease_id, legacy):
             self._delete_key(names.key_name)
         self._layouts.pop(lease_id, None)
 
@@ -576,11 +582,11 @@ class Vault:
             lambda: transit.delete_key(name=name, mount_point=TRANSIT_MOUNT),
         )
 
-    def lease_key_exists(self, lease_id: str) -> bool:
-        """Whether the lease's transit key still exists (in either layout)."""
+    def lease_key_exists(self, lease_id: str, *, legacy: bool = True) -> bool:
+        """Whether the lease's transit key still exists (in any layout it may have used)."""
         return any(
             self._read_key(names.key_name) is not None
-            for names in (self.current_names(lease_id), legacy_lease_names(lease_id))
+            for names in self._layouts_of(lease_id, legacy)
         )
 
     def read_lease_key(self, lease_id: str) -> dict[str, Any] | None:
