@@ -24,7 +24,7 @@ import yaml
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from vault_service import create_app
+from vault_service import create_app, schema
 from vault_service.clock import utcnow
 from vault_service.config import ConfigError, load_settings
 from vault_service.extensions import current_settings, current_vault, db
@@ -505,6 +505,7 @@ def test_events_add_no_vault_call_to_a_request_or_a_delivery(
     # claimed here, so both stories below pay the same (one marker read each).
     first = create_app(make_settings())
     with first.app_context():
+        schema.upgrade(db.engine)  # PostgreSQL starts empty; the SQLite copy is migrated already
         deployment.require_own_deployment(first.extensions["vault_service.vault"])
     for mode, overrides in (
         ("off", {}),
