@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from string import Template
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions
@@ -68,6 +68,22 @@ def render_policies(token_accessor: str) -> dict[str, str]:
     return policies
 
 
+def _ensure_key(transit: Any, name: str, key_type: str) -> bool:
+    """Create a transit key that can never leave Vault, unless it exists; whether it was made."""
+    try:
+        transit.read_key(name=name, mount_point=TRANSIT_MOUNT)
+        return False
+    except hvac.exceptions.InvalidPath:
+        transit.create_key(
+            name=name,
+            key_type=key_type,
+            exportable=False,
+            allow_plaintext_backup=False,
+            mount_point=TRANSIT_MOUNT,
+        )
+        return True
+
+
 def bootstrap_vault(
     addr: str,
     admin_token: str,
@@ -103,29 +119,11 @@ def bootstrap_vault(
         if f"{TRANSIT_MOUNT}/" not in mounts:
             system.enable_secrets_engine("transit", path=TRANSIT_MOUNT)
             done.append(f"enabled transit at {TRANSIT_MOUNT}/")
-        try:
-            transit.read_key(name=APP_KEY, mount_point=TRANSIT_MOUNT)
-        except hvac.exceptions.InvalidPath:
-            transit.create_key(
-                name=APP_KEY,
-                key_type=TRANSIT_KEY_TYPE,
-                exportable=False,
-                allow_plaintext_backup=False,
-                mount_point=TRANSIT_MOUNT,
-            )
+        if _ensure_key(transit, APP_KEY, TRANSIT_KEY_TYPE):
             done.append(f"created app key {APP_KEY}")
-        try:
-            transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
-        except hvac.exceptions.InvalidPath:
-            # Signs deletion receipts. Never exportable, never backed up in plaintext, never
-            # deletable (the default): a receipt is only worth its key staying inside Vault.
-            transit.create_key(
-                name=RECEIPT_KEY,
-                key_type=RECEIPT_KEY_TYPE,
-                exportable=False,
-                allow_plaintext_backup=False,
-                mount_point=TRANSIT_MOUNT,
-            )
+        # Signs deletion receipts. Never deletable either (the default): a receipt is only worth
+        # its key staying inside Vault.
+        if _ensure_key(transit, RECEIPT_KEY, RECEIPT_KEY_TYPE):
             done.append(f"created receipt signing key {RECEIPT_KEY} ({RECEIPT_KEY_TYPE})")
         # The ticket policies name the token mount by accessor in their identity templates.
         token_accessor = system.list_auth_methods()["data"]["token/"]["accessor"]
