@@ -232,25 +232,32 @@ def tamper(token: str, part: int) -> str:
 GUNICORN_CONF = "python:vault_service.gunicorn_conf"
 
 
+def app_environment(
+    openbao: Any, app_token: str, database: Path, public_url: str
+) -> dict[str, str]:
+    """A child app's environment: testing mode on a SQLite file, the session's OpenBao under the
+    app token, a deployment id and throwaway secrets of its own."""
+    return {
+        **make_child_environment(),
+        "VAULT_SERVICE_ENV": "testing",
+        "VAULT_SERVICE_DATABASE_URL": f"sqlite:///{database}",
+        "VAULT_ADDR": openbao.addr,
+        "VAULT_SERVICE_VAULT_TOKEN": app_token,
+        "VAULT_SERVICE_DEPLOYMENT_ID": "t-" + secrets.token_hex(8),
+        "VAULT_SERVICE_SECRET_KEY": secrets.token_urlsafe(48),
+        "VAULT_SERVICE_TICKET_API_TOKEN": secrets.token_urlsafe(32),
+        "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),
+        "VAULT_SERVICE_PUBLIC_URL": public_url,
+    }
+
+
 class Gunicorn:
     """gunicorn serving the app on a free loopback port, with a minimal environment."""
 
     def __init__(self, tmp_path: Path, openbao, app_token: str, database: Path, conf: bool):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        inherited = make_child_environment()
-        env = {
-            **inherited,
-            "VAULT_SERVICE_ENV": "testing",
-            "VAULT_SERVICE_DATABASE_URL": f"sqlite:///{database}",
-            "VAULT_ADDR": openbao.addr,
-            "VAULT_SERVICE_VAULT_TOKEN": app_token,
-            "VAULT_SERVICE_DEPLOYMENT_ID": "t-" + secrets.token_hex(8),
-            "VAULT_SERVICE_SECRET_KEY": secrets.token_urlsafe(48),
-            "VAULT_SERVICE_TICKET_API_TOKEN": secrets.token_urlsafe(32),
-            "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),
-            "VAULT_SERVICE_PUBLIC_URL": self.base,
-        }
+        env = app_environment(openbao, app_token, database, self.base)
         self.env = env  # for tests that call the API (its token) or read the settings
         args = ["-c", GUNICORN_CONF] if conf else []
         args += ["--workers", "1", "vault_service.wsgi:app"]

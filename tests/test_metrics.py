@@ -3,10 +3,7 @@ gauges read from the table, an address allow-list, and every gunicorn worker add
 
 from __future__ import annotations
 
-import base64
-import os
 import re
-import secrets
 import shutil
 import threading
 import uuid
@@ -23,7 +20,7 @@ from vault_service.extensions import db
 from vault_service.models import Job
 from vault_service.vault import VaultRequestFailed
 
-from .helpers import ROOT, make_child_environment, run_worker_pass
+from .helpers import ROOT, app_environment, run_worker_pass
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -175,16 +172,7 @@ def test_under_gunicorn_every_worker_is_counted(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
-        **make_child_environment(),
-        "VAULT_SERVICE_ENV": "testing",
-        "VAULT_SERVICE_DATABASE_URL": f"sqlite:///{database}",
-        "VAULT_ADDR": openbao.addr,
-        "VAULT_SERVICE_VAULT_TOKEN": app_token,
-        "VAULT_SERVICE_DEPLOYMENT_ID": "t-" + secrets.token_hex(8),
-        "VAULT_SERVICE_SECRET_KEY": secrets.token_urlsafe(48),
-        "VAULT_SERVICE_TICKET_API_TOKEN": secrets.token_urlsafe(32),
-        "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),
-        "VAULT_SERVICE_PUBLIC_URL": base,
+        **app_environment(openbao, app_token, database, base),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     env.pop("PYTEST_CURRENT_TEST", None)
