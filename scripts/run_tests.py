@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """`make test`: the whole suite on SQLite, then again on PostgreSQL when one is reachable.
 
+The PostgreSQL run uses Python 3.12 (the image's) when the machine has one, in .venv-py312.
+
 PostgreSQL comes from VAULT_SERVICE_TEST_DATABASE_URL, or the local default
 (postgresql+psycopg://postgres@127.0.0.1:5432/test) when something answers there.
 Says which databases it ran on; fails if any run fails.
@@ -8,6 +10,7 @@ Says which databases it ran on; fails if any run fails.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
@@ -88,11 +91,76 @@ def ensure_nginx() -> None:
         print("Reverse proxy: nginx unavailable; tests/test_reverse_proxy.py will be SKIPPED")
 
 
-def run_suite(label: str, env: dict[str, str], args: list[str]) -> tuple[int, float]:
+# The image runs Python 3.12 (Dockerfile) while newcomers may have only 3.11: when a 3.12 is on the
+# machine, the PostgreSQL run (production's database) uses it, so both interpreters run the whole
+# suite without making CI any longer.
+IMAGE_PYTHON = "3.12"
+IMAGE_VENV = ROOT / ".venv-py312"
+
+
+def find_image_python() -> str | None:
+    """A Python 3.12 interpreter on this machine (PATH, or a pyenv version not made global)."""
+    candidates = [shutil.which(f"python{IMAGE_PYTHON}") or ""]
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    pattern = f"{pyenv_root}/versions/{IMAGE_PYTHON}.*/bin/python{IMAGE_PYTHON}"
+    candidates += sorted(glob.glob(pattern))
+    for candidate in filter(None, candidates):
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue  # a pyenv shim without that version installed, say
+        if probe.returncode == 0 and probe.stdout.strip() == IMAGE_PYTHON:
+            return candidate
+    return None
+
+
+def image_python_venv() -> str | None:
+    """The suite's interpreter for the image's Python: a venv beside .venv, made once and kept
+    up to date with pyproject.toml as `make` keeps .venv."""
+    interpreter = find_image_python()
+    if interpreter is None:
+        print(f"Python {IMAGE_PYTHON}: not on this machine; both runs use {sys.version.split()[0]}")
+        return None
+    python = IMAGE_VENV / "bin" / "python"
+    stamp = IMAGE_VENV / ".installed"
+    pyproject = ROOT / "pyproject.toml"
+    if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime:
+        print(f"Python {IMAGE_PYTHON}: installing the project into {IMAGE_VENV.name}", flush=True)
+        steps = [
+            [interpreter, "-m", "venv", str(IMAGE_VENV)],
+            [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+            [str(python), "-m", "pip", "install", "--quiet", "-e", ".[dev]"],
+        ]
+        for step in steps:
+            done = subprocess.run(step, cwd=ROOT, capture_output=True, text=True)
+            if done.returncode != 0:
+                # pip's warnings are noise when it works; when it fails they are the reason
+                print(done.stderr[-4000:])
+                here = sys.version.split()[0]
+                print(f"Python {IMAGE_PYTHON}: install failed; both runs use {here}")
+                return None
+        stamp.touch()
+    return str(python)
+
+
+def run_suite(
+    database: str, env: dict[str, str], args: list[str], python: str = sys.executable
+) -> tuple[str, int, float]:
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    label = f"{database}, Python {version}"
     print(f"\n=== test suite on {label} ===", flush=True)
     started = time.monotonic()
-    code = subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
-    return code, time.monotonic() - started
+    code = subprocess.call([python, "-m", "pytest", *args], cwd=ROOT, env=env)
+    return label, code, time.monotonic() - started
 
 
 def main() -> int:
@@ -100,16 +168,17 @@ def main() -> int:
     ensure_chromium()
     ensure_nginx()
     base_env = {k: v for k, v in os.environ.items() if k != "VAULT_SERVICE_TEST_DATABASE_URL"}
-    results = [("SQLite", *run_suite("SQLite", base_env, args))]
+    results = [run_suite("SQLite", base_env, args)]
     postgres = reachable_postgres()
     if postgres:
         env = dict(base_env, VAULT_SERVICE_TEST_DATABASE_URL=postgres)
-        results.append(("PostgreSQL", *run_suite("PostgreSQL", env, args)))
+        python = image_python_venv() or sys.executable
+        results.append(run_suite("PostgreSQL", env, args, python))
     print(f"\nRedis: {redis_status()}")
     print("Databases tested:")
     for label, code, seconds in results:
         verdict = "passed" if code == 0 else f"FAILED (exit {code})"
-        print(f"  {label:<11} {verdict} in {seconds:.0f}s")
+        print(f"  {label:<30} {verdict} in {seconds:.0f}s")
     return next((code for _, code, _ in results if code != 0), 0)
 
 
