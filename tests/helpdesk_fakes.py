@@ -2,11 +2,16 @@
 127.0.0.1 implementing exactly the endpoints the connectors use, as the vendors document them,
 checking method, path, auth and payload shape, and recording every request.
 
-- Zendesk: PUT /api/v2/tickets/{id}.json, basic auth `{email}/token:{api_token}`, body
-  `{"ticket": {"comment": {"body": str, "public": bool}}}` -> 200 {"ticket", "audit"}.
-- Zammad: POST /api/v1/ticket_articles, `Authorization: Token token=<token>`, body
-  `{"ticket_id": int, "body": str, "type": "note", "internal": bool, ...}` -> 201 article.
-Wrong auth: 401; an unknown path or method: 404; a malformed body: 422 (as both vendors answer).
+- Zendesk ("Ticket Comments", developer.zendesk.com/rest_api/docs/core/ticket_comments):
+  PUT /api/v2/tickets/{id}.json, `Content-Type: application/json`, basic auth
+  `{email}/token:{api_token}`, body `{"ticket": {"comment": {"body": str, "public": bool}}}`
+  -> 200 {"ticket", "audit"}.
+- Zammad (zammad/zammad-documentation api/ticket/articles.rst "Create", api/intro.rst
+  "Authentication"): POST /api/v1/ticket_articles, `Authorization: Token token=<token>`,
+  `Content-Type: application/json`, body `{"ticket_id": int, "body": str, "type": "note",
+  "internal": bool, ...}` -> 201 Created with the article.
+Wrong auth: 401; an unknown path or method: 404; a malformed body: 422. The error bodies are
+illustrative (the connectors read only the status code).
 """
 
 from __future__ import annotations

@@ -316,3 +316,13 @@ def test_settings_for_a_help_desk_no_provider_knows_stop_the_start(make_settings
     assert set(found) == {"zendsk"}
     with pytest.raises(ConfigError, match="ZENDSK"):
         create_app(make_settings(providers=found))
+
+
+def test_a_glpi_delivery_without_a_content_type_is_read_as_json(app, client, open_ticket):
+    """GLPI's queue sends only its own headers (QueuedWebhook::sendById): no Content-Type."""
+    vendor = next(v for v in VENDORS if v.name == "glpi")
+    ref = open_ticket(vendor)
+    response, _, headers = deliver(client, vendor, ref, vendor.close)
+    assert "Content-Type" not in headers
+    assert response.status_code == 202, response.get_json()
+    assert ticket_status(app, ref) == "closing"

@@ -1,7 +1,10 @@
-"""Deliveries shaped as each help desk's documentation shows them, signed the vendor's way.
+"""Deliveries shaped as each help desk's documentation (or, for the open-source ones, its code)
+shows them, signed the vendor's way.
 
-The signatures are computed here from the vendors' documented formulas with the standard
-library, not with the adapters' own `sign` helpers, so a wrong formula in an adapter fails."""
+The signatures are computed here with the standard library, not with the adapters' own `sign`
+helpers, so a wrong formula in an adapter fails. Where the vendor's sending code is public
+(Zammad, GLPI) the signer below is a transliteration of it, cited line by line; elsewhere it
+follows the vendor's documented formula (each adapter's docstring names the source)."""
 
 from __future__ import annotations
 
@@ -78,12 +81,12 @@ def zendesk_trigger(ref, status, secret, timestamp, delivery_id):
 
 
 def _zendesk_headers(body: bytes, secret: str, timestamp: int) -> dict:
-    # "base64(HMACSHA256(TIMESTAMP + BODY))", the timestamp as Zendesk sends it (ISO 8601).
+    # "Verifying webhook authenticity": "base64(HMACSHA256(TIMESTAMP + BODY))", the timestamp
+    # as Zendesk sends it (ISO 8601, the page's example being 2021-07-25T10:00:00Z).
     stamp = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     digest = hmac.new(secret.encode(), stamp.encode() + body, hashlib.sha256).digest()
     return {
         "Content-Type": "application/json",
-        "X-Zendesk-Webhook-Id": "01GQX6Y8R9TT5S8J3SBX8YZT3T",
         "X-Zendesk-Webhook-Signature": base64.b64encode(digest).decode(),
         "X-Zendesk-Webhook-Signature-Timestamp": stamp,
     }
@@ -127,6 +130,7 @@ def jira(ref, category, secret, timestamp, delivery_id):
             },
         }
     )
+    # Atlassian's "Managing webhooks": X-Hub-Signature: sha256=<HMAC-SHA256 of the body>.
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return body, {
         "Content-Type": "application/json; charset=utf-8",
@@ -136,30 +140,57 @@ def jira(ref, category, secret, timestamp, delivery_id):
     }
 
 
+def _ruby_to_json(value: object) -> bytes:
+    """Ruby's `Hash#to_json` as Zammad calls it: compact, UTF-8 (the payloads here carry none
+    of the characters ActiveSupport escapes, `<`, `>`, `&`, U+2028/9)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _zammad_record(attributes: dict) -> dict:
+    """`attributes_with_association_names.sort.to_h` (RecordPayload::Base): keys sorted."""
+    return dict(sorted(attributes.items()))
+
+
 def zammad(ref, state, secret, timestamp, delivery_id):
-    """The default payload of a trigger's webhook (ticket and article)."""
-    body = _json(
-        {
-            "ticket": {
+    """A trigger's webhook with the default payload, as zammad/zammad (commit bfa96f03)
+    app/jobs/trigger_webhook_job.rb and lib/user_agent.rb send it."""
+    group = {"active": True, "id": 1, "name": "Users"}
+    priority = {"id": 2, "name": "2 normal", "ui_color": None}
+    customer = {"email": "nicole.braun@zammad.org", "firstname": "Nicole", "id": 2}
+    # default_payload: {ticket: RecordPayload.generate(ticket), article: ...}; `state` is the
+    # state's name, the ASSOCIATIONS (owner customer ... priority group) nested objects.
+    payload = {
+        "ticket": _zammad_record(
+            {
                 "id": int(ref),
                 "number": f"3100{ref}",
                 "title": "Cannot upload to the FTP server",
                 "state": state,
                 "state_id": 4,
-                "priority": "2 normal",
-                "group": "Users",
-                "customer": {"email": "nicole.braun@zammad.org", "id": 2},
+                "priority": priority,
+                "priority_id": 2,
+                "group": group,
+                "group_id": 1,
+                "customer": customer,
+                "customer_id": 2,
+                "article_count": 2,
                 "updated_at": "2020-11-13T14:34:35.282Z",
-            },
-            "article": {"id": 104, "ticket_id": int(ref), "type": "note", "internal": True},
-        }
-    )
+            }
+        ),
+        "article": _zammad_record(
+            {"id": 104, "ticket_id": int(ref), "type": "note", "internal": True}
+        ),
+    }
+    # UserAgent.set_params (json: true): body = params.to_json, with this Content-Type.
+    body = _ruby_to_json(payload)
+    # UserAgent.set_signature: OpenSSL::HMAC.hexdigest('sha1', signature_token, request.body)
+    # sent as X-Hub-Signature: "sha1=#{signature}".
     signature = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
     return body, {
-        "Content-Type": "application/json",
-        "User-Agent": "Zammad User Agent",
-        "X-Zammad-Trigger": "vault_service close",
-        "X-Zammad-Delivery": delivery_id,
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "Zammad User Agent",  # UserAgent.set_headers' default
+        "X-Zammad-Trigger": "vault_service close",  # trigger.name
+        "X-Zammad-Delivery": delivery_id,  # the job's job_id, kept on retry_on
         "X-Hub-Signature": f"sha1={signature}",
     }
 
@@ -185,6 +216,7 @@ def helpscout(ref, status, secret, timestamp, delivery_id):
             "_embedded": {"threads": [{"id": delivery_id}]},
         }
     )
+    # developer.helpscout.com/webhooks: base64_encode(hash_hmac('sha1', $data, $key, true)).
     signature = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha1).digest())
     return body, {
         "Content-Type": "application/json",
@@ -193,28 +225,41 @@ def helpscout(ref, status, secret, timestamp, delivery_id):
     }
 
 
+def _php_json_encode_pretty(value: object) -> bytes:
+    """PHP's `json_encode($value, JSON_PRETTY_PRINT)`: four-space indents, `": "` after keys,
+    `/` escaped as `\\/` and non-ASCII as `\\uXXXX` (no JSON_UNESCAPED_* flag is passed).
+    JSON has `/` only inside strings, so escaping every one is exact."""
+    return json.dumps(value, indent=4, ensure_ascii=True).replace("/", "\\/").encode()
+
+
 def glpi(ref, status, secret, timestamp, delivery_id):
-    """A Ticket / update webhook: the item as the high-level API shows it."""
+    """A Ticket / update webhook with the default payload, as glpi-project/glpi (commit
+    0042059c) src/Webhook.php `raise()` queues it and src/QueuedWebhook.php `sendById()`
+    sends it."""
     names = {"6": "Closed", "2": "Processing (assigned)", "5": "Solved"}
-    body = json.dumps(
-        {
-            "event": "update",
-            "item": {
-                "id": int(ref),
-                "name": "Cannot upload to the FTP server",
-                "status": {"id": int(status), "name": names.get(status, "New")},
-                "entity": {"id": 0, "name": "Root entity"},
-                "date_mod": datetime.fromtimestamp(timestamp, UTC).isoformat(),
-            },
-        }
-    ).encode()
+    # The item as the high-level API's GET /Assistance/Ticket/{id} returns it (the Ticket
+    # schema of src/Api/HL/Controller/ITILController.php: status as {id, name}).
+    api_data = {
+        "id": int(ref),
+        "name": "Cannot upload to the FTP server",
+        "content": "<p>The upload stops at 80 %.</p>",
+        "is_deleted": False,
+        "status": {"id": int(status), "name": names.get(status, "New")},
+        "entity": {"id": 0, "name": "Root entity", "completename": "Root entity"},
+        "team": [],
+        "date_mod": datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+    }
+    # getWebhookBody(): $data = ['item' => $api_data, 'event' => $event];
+    # return json_encode($data, JSON_PRETTY_PRINT);   (use_default_payload)
+    body = _php_json_encode_pretty({"item": api_data, "event": "update"})
+    # raise(): $timestamp = time();
+    # 'X-GLPI-signature' => self::getSignature($body . $timestamp, $secret), where
+    # getSignature() is hash_hmac('sha256', $data, $secret): lowercase hex.
     stamp = str(timestamp)
     signature = hmac.new(secret.encode(), body + stamp.encode(), hashlib.sha256).hexdigest()
-    return body, {
-        "Content-Type": "application/json",
-        "X-GLPI-signature": signature,
-        "X-GLPI-timestamp": stamp,
-    }
+    # sendById() sends exactly the queued headers (these two and the webhook's custom ones,
+    # none here) with the body as a raw string: no Content-Type.
+    return body, {"X-GLPI-signature": signature, "X-GLPI-timestamp": stamp}
 
 
 def freshdesk(ref, status, secret, timestamp, delivery_id):

@@ -1,9 +1,14 @@
-"""Zammad write-back, as documented in the REST API "Ticket Articles" > "Create" (POST
-/api/v1/ticket_articles, https://docs.zammad.org/en/latest/api/ticket/articles.html) with
-`internal` false for an article the customer sees, true for an internal note, authenticated
-with an access token (`Authorization: Token token=<token>`, "Authentication",
-https://docs.zammad.org/en/latest/api/intro.html), Zammad 6.x; endpoint and auth as we know
-them, not re-read in full in 2026-11: re-check the article payload against the reference.
+"""Zammad write-back, verified against the REST API documentation in
+zammad/zammad-documentation: api/ticket/articles.rst ("Create": `POST /api/v1/ticket_articles`
+with `ticket_id`, `body`, `content_type` (`text/plain` or `text/html`), `type` and `internal`,
+answered `201 Created` with the article; https://docs.zammad.org/en/latest/api/ticket/
+articles.html) and api/intro.rst ("HTTP Token Authentication": `Authorization: Token
+token={your_token}`; "provide the content type application/json").
+
+Type `note` is, per that page, for "when ever a communication does not fit (e.g.: internal
+notes)" and "not a communication article": with `internal: false` the customer sees it in
+Zammad's customer portal, but Zammad does not e-mail it (the README says how to add a trigger
+that does). An e-mail article would need the customer's address and `type: email`.
 """
 
 from __future__ import annotations

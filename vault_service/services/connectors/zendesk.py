@@ -1,10 +1,13 @@
-"""Zendesk write-back, as documented in the Ticketing API reference "Tickets" > "Update Ticket"
-(PUT /api/v2/tickets/{ticket_id}, https://developer.zendesk.com/api-reference/ticketing/
-tickets/tickets/#update-ticket) with a `comment` (`public` true for a reply the requester
-sees, false for an internal note), authenticated as documented in "API token" (basic auth,
-`{email}/token:{api_token}`; https://developer.zendesk.com/api-reference/introduction/
-security-and-auth/); endpoint and auth as we know them, not re-read in full in 2026-11:
-re-check the comment payload against the reference).
+"""Zendesk write-back, verified against the Ticketing API's "Ticket Comments" page
+(https://developer.zendesk.com/rest_api/docs/core/ticket_comments): comments are created with
+the Tickets API, not the Ticket Comments API, "by including a comment object in the ticket
+object when creating or updating the ticket": `PUT /api/v2/tickets/{id}.json` with
+`{"ticket": {"comment": {"body": ...}}}` and `Content-Type: application/json`, authenticated
+with an API token as `-u {email_address}/token:{api_token}` (HTTP basic). `comment.public` is
+true for a reply the requester sees and false for an internal note (the comment object's
+`public` property). That an update answers 200 with `{"ticket", "audit"}` is from the "Update
+Ticket" reference (https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/
+#update-ticket), whose text was not available here: we treat any 2xx as posted.
 """
 
 from __future__ import annotations

@@ -111,9 +111,16 @@ def require_signature(
         raise Unauthorized("Invalid or missing webhook signature.")
 
 
-def require_json(headers: RequestHeaders) -> None:
-    """415 unless the delivery is JSON (checked after the signature)."""
-    mimetype = parse_options_header(headers.get("Content-Type", ""))[0].lower()
+def require_json(headers: RequestHeaders, *, unlabelled_is_json: bool = False) -> None:
+    """415 unless the delivery is JSON (checked after the signature).
+
+    `unlabelled_is_json`: a vendor that sends its JSON with no Content-Type at all (GLPI's queue
+    sends only its own headers) is read as JSON; a body labelled as something else is still 415.
+    """
+    content_type = headers.get("Content-Type", "")
+    if unlabelled_is_json and not content_type.strip():
+        return
+    mimetype = parse_options_header(content_type)[0].lower()
     if not (
         mimetype == "application/json"
         or (mimetype.startswith("application/") and mimetype.endswith("+json"))

@@ -1,7 +1,11 @@
-"""Freshdesk: the "Trigger webhook" action of an automation rule, as documented in "Using
+"""Freshdesk: the "Trigger webhook" action of an automation rule, as described in "Using
 Webhooks in automation rules" (https://support.freshdesk.com/support/solutions/articles/
-132589-using-webhooks-in-automation-rules; read 2026-11 through a mirror of the article, and
-that the action can send custom headers is from our knowledge of the product: re-check).
+132589-using-webhooks-in-automation-rules). That article is not available to this project's
+reading itself; the copies that are (a partner's mirror dated 2026-01-29 and a 2022 Portuguese
+translation) cover what the action is for but not its configuration fields. So two details
+rest on our knowledge of the product, not on a page read: that the action can send custom
+headers, and the placeholder names. Freshdesk documents no signature for these webhooks
+(nothing to verify was found in any source).
 
 Freshdesk signs nothing. The rule sends a custom header, `X-Vault-Service-Webhook-Secret:
 <VAULT_SERVICE_FRESHDESK_WEBHOOK_SECRET>`, compared in constant time: a bearer secret, so

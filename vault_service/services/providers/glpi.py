@@ -1,16 +1,28 @@
-"""GLPI webhooks (GLPI 10.1/11), as documented in "Webhook" (https://help.glpi-project.org/
-documentation/modules/configuration/webhook, read 2026-11) and implemented in GLPI's
-src/Webhook.php (branch 11.0: the headers are computed when the webhook is queued).
+"""GLPI webhooks (GLPI 11; the webhook feature was developed as "10.1"), verified against GLPI's
+own source, glpi-project/glpi at commit 0042059c82075d3223c145cb3609a83019fc0cd2:
+src/Webhook.php (`raise()`, `getSignature()`, `getWebhookBody()`) and src/QueuedWebhook.php
+(`sendById()`, `getPendings()`, `cronQueuedWebhook()`). GLPI's help page "Webhook"
+(https://help.glpi-project.org/documentation/modules/configuration/webhook) is not available
+to this project's reading; the source is the authority followed here.
 
-Signature: `X-GLPI-signature` = hex(HMAC-SHA256(secret, raw body + `X-GLPI-timestamp`)), the
-timestamp in Unix seconds. GLPI queues webhooks and sends them from its cron task
-(QueuedWebhook), retries included, with the timestamp of the queuing: deliveries arrive late,
-so the window is wide (VAULT_SERVICE_GLPI_TIMESTAMP_TOLERANCE_SECONDS, default 86400). GLPI
-sends no delivery id: a delivery is recognised by the hash of body and timestamp.
+Signature: `X-GLPI-signature` = hex(HMAC-SHA256(secret, body . X-GLPI-timestamp)), i.e.
+`hash_hmac('sha256', $body . $timestamp, $secret)` with `$timestamp = time()` (Unix seconds)
+taken when the webhook is *queued*. GLPI stores body and headers in its queue and its cron task
+(`queuedwebhook`, at least a minute after queuing) sends them as stored, retrying every
+delivery that got no answer or a 4xx/5xx up to the webhook's retry count: deliveries arrive
+late and a retry carries the same timestamp, so the window is wide
+(VAULT_SERVICE_GLPI_TIMESTAMP_TOLERANCE_SECONDS, default 86400). GLPI sends no delivery id: a
+delivery is recognised by the hash of body and timestamp (identical on every retry).
 
-Body: `{"event": "update", "item": {"id": 42, "status": {"id": 6, "name": "Closed"}, ...}}`
-for an itemtype Ticket webhook (the status as the high-level API gives it; a plain number is
-accepted too). Statuses by id: 6 (Closed) closes; 1 (New), 2 (Processing, assigned), 3
+Headers: GLPI sends only X-GLPI-signature, X-GLPI-timestamp and the webhook's custom headers,
+with the body as a raw string: no Content-Type unless the administrator adds one. A delivery
+with no Content-Type is therefore read as JSON; one labelled otherwise is 415.
+
+Body: the default payload is `json_encode(['item' => <the item as the high-level API's GET
+/Assistance/Ticket/{id} returns it>, 'event' => 'update'], JSON_PRETTY_PRINT)`; the API's
+Ticket schema gives `status` as `{"id": 6, "name": "Closed"}` (src/Api/HL/Controller/
+ITILController.php). A custom payload passing the status as a plain number is accepted too.
+Statuses by id (CommonITILObject): 6 (Closed) closes; 1 (New), 2 (Processing, assigned), 3
 (Processing, planned) and 4 (Pending) reopen (defaults; 5 is Solved). Other events are ignored.
 """
 
@@ -62,7 +74,7 @@ class Glpi(NativeProvider):
         if not timestamp.isdigit():
             raise Unauthorized("Invalid webhook timestamp.")
         require_fresh(self, settings, int(timestamp), now)
-        require_json(headers)
+        require_json(headers, unlabelled_is_json=True)
         payload = json_object(body)
         if payload.get("event") != "update":
             return None

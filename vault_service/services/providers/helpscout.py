@@ -1,16 +1,19 @@
-"""Help Scout webhooks, as documented in "Webhooks" (https://developer.helpscout.com/webhooks/,
-Mailbox API 2.0; its event list read 2026-11, the signature formula confirmed only through a
-third-party example: re-check it against the page).
+"""Help Scout webhooks, verified against Help Scout's "Webhooks" page
+(https://developer.helpscout.com/webhooks/, Mailbox API 2.0; the same text at the older
+developer.helpscout.net/help-desk-api/webhooks/).
 
-Signature: `X-HelpScout-Signature` = base64(HMAC-SHA1(secret key, raw body)); the event name
-is in `X-HelpScout-Event`. Help Scout signs no timestamp and sends no delivery id, so a
-delivery is recognised by the hash of its event name and body (a conversation's body carries
-its modification times, so two status changes never hash alike).
+Signature: `X-HelpScout-Signature` = base64(HMAC-SHA1(secret key, raw body)), the page's PHP
+example being `base64_encode(hash_hmac('sha1', $data, WEBHOOK_SECRET_KEY, true))` over the
+request's raw input; the event name is in `X-HelpScout-Event` (the page: "Each webhook includes
+two Help Scout headers"). Help Scout signs no timestamp and sends no delivery id, so a delivery
+is recognised by the hash of its event name and body (a conversation's body carries its
+modification times, so two status changes never hash alike).
 
-Events: `convo.status` (body: the v2 Conversation object, `{"id": 123, "status": "closed",
-...}`) and `convo.deleted` (`{"id": 123}`, which closes: the conversation is gone). Statuses:
-closed closes; active and pending reopen (defaults). The ticket reference is the conversation
-id. Other events are ignored.
+Events (the page's table): `convo.status` (body: the v2 Conversation object, `{"id": 123,
+"status": "closed", ...}`) and `convo.deleted` (`{id: id-of-convo-that-was-deleted}`, which
+closes: the conversation is gone). Statuses: closed closes; active and pending reopen
+(defaults; Help Scout also has spam). The ticket reference is the conversation id. Other events
+are ignored.
 """
 
 from __future__ import annotations

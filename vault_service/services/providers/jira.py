@@ -1,19 +1,28 @@
-"""Jira Cloud (and Jira Service Management) admin webhooks, as documented in "Webhooks"
-(https://developer.atlassian.com/cloud/jira/platform/webhooks/, "Secure admin webhooks" and
-"Example callback for an issue-related event"). In 2026-11 this page was known here only
-through secondary sources quoting it (integration libraries' docs), not read itself: re-check
-the header names and the status-category field against it.
+"""Jira Cloud (and Jira Service Management) admin webhooks.
 
-Signature: `X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>` (WebSub
-method=signature), sent when the admin webhook has a secret. Delivery id:
-`X-Atlassian-Webhook-Identifier` (the same on every retry); Jira signs no timestamp, so replays
-are stopped by that id alone.
+Sources. Atlassian's page "Webhooks" (https://developer.atlassian.com/cloud/jira/platform/
+webhooks/, last updated Dec 13, 2024) is stored here only as its overview: the sections "Secure
+admin webhooks" and "Example callback for an issue-related event" are not in the copies this
+project could read, so the details below come from these instead:
+- the signature: Atlassian's own "Managing webhooks" for Jira Data Center
+  (https://confluence.atlassian.com/adminjiraserver/managing-webhooks-938846912.html): a
+  webhook with a secret sends `X-Hub-Signature: sha256=<HMAC-SHA256 of the received body,
+  keyed with the secret>`; Jira Cloud sends the same header (WebSub method=signature) for
+  admin webhooks with a secret, as client libraries that verify it document (jira.js
+  `verifyWebhookSignature`, trigger.dev's Jira source, n8n PR #8822);
+- the delivery id: `X-Atlassian-Webhook-Identifier`, "unique within the site and unchanged
+  across retries" (jira.js `WebhookHeaders`, captured from a real site), and Atlassian's
+  announcement of the retry policy (https://community.developer.atlassian.com/t/
+  new-jira-cloud-webhook-retry-policy/30554: retries on 408, 409, 425, 429, 5xx or no
+  answer, for up to 30 minutes, with `X-Atlassian-Webhook-Retry`). Jira signs no timestamp:
+  replays are stopped by that id alone.
 
 Body: `{"webhookEvent": "jira:issue_updated", "issue": {"key": "SD-5", "fields": {"status":
-{"statusCategory": {"key": "done"}}}}, "changelog": {"items": [{"field": "status", ...}]}}`.
-Only an update whose changelog changes the status counts; the new status's category decides:
-done closes, new and indeterminate reopen (defaults; status categories are the same on every
-Jira site, status names are not). The ticket reference is the issue key.
+{"statusCategory": {"key": "done"}}}}, "changelog": {"items": [{"field": "status", ...}]}}`
+(the issue as the REST API returns it; the changelog of the update). Only an update whose
+changelog changes the status counts; the new status's category decides: done closes, new and
+indeterminate reopen (defaults; status categories are the same on every Jira site, status
+names are not). The ticket reference is the issue key.
 """
 
 from __future__ import annotations

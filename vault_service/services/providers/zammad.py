@@ -1,16 +1,22 @@
-"""Zammad webhooks, as documented in the admin documentation "Webhook" > "Adding Webhooks" and
-"Webhook Payload" (https://admin-docs.zammad.org/en/latest/manage/webhook/add.html and
-.../payload.html, Zammad 6.x, read 2026-11). The `sha1=` prefix of the signature is as
-Zammad's source sends it to our knowledge, not confirmed in those pages: re-check it.
+"""Zammad webhooks, verified against Zammad's own source, zammad/zammad at commit
+bfa96f03ea45e9b204e56a568b1a1c3eef67caf2: app/jobs/trigger_webhook_job.rb (headers, payload,
+retries) and lib/user_agent.rb (`set_signature`, `set_params`); and against the admin
+documentation "Webhook Payload" (https://admin-docs.zammad.org/en/latest/manage/webhook/
+payload.html, the same text in the 5.x, 6.3 and pre-release versions).
 
 Signature: with an "HMAC SHA1 Signature Token" set, `X-Hub-Signature: sha1=<hex
-HMAC-SHA1(token, raw body)>`. Delivery id: `X-Zammad-Delivery` (unique per delivery, kept by
-Zammad's retries). Zammad signs no timestamp: replays are stopped by the delivery id.
+HMAC-SHA1(token, raw body)>` (`OpenSSL::HMAC.hexdigest('sha1', token, request.body)`).
+Delivery id: `X-Zammad-Delivery` = the ActiveJob's `job_id`, unchanged when `retry_on`
+re-enqueues the job (4 retries, 10 s apart times the attempt). Zammad signs no timestamp:
+replays are stopped by the delivery id. Other headers: `X-Zammad-Trigger` (the trigger's
+name), `User-Agent: Zammad User Agent`, `Content-Type: application/json; charset=utf-8`.
 
-Body: the default payload `{"ticket": {"id": 123, "number": "31001", "state": "closed", ...},
-"article": {...}}` (a custom payload needs at least `ticket.id` and `ticket.state`). The ticket
-reference is `ticket.id`, the id Zammad's API (and our connector) uses. States: closed closes;
-new, open, pending reminder and pending close reopen (defaults).
+Body: the default payload is `{ticket:, article:}.to_json` (compact), each record's attributes
+with association names, keys sorted; `ticket.state` is the state's name ("closed"), while
+owner, customer, group, priority and the like are nested objects. A custom payload needs at
+least `ticket.id` and `ticket.state` (a state object with a `name` is accepted too). The
+ticket reference is `ticket.id`, the id Zammad's API (and our connector) uses. States: closed
+closes; new, open, pending reminder and pending close reopen (defaults).
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
-"""Zendesk: webhooks signed as documented in "Verifying webhook authenticity"
-(https://developer.zendesk.com/documentation/webhooks/verifying/, read 2026-11) and the ticket
-event "Ticket status changed" (https://developer.zendesk.com/api-reference/webhooks/event-types/
-ticket-events/, zendesk_event_version 2022-11-06).
+"""Zendesk webhooks, verified against "Verifying webhook authenticity"
+(https://developer.zendesk.com/documentation/webhooks/verifying/, also served at
+.../documentation/event-connectors/webhooks/verifying/) and the ticket events reference
+(https://developer.zendesk.com/api-reference/webhooks/event-types/ticket-events/).
 
 Signature: `X-Zendesk-Webhook-Signature` = base64(HMAC-SHA256(secret,
-`X-Zendesk-Webhook-Signature-Timestamp` + raw body)); the timestamp (ISO 8601, or Unix seconds)
-must be within VAULT_SERVICE_ZENDESK_TIMESTAMP_TOLERANCE_SECONDS (default 300) of now.
+`X-Zendesk-Webhook-Signature-Timestamp` + raw body)), no separator: the page's formula
+"base64(HMACSHA256(TIMESTAMP + BODY))" and its Express example. An earlier revision of the same
+page, still stored at the event-connectors address, wrote "(BODY)(TIMESTAMP)" and gave a test
+vector that indeed matches body + timestamp; the current text, the contract in DESIGN.md and
+every verifier we found (e.g. a Laravel gist hashing `$timestamp . $rawBody`) put the
+timestamp first, and so do we. The timestamp (ISO 8601 as Zendesk sends it, e.g.
+`2021-07-25T10:00:00Z`; Unix seconds accepted) must be within
+VAULT_SERVICE_ZENDESK_TIMESTAMP_TOLERANCE_SECONDS (default 300) of now.
 
 Bodies: the event subscription `{"type": "zen:event-type:ticket.status_changed", "id": <event
 id>, "detail": {"id": "<ticket id>", ...}, "event": {"current": "SOLVED", "previous": ...}}`
