@@ -15,6 +15,7 @@ import pytest
 from freezegun import freeze_time
 from sqlalchemy import select, update
 
+from vault_service import create_app
 from vault_service.clock import utcnow
 from vault_service.config import ConfigError, load_settings
 from vault_service.errors import Conflict, Forbidden
@@ -25,7 +26,14 @@ from vault_service.transactions import transaction
 
 from .conftest import SAMPLE_ITEMS, AgentBrowser
 from .helpers import PRODUCTION_ENVIRONMENT as GOOD
-from .helpers import EventReceiver, grant_tokens_of, lease_of, own_details, run_worker_pass
+from .helpers import (
+    EventReceiver,
+    accessor_is_gone,
+    grant_tokens_of,
+    lease_of,
+    own_details,
+    run_worker_pass,
+)
 
 WINDOW_MINUTES = 20
 
@@ -444,3 +452,66 @@ def test_each_step_is_an_event_with_exactly_its_fields_and_no_value(
             if value not in ("sftp", "admin_panel", "22"):
                 assert value.encode() not in bodies
     assert granted.token_accessor.encode() not in bodies
+
+
+def test_with_approval_none_a_request_is_granted_at_once_and_no_request_is_recorded(
+    make_settings, ticket_system_factory, openbao
+):
+    app = create_app(make_settings())
+    try:
+        ticket_system, alice, client = ticket_system_factory(app)
+        ref = "T-none"
+        path = ticket_system.link_path(ref)
+        assert client.post(path, json={"items": SAMPLE_ITEMS}).status_code == 201
+        alice.login()
+        page = client.get(f"/tickets/{ref}").get_data(as_text=True)
+        assert "An admin must approve" not in page
+        response = alice.request_access(ref)
+        assert "Access granted." in client.get(response.headers["Location"]).get_data(as_text=True)
+        assert requests_of(app) == []
+        [grant] = grants_of(app)
+        [token] = grant_tokens_of(openbao, lease_of(app, ref))
+        assert token["accessor"] == grant.token_accessor
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.mark.parametrize("meanwhile", ["another admin denies it", "the ticket closes"])
+def test_a_request_decided_or_closed_while_its_token_is_minted_leaves_no_grant_and_no_token(
+    app, vault, agent, approver, ticket_system, submitted_ticket, openbao, monkeypatch, meanwhile
+):
+    """The approval's own check passed; then, while Vault mints (no transaction is open), a real
+    second request changes the state. The approval's write under the lock sees it: no grant, the
+    minted token revoked in Vault, the refusal audited."""
+    agent.create("carol", role="admin")
+    carol = AgentBrowser(app.test_client(), app)
+    carol.login("carol")
+    agent.login()
+    request_id = ask(agent, submitted_ticket)
+    minted = []
+    mint = vault.mint_grant_token
+
+    def mint_while_something_happens(lease_token: str, ttl_seconds: int):
+        issued = mint(lease_token, ttl_seconds)
+        minted.append(issued.accessor)
+        if meanwhile == "the ticket closes":
+            assert ticket_system.close(submitted_ticket).status_code == 202
+        else:
+            assert decide(carol, request_id, "deny").status_code == 302
+        return issued
+
+    monkeypatch.setattr(vault, "mint_grant_token", mint_while_something_happens)
+    response = decide(approver, request_id, "approve")
+    assert response.status_code == 302
+    [accessor] = minted
+    assert grants_of(app) == []
+    assert accessor_is_gone(openbao, accessor)
+    expected = AccessRequestStatus.CLOSED if "closes" in meanwhile else AccessRequestStatus.DENIED
+    assert requests_of(app)[0].status == expected
+    [refused] = [r for r in records(app, "access.approved") if r.outcome == "denied"]
+    assert refused.actor == "agent:bob"
+    assert refused.details["reason"] == (
+        "ticket closed" if "closes" in meanwhile else "request denied"
+    )

@@ -125,7 +125,7 @@ def _check_access_request(settings: Settings, reason: str, duration_seconds: int
 
 
 @dataclass(frozen=True)
-class _GrantTarget:
+class GrantTarget:
     """The lease a grant is asked for, read before Vault is called."""
 
     ticket_ref: str
@@ -136,7 +136,7 @@ class _GrantTarget:
 
 def read_grant_target(
     agent: Agent, ticket_ref: str, duration_seconds: int, *, action: str = "access.requested"
-) -> _GrantTarget:
+) -> GrantTarget:
     """The ticket's serving lease, with items; a closed ticket's refusal is audited (as `action`,
     with `agent` as actor)."""
     try:
@@ -150,11 +150,11 @@ def read_grant_target(
         raise Conflict("This ticket has no credentials yet.")
     # The grant never outlives the lease (Vault would end it with the lease anyway).
     ttl = min(duration_seconds, int((lease.expires_at - utcnow()).total_seconds()))
-    return _GrantTarget(ticket.ref, lease.id, lease.token_ciphertext, ttl)
+    return GrantTarget(ticket.ref, lease.id, lease.token_ciphertext, ttl)
 
 
 def _mint_grant_token(
-    vault: Vault, agent: Agent, target: _GrantTarget, lease_token_ciphertext: str, action: str
+    vault: Vault, agent: Agent, target: GrantTarget, lease_token_ciphertext: str, action: str
 ) -> tuple[IssuedToken, str]:
     """A child token of the lease with the grant's TTL, and its wrapped copy."""
     try:
@@ -175,7 +175,7 @@ OnRecord = Callable[[Grant], None]
 
 def _record_grant(
     agent: Agent,
-    target: _GrantTarget,
+    target: GrantTarget,
     reason: str,
     issued: IssuedToken,
     sealed: str,
@@ -242,7 +242,7 @@ def mint_grant(
     settings: Settings,
     vault: Vault,
     agent: Agent,
-    target: _GrantTarget,
+    target: GrantTarget,
     reason: str,
     *,
     action: str = "access.requested",
@@ -284,7 +284,7 @@ def _revoke_quietly(vault: Vault, accessor: str) -> None:
 
 
 def _open_request(
-    settings: Settings, agent: Agent, target: _GrantTarget, reason: str, duration_seconds: int
+    settings: Settings, agent: Agent, target: GrantTarget, reason: str, duration_seconds: int
 ) -> AccessRequest:
     """Four-eyes: record a pending request, audited and reported; nothing is asked of Vault."""
     if target.ttl_seconds < settings.grant_min_seconds or target.lease_token_ciphertext is None:
