@@ -36,6 +36,19 @@ from vault_service.vault import RECEIPT_KEY, lease_names
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# A complete production environment (every required secret, strong enough): settings tests vary
+# one variable of it.
+PRODUCTION_ENVIRONMENT = {
+    "VAULT_SERVICE_ENV": "production",
+    "VAULT_SERVICE_DEPLOYMENT_ID": "prod",
+    "VAULT_SERVICE_SECRET_KEY": "k" * 48,
+    "VAULT_SERVICE_TICKET_API_TOKEN": "t" * 40,
+    "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"w" * 32).decode(),
+    "VAULT_SERVICE_VAULT_ROLE_ID": "role",
+    "VAULT_SERVICE_VAULT_SECRET_ID": "secret",
+    "VAULT_SERVICE_PUBLIC_URL": "https://vault.example.test",
+}
+
 
 # The deployment id of the running test's apps (set by conftest's make_settings), so a test can
 # name its leases' material in Vault as the app does without threading the id through every call.
@@ -415,3 +428,21 @@ def unseal_grant_token(app: Any, grant_id: str) -> str:
 def client_for(openbao: Any, token: str) -> hvac.Client:
     """A Vault client holding `token`, nothing else."""
     return hvac.Client(url=openbao.addr, token=token, timeout=10)
+
+
+def grant_tokens_of(openbao: Any, lease: Lease) -> list[dict[str, Any]]:
+    """Every live grant token of a lease, found by Vault alone: each token Vault lists whose
+    identity entity is the lease's (grants inherit it), the lease token itself aside. Vault's own
+    lookup data: accessor, creation time and TTL, policies."""
+    admin = openbao.admin()
+    found = []
+    for accessor in admin.auth.token.list_accessors()["data"]["keys"]:
+        if accessor == lease.token_accessor:
+            continue
+        try:
+            data = admin.auth.token.lookup_accessor(accessor)["data"]
+        except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+            continue  # expired or revoked since the listing
+        if data.get("entity_id") == lease.entity_id:
+            found.append(data)
+    return found

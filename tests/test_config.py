@@ -8,16 +8,7 @@ import pytest
 
 from vault_service.config import ConfigError, load_settings
 
-GOOD = {
-    "VAULT_SERVICE_ENV": "production",
-    "VAULT_SERVICE_DEPLOYMENT_ID": "prod",
-    "VAULT_SERVICE_SECRET_KEY": "k" * 48,
-    "VAULT_SERVICE_TICKET_API_TOKEN": "t" * 40,
-    "VAULT_SERVICE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"w" * 32).decode(),
-    "VAULT_SERVICE_VAULT_ROLE_ID": "role",
-    "VAULT_SERVICE_VAULT_SECRET_ID": "secret",
-    "VAULT_SERVICE_PUBLIC_URL": "https://vault.example.test",
-}
+from .helpers import PRODUCTION_ENVIRONMENT as GOOD
 
 
 def test_complete_production_settings_load_with_the_documented_defaults():

@@ -187,6 +187,17 @@ class Settings:
     local_login: bool = True
     break_glass_admins: tuple[str, ...] = ()
 
+    # Four-eyes approval (services/approvals.py): "required" turns an agent's access request into
+    # a pending one that another agent with the admin role approves (only then is the grant token
+    # minted in Vault) or denies; unapproved, it lapses after access_request_ttl_seconds.
+    access_approval: str = "none"
+    access_request_ttl_seconds: int = 30 * 60
+
+    @property
+    def approval_required(self) -> bool:
+        """Whether an access request waits for an admin's approval."""
+        return self.access_approval == "required"
+
     @property
     def vault_addresses(self) -> list[str]:
         """VAULT_ADDR may name several nodes of one cluster, comma- or space-separated."""
@@ -458,6 +469,14 @@ def _load_settings(environ: Mapping[str, str], overrides: dict[str, object]) -> 
         "break_glass_admins": tuple(
             name.lower() for name in _split(environ.get("VAULT_SERVICE_BREAK_GLASS_ADMINS", ""))
         ),
+        "access_approval": environ.get("VAULT_SERVICE_ACCESS_APPROVAL", "").strip().lower()
+        or Settings.access_approval,
+        "access_request_ttl_seconds": _int(
+            environ,
+            "VAULT_SERVICE_ACCESS_REQUEST_TTL_SECONDS",
+            Settings.access_request_ttl_seconds,
+            minimum=60,
+        ),
     }
     known = {f.name for f in fields(Settings)}
     unknown = set(overrides) - known
@@ -523,6 +542,7 @@ def validate_settings(settings: Settings) -> None:
     if bool(settings.vault_client_cert) != bool(settings.vault_client_key):
         _problem("VAULT_SERVICE_VAULT_CLIENT_CERT and _KEY go together: set both or neither")
     validate_events(settings)
+    validate_approval(settings)
     validate_rate_limits(settings)
     validate_branding(settings)
 
@@ -581,6 +601,18 @@ def validate_events(settings: Settings) -> None:
     if not settings.events_secrets:
         # Unsigned events would let anyone who can reach the receiver forge a purge notice.
         _problem("VAULT_SERVICE_EVENTS_SECRET is required with VAULT_SERVICE_EVENTS_URL")
+
+
+# The values of VAULT_SERVICE_ACCESS_APPROVAL.
+ACCESS_APPROVAL_MODES = ("none", "required")
+
+
+def validate_approval(settings: Settings) -> None:
+    """Four-eyes approval is on or off: a misspelt value must not silently mean off."""
+    if settings.access_approval not in ACCESS_APPROVAL_MODES:
+        _problem("VAULT_SERVICE_ACCESS_APPROVAL must be none or required")
+    if settings.access_request_ttl_seconds < 60:
+        _problem("VAULT_SERVICE_ACCESS_REQUEST_TTL_SECONDS must be at least 60")
 
 
 def validate_rate_limits(settings: Settings) -> None:

@@ -374,6 +374,46 @@ class Grant(Model):
         return f"<Grant {self.id} agent={self.agent_id}>"
 
 
+class AccessRequestStatus(StrEnum):
+    """A four-eyes access request (VAULT_SERVICE_ACCESS_APPROVAL=required); transitions in
+    services/approvals.py and, for a close, services/lifecycle.py."""
+
+    PENDING = "pending"  # waiting for another agent with the admin role; nothing in Vault yet
+    APPROVED = "approved"  # the grant was minted at approval (grant_id)
+    DENIED = "denied"
+    CLOSED = "closed"  # the ticket closed (or was purged) while it waited
+    # Never stored: a pending request past its expires_at (lifecycle.access_request_state).
+    EXPIRED = "expired"
+
+
+class AccessRequest(Model):
+    """An agent's request for a grant that another agent with the admin role must approve. It
+    holds what the grant will be (reason, window); no Vault token exists until the approval."""
+
+    __tablename__ = "access_requests"
+
+    id: Mapped[uuid_pk]
+    lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    # The window asked for; Vault counts it from the approval, when the token is minted.
+    duration_seconds: Mapped[int] = mapped_column(Integer)
+    status: Mapped[AccessRequestStatus] = mapped_column(
+        StatusType(AccessRequestStatus), default=AccessRequestStatus.PENDING, index=True
+    )
+    created_at: Mapped[created_at]
+    # Unapproved by then, the request lapses (VAULT_SERVICE_ACCESS_REQUEST_TTL_SECONDS).
+    expires_at: Mapped[timestamp]
+    decided_at: Mapped[optional_timestamp]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    grant_id: Mapped[str | None] = mapped_column(ForeignKey("grants.id"))
+
+    agent: Mapped[Agent] = relationship(foreign_keys=[agent_id])
+
+    def __repr__(self) -> str:
+        return f"<AccessRequest {self.id} agent={self.agent_id} {self.status}>"
+
+
 class JobState(StrEnum):
     """A job's place in the queue, derived from its columns (services/jobs.py: job_state)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,8 @@ from ..models import (
     ITEMS,
     LEASES,
     TICKETS,
+    AccessRequest,
+    AccessRequestStatus,
     Agent,
     CredentialItem,
     Grant,
@@ -122,7 +125,7 @@ def _check_access_request(settings: Settings, reason: str, duration_seconds: int
 
 
 @dataclass(frozen=True)
-class _GrantTarget:
+class GrantTarget:
     """The lease a grant is asked for, read before Vault is called."""
 
     ticket_ref: str
@@ -131,24 +134,27 @@ class _GrantTarget:
     ttl_seconds: int
 
 
-def _read_grant_target(agent: Agent, ticket_ref: str, duration_seconds: int) -> _GrantTarget:
-    """The ticket's serving lease, with items; a closed ticket's refusal is audited."""
+def read_grant_target(
+    agent: Agent, ticket_ref: str, duration_seconds: int, *, action: str = "access.requested"
+) -> GrantTarget:
+    """The ticket's serving lease, with items; a closed ticket's refusal is audited (as `action`,
+    with `agent` as actor)."""
     try:
         with read_only():
             ticket, lease = _serving_lease(ticket_ref)
             has_items = bool(lease.items)
     except Conflict:
-        _deny(agent, "access.requested", ticket_ref, "ticket closed")
+        _deny(agent, action, ticket_ref, "ticket closed")
         raise
     if not has_items:
         raise Conflict("This ticket has no credentials yet.")
     # The grant never outlives the lease (Vault would end it with the lease anyway).
     ttl = min(duration_seconds, int((lease.expires_at - utcnow()).total_seconds()))
-    return _GrantTarget(ticket.ref, lease.id, lease.token_ciphertext, ttl)
+    return GrantTarget(ticket.ref, lease.id, lease.token_ciphertext, ttl)
 
 
 def _mint_grant_token(
-    vault: Vault, agent: Agent, target: _GrantTarget, lease_token_ciphertext: str
+    vault: Vault, agent: Agent, target: GrantTarget, lease_token_ciphertext: str, action: str
 ) -> tuple[IssuedToken, str]:
     """A child token of the lease with the grant's TTL, and its wrapped copy."""
     try:
@@ -156,14 +162,24 @@ def _mint_grant_token(
         issued = vault.mint_grant_token(lease_token, target.ttl_seconds)
         return issued, vault.encrypt_token(issued.token)
     except VaultError as error:
-        _deny(agent, "access.requested", target.ticket_ref, "vault unavailable", error=str(error))
+        _deny(agent, action, target.ticket_ref, "vault unavailable", error=str(error))
         raise ServiceUnavailable(
             "The secure store is unavailable; no access was granted."
         ) from error
 
 
+# Called in the grant's transaction, under the lease's lock, once the grant row exists: the
+# approval of a four-eyes request records itself there (services/approvals.py); raising undoes all.
+OnRecord = Callable[[Grant], None]
+
+
 def _record_grant(
-    agent: Agent, target: _GrantTarget, reason: str, issued: IssuedToken, sealed: str
+    agent: Agent,
+    target: GrantTarget,
+    reason: str,
+    issued: IssuedToken,
+    sealed: str,
+    on_record: OnRecord | None = None,
 ) -> Grant | None:
     """Write the grant and its audit record if the lease is still active; None if it closed."""
     now = utcnow()
@@ -182,6 +198,8 @@ def _record_grant(
         )
         session.add(grant)
         session.flush()
+        if on_record is not None:
+            on_record(grant)
         audit.record(
             "access.granted",
             actor=actor_of(agent),
@@ -209,22 +227,123 @@ def request_access(
     *,
     reason: str,
     duration_seconds: int,
-) -> Grant:
-    """Grant an agent a window on a ticket: a Vault child token of the lease with that TTL."""
+) -> Grant | AccessRequest:
+    """Grant an agent a window on a ticket: a Vault child token of the lease with that TTL. With
+    four-eyes approval required, a pending request instead: nothing is minted until an admin
+    approves it (services/approvals.py), so Vault counts the window from the approval."""
     reason = _check_access_request(settings, reason, duration_seconds)
-    target = _read_grant_target(agent, ticket_ref, duration_seconds)
+    target = read_grant_target(agent, ticket_ref, duration_seconds)
+    if settings.approval_required:
+        return _open_request(settings, agent, target, reason, duration_seconds)
+    return mint_grant(settings, vault, agent, target, reason)
+
+
+def mint_grant(
+    settings: Settings,
+    vault: Vault,
+    agent: Agent,
+    target: GrantTarget,
+    reason: str,
+    *,
+    action: str = "access.requested",
+    refused_by: Agent | None = None,
+    on_record: OnRecord | None = None,
+) -> Grant:
+    """Mint the grant token in Vault (outside any transaction), then record the grant; the one
+    path every grant takes, at once or at a four-eyes approval. Refusals are audited as
+    `action` by `refused_by` (the approver), else by the agent."""
+    actor = refused_by or agent
     ciphertext = target.lease_token_ciphertext
     if target.ttl_seconds < settings.grant_min_seconds or ciphertext is None:
-        _deny(agent, "access.requested", target.ticket_ref, "retention ending")
+        _deny(actor, action, target.ticket_ref, "retention ending")
         raise Conflict("The ticket's retention period is about to end.")
-    issued, sealed = _mint_grant_token(vault, agent, target, ciphertext)
-    grant = _record_grant(agent, target, reason, issued, sealed)
+    issued, sealed = _mint_grant_token(vault, actor, target, ciphertext, action)
+    try:
+        grant = _record_grant(agent, target, reason, issued, sealed, on_record)
+    except BaseException:
+        # The approval refused under the lease's lock (or the write failed): nothing recorded
+        # it, so the token must not survive this call. Its TTL bounds it if Vault is down too.
+        _revoke_quietly(vault, issued.accessor)
+        raise
     if grant is None:
         # Closed while we were minting: the token must not survive this call.
         vault.revoke_accessor(issued.accessor)
-        _deny(agent, "access.requested", target.ticket_ref, "ticket closed")
+        _deny(actor, action, target.ticket_ref, "ticket closed")
         raise Conflict("This ticket is closed; its credentials are no longer available.")
     return grant
+
+
+def _revoke_quietly(vault: Vault, accessor: str) -> None:
+    """Revoke an unrecorded token while another error is on its way up (which must win)."""
+    try:
+        vault.revoke_accessor(accessor)
+    except VaultError:
+        log.warning(
+            "unrecorded grant token left to its TTL", extra={"fields": {"token_accessor": accessor}}
+        )
+
+
+def _open_request(
+    settings: Settings, agent: Agent, target: GrantTarget, reason: str, duration_seconds: int
+) -> AccessRequest:
+    """Four-eyes: record a pending request, audited and reported; nothing is asked of Vault."""
+    if target.ttl_seconds < settings.grant_min_seconds or target.lease_token_ciphertext is None:
+        _deny(agent, "access.requested", target.ticket_ref, "retention ending")
+        raise Conflict("The ticket's retention period is about to end.")
+    now = utcnow()
+    refusal = None
+    with transaction() as session:
+        # The lease's lock, as a close takes it: a request never lands on a closing lease.
+        lease = session.scalar(select(Lease).where(Lease.id == target.lease_id).with_for_update())
+        waiting = session.scalar(
+            select(AccessRequest.id).where(
+                AccessRequest.lease_id == target.lease_id,
+                AccessRequest.agent_id == agent.id,
+                AccessRequest.status == AccessRequestStatus.PENDING,
+                AccessRequest.expires_at > now,
+            )
+        )
+        if lease is None or lease.status != LeaseStatus.ACTIVE:
+            refusal = "ticket closed"
+        elif waiting is not None:
+            refusal = "already pending"
+        else:
+            request = AccessRequest(
+                lease_id=target.lease_id,
+                agent_id=agent.id,
+                reason=reason,
+                duration_seconds=duration_seconds,
+                status=AccessRequestStatus.PENDING,
+                created_at=now,
+                expires_at=now + timedelta(seconds=settings.access_request_ttl_seconds),
+            )
+            session.add(request)
+            session.flush()
+            audit.record(
+                "access.requested",
+                actor=actor_of(agent),
+                ticket_ref=target.ticket_ref,
+                access_request_id=request.id,
+                reason=reason,
+                duration_seconds=duration_seconds,
+                expires_at=request.expires_at.isoformat(),
+            )
+            events.emit(
+                EventType.ACCESS_REQUESTED,
+                target.ticket_ref,
+                access_request_id=request.id,
+                agent=agent_name(agent),
+                reason=reason,
+                duration_seconds=duration_seconds,
+                pending_until=request.expires_at,
+            )
+    if refusal == "ticket closed":
+        _deny(agent, "access.requested", target.ticket_ref, refusal)
+        raise Conflict("This ticket is closed; its credentials are no longer available.")
+    if refusal is not None:
+        _deny(agent, "access.requested", target.ticket_ref, refusal)
+        raise Conflict("Your request is already waiting for approval.")
+    return request
 
 
 @dataclass(frozen=True)

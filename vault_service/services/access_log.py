@@ -36,6 +36,8 @@ SAFE_DETAILS = frozenset(
         "tokens_revoked",
         "transit_key",
         "receipt_jti",
+        "access_request_id",
+        "duration_seconds",
     }
 )
 

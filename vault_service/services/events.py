@@ -41,6 +41,10 @@ class EventType(StrEnum):
     TICKET_CLOSED = "ticket.closed"
     TICKET_REOPENED = "ticket.reopened"
     TICKET_PURGED = "ticket.purged"
+    # Four-eyes approval (VAULT_SERVICE_ACCESS_APPROVAL=required): asked, then decided.
+    ACCESS_REQUESTED = "access.requested"
+    ACCESS_APPROVED = "access.approved"
+    ACCESS_DENIED = "access.denied"
 
 
 # The fields of each type's `data`, besides `ticket_ref` (openapi.yaml describes each one).
@@ -57,6 +61,13 @@ FIELDS: dict[EventType, frozenset[str]] = {
     EventType.TICKET_REOPENED: frozenset(),
     # The purge's receipt: what was destroyed, verified absent through Vault's API.
     EventType.TICKET_PURGED: frozenset({"receipt"}),
+    # `pending_until`: unapproved by then, the request lapses; `duration_seconds`: the window
+    # asked for, counted from the approval. An approval is followed by `access.granted`.
+    EventType.ACCESS_REQUESTED: frozenset(
+        {"access_request_id", "agent", "reason", "duration_seconds", "pending_until"}
+    ),
+    EventType.ACCESS_APPROVED: frozenset({"access_request_id", "agent", "approved_by"}),
+    EventType.ACCESS_DENIED: frozenset({"access_request_id", "agent", "denied_by"}),
 }
 
 

@@ -25,6 +25,8 @@ from ..errors import BadRequest, Conflict
 from ..extensions import db
 from ..models import (
     LIVE_LEASE_STATES,
+    AccessRequest,
+    AccessRequestStatus,
     Grant,
     GrantState,
     Lease,
@@ -178,8 +180,35 @@ def _purge_lease(ticket: Ticket, lease: Lease, reason: PurgeReason, now: datetim
         .where(Grant.lease_id == lease.id, Grant.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+    _close_pending_requests(ticket, lease, now)
     payload = {"lease_id": lease.id, "reason": reason}
     return jobs.enqueue(PURGE_JOB, payload, ticket_id=ticket.id, dedupe_key=lease.id).id
+
+
+def _close_pending_requests(ticket: Ticket, lease: Lease, now: datetime) -> None:
+    """pending -> closed for the lease's four-eyes requests: a request dies with its ticket, so
+    no approval can mint a grant on a closing lease (approvals lock the lease first, as here)."""
+    pending = db.session.scalars(
+        select(AccessRequest.id).where(
+            AccessRequest.lease_id == lease.id,
+            AccessRequest.status == AccessRequestStatus.PENDING,
+        )
+    ).all()
+    if not pending:
+        return
+    db.session.execute(
+        update(AccessRequest)
+        .where(AccessRequest.id.in_(pending))
+        .values(status=AccessRequestStatus.CLOSED, decided_at=now)
+    )
+    for request_id in pending:
+        audit.record(
+            "access.request_closed",
+            actor="system",
+            ticket_ref=ticket.ref,
+            access_request_id=request_id,
+            reason="ticket closed",
+        )
 
 
 def schedule_purge(ticket: Ticket, reason: PurgeReason, actor: str) -> list[str]:
@@ -315,3 +344,18 @@ def grant_state(grant: GrantTimes, now: datetime) -> GrantState:
     if grant.token_ciphertext is None:
         return GrantState.REVOKED
     return GrantState.ACTIVE
+
+
+class AccessRequestTimes(Protocol):
+    """What a four-eyes request's state is derived from (an entity or a Core row)."""
+
+    status: AccessRequestStatus
+    expires_at: datetime
+
+
+def access_request_state(request: AccessRequestTimes, now: datetime) -> AccessRequestStatus:
+    """A request's state: its stored status, except that a pending one past its deadline has
+    expired (nothing stores that: the deadline alone decides, at the second)."""
+    if request.status == AccessRequestStatus.PENDING and request.expires_at <= now:
+        return AccessRequestStatus.EXPIRED
+    return request.status

@@ -27,6 +27,9 @@ _TITLES = {
     "submission.received": "Credentials submitted by the customer",
     "access.requested": "Access requested",
     "access.granted": "Access granted",
+    "access.approved": "Access request approved",
+    "access.denied": "Access request denied",
+    "access.request_closed": "Access request ended with the ticket",
     "access.revoked": "Access ended early",
     "credentials.revealed": "Credentials revealed",
     "ticket.closed": "Ticket closed",
@@ -76,6 +79,10 @@ def _detail(action: str, details: dict[str, Any]) -> str:
         parts.append(f"{details['item_count']} item(s)")
     if "reason" in details:
         parts.append(f"reason: {details['reason']}")
+    if action == "access.requested" and "duration_seconds" in details:
+        parts.append(f"for {details['duration_seconds'] // 60} min, awaiting approval")
+    if action in ("access.approved", "access.denied") and "agent" in details:
+        parts.append(f"requested by {details['agent']}")
     if "expires_at" in details and action in ("access.granted", "link.created"):
         parts.append(f"until {details['expires_at'][:19].replace('T', ' ')} UTC")
     if action == "purge.completed" and "kv_entries" in details:

@@ -8,9 +8,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from ..errors import BadRequest, Forbidden, NotFound
-from ..extensions import current_vault
-from ..services import admin
+from ..errors import BadRequest, Forbidden, NotFound, ServiceError
+from ..extensions import current_settings, current_vault
+from ..services import admin, approvals
 from ..services.agents import ROLES, actor_of
 from ..services.agents import reset_totp as reset_agent_totp
 from . import login_required
@@ -126,3 +126,53 @@ def retry_job(job_id: str) -> ResponseReturnValue:
     admin.retry_job(job_id, actor=actor_of(current_user))
     flash("The job will be retried on the worker's next pass.", "info")
     return redirect(url_for("admin.jobs"))
+
+
+@bp.get("/approvals")
+@login_required
+def access_requests() -> ResponseReturnValue:
+    """Access requests waiting for an admin's approval (four-eyes), oldest first."""
+    return render_template(
+        "admin/approvals.html",
+        requests=approvals.pending_requests(),
+        approval_required=current_settings().approval_required,
+    )
+
+
+def _after_decision(message: str, category: str = "info") -> ResponseReturnValue:
+    """Back where the admin decided: the ticket's page (its form says so) or the console's list.
+    Only these two places, so the form cannot make this an open redirect."""
+    flash(message, category)
+    ticket_ref = request.form.get("ticket_ref", "")
+    if request.form.get("back") == "ticket" and ticket_ref:
+        return redirect(url_for("tickets.ticket", ticket_ref=ticket_ref))
+    return redirect(url_for("admin.access_requests"))
+
+
+@bp.post("/access-requests/<request_id>/approve")
+@login_required
+def approve_access_request(request_id: str) -> ResponseReturnValue:
+    """Approve another agent's request: the grant token is minted in Vault now."""
+    try:
+        grant = approvals.approve_request(
+            current_settings(), current_vault(), current_user, request_id
+        )
+    except ServiceError as error:
+        if error.status >= 500 or error.status in (403, 404):
+            raise
+        return _after_decision(error.message, "error")
+    until = grant.expires_at.strftime("%H:%M:%S UTC")
+    return _after_decision(f"Approved: the agent has access until {until}.")
+
+
+@bp.post("/access-requests/<request_id>/deny")
+@login_required
+def deny_access_request(request_id: str) -> ResponseReturnValue:
+    """Deny another agent's request; nothing was minted for it."""
+    try:
+        approvals.deny_request(current_user, request_id)
+    except ServiceError as error:
+        if error.status >= 500 or error.status in (403, 404):
+            raise
+        return _after_decision(error.message, "error")
+    return _after_decision("Denied: the agent has no access.")

@@ -12,7 +12,8 @@ from flask_login import current_user
 
 from ..errors import ServiceError
 from ..extensions import current_settings, current_vault
-from ..services import access, grants, timeline
+from ..models import AccessRequest
+from ..services import access, approvals, grants, timeline
 from ..services import dashboard as dashboard_service
 from ..services.agents import actor_of
 from . import login_required
@@ -61,6 +62,8 @@ def ticket(ticket_ref: str) -> ResponseReturnValue:
         grant_default_minutes=settings.grant_default_seconds // 60,
         grant_max_minutes=settings.grant_max_seconds // 60,
         story=timeline.ticket_story(ticket_ref),
+        approval_required=settings.approval_required,
+        requests=approvals.ticket_requests(current_user, ticket_ref),
         **vars(access.ticket_overview(current_user, ticket_ref)),
     )
 
@@ -76,7 +79,7 @@ def request_access(ticket_ref: str) -> ResponseReturnValue:
     except ValueError:
         minutes = 0
     try:
-        access.request_access(
+        outcome = access.request_access(
             settings,
             current_vault(),
             current_user,
@@ -89,7 +92,10 @@ def request_access(ticket_ref: str) -> ResponseReturnValue:
             raise
         flash(" ".join([error.message, *error.fields.values()]), "error")
         return redirect(url_for("tickets.ticket", ticket_ref=ticket_ref))
-    flash("Access granted.", "info")
+    if isinstance(outcome, AccessRequest):
+        flash("Your request is waiting for an admin's approval.", "info")
+    else:
+        flash("Access granted.", "info")
     return redirect(url_for("tickets.ticket", ticket_ref=ticket_ref))
 
 
