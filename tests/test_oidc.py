@@ -12,7 +12,9 @@ with the code: the tests log in with userpass for that token and use the API pat
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import threading
 import time
 import uuid
@@ -36,7 +38,7 @@ from vault_service.extensions import db
 from vault_service.models import Agent, AuditEvent, Grant, OidcIdentity, OidcLogoutToken
 from vault_service.services import oidc
 
-from .conftest import AgentBrowser
+from .conftest import AgentBrowser, TicketSystem
 from .helpers import BaoProvider, configure_bao_provider
 
 PUBLIC_URL = f"http://127.0.0.1:{free_port()}"
@@ -210,6 +212,145 @@ def test_mfa_asserted_by_openbao_amr_skips_totp(bao_provider, make_oidc_app):
     again = client.get(reauth.headers["Location"])
     params = parse_qs(urlsplit(again.headers["Location"]).query)
     assert params["prompt"] == ["login"] and params["max_age"] == ["300"]
+
+
+MFA_SCOPES = ("openid", "email", "groups", "mfa")
+REASON = "Customer's SFTP upload fails: checking the account"
+
+
+def signed_in_with_stale_verification(app, client, provider: BaoProvider) -> str:
+    """alice signed in at OpenBao (MFA asserted), a ticket with one item, and the session's
+    last verification older than the re-authentication window; returns the ticket ref."""
+    ref = f"T-{uuid.uuid4().hex[:8]}"
+    path = TicketSystem(client).link_path(ref)
+    item = {"kind": "other", "label": "panel", "secret": "s3-value"}
+    assert client.post(path, json={"items": [item]}).status_code == 201
+    response = provider_login(client, provider)
+    assert urlsplit(response.headers["Location"]).path == "/"
+    # Time passes for this session only: its signed verification time moves back past the
+    # window (the provider's clock and tokens are untouched).
+    with client.session_transaction() as session:
+        session["reauth_at"] -= 300 + 1
+    return ref
+
+
+def interrupted_access_request(app, client, ref: str) -> str:
+    """The access request the stale session sends: refused, nothing granted, the agent sent to
+    the provider. Returns OpenBao's authorization URL."""
+    browser = AgentBrowser(client, app)
+    response = browser.request_access(ref, minutes=20, reason=REASON)
+    assert response.headers["Location"] == f"/reauth?next=/tickets/{ref}"
+    assert grants_of(app) == []
+    to_start = client.get(response.headers["Location"])
+    assert urlsplit(to_start.headers["Location"]).path == "/oidc/login"
+    to_provider = client.get(to_start.headers["Location"])
+    assert to_provider.status_code == 302
+    location = to_provider.headers["Location"]
+    params = parse_qs(urlsplit(location).query)
+    assert params["prompt"] == ["login"] and params["max_age"] == ["300"]
+    return location
+
+
+def grants_of(app) -> list[tuple[str, int]]:
+    with app.app_context():
+        rows = db.session.scalars(select(Grant)).all()
+        db.session.rollback()
+        return [(row.reason, row.agent_id) for row in rows]
+
+
+def resume_form(page: str) -> tuple[str, dict[str, str]]:
+    """The resume page's form: where it posts and its hidden fields."""
+    action = page.split('id="resume-form"', 1)[0].rsplit('action="', 1)[1].split('"', 1)[0]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
+    return action, {name: html.unescape(value) for name, value in fields.items()}
+
+
+def test_reauth_at_openbao_records_its_auth_time_and_resumes_the_access_request(
+    bao_provider, make_oidc_app
+):
+    """The whole return leg against the real provider: prompt=login and max_age go out, a fresh
+    userpass login at OpenBao answers, the callback records OpenBao's auth_time as the session's
+    verification time, and the interrupted access request resumes with its reason and
+    duration, granting access."""
+    app = make_oidc_app(bao_provider.settings(scopes=MFA_SCOPES))
+    client = app.test_client()
+    ref = signed_in_with_stale_verification(app, client, bao_provider)
+    location = interrupted_access_request(app, client, ref)
+    before = int(time.time())
+    answer = bao_provider.authorize(location, bao_provider.user_token("alice"))
+    after = int(time.time())
+    assert answer["status"] == 200, answer
+    returned = callback(client, answer)
+    assert returned.status_code == 200, returned.get_data(as_text=True)
+    with app.app_context():
+        reauth = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "agent.reauth")
+        ).one()
+        details, outcome = dict(reauth.details), reauth.outcome
+        db.session.rollback()
+    auth_time = details["auth_time"]
+    assert before - 1 <= auth_time <= after + 1, (before, auth_time, after)
+    assert details["second_factor"] == "provider" and outcome == "success"
+    with client.session_transaction() as session:
+        assert session["reauth_at"] == auth_time
+        assert "pending_action" not in session and "oidc_request" not in session
+    action, fields = resume_form(returned.get_data(as_text=True))
+    assert action == f"/tickets/{ref}/access"
+    assert fields["reason"] == REASON and fields["duration_minutes"] == "20"
+    assert grants_of(app) == []  # the page resumes it; the GET callback itself grants nothing
+    # What resume.js does in the browser (tests/test_oidc_browser.py runs it in Chromium).
+    resumed = client.post(action, data=fields)
+    assert resumed.headers["Location"] == f"/tickets/{ref}"
+    with app.app_context():
+        alice = db.session.scalar(select(Agent.id).where(Agent.username == "alice"))
+        db.session.rollback()
+    assert grants_of(app) == [(REASON, alice)]
+
+
+def test_reauth_return_with_stale_auth_time_another_state_or_identity_is_refused(
+    bao_provider, make_oidc_app
+):
+    """Each refused return leaves the session unverified and resumes nothing: a state that is
+    not the request's, an auth_time older than max_age (+ leeway) by our clock, and another
+    person's login at the provider."""
+    app = make_oidc_app(bao_provider.settings(scopes=MFA_SCOPES))
+    client = app.test_client()
+    ref = signed_in_with_stale_verification(app, client, bao_provider)
+    with client.session_transaction() as session:
+        stale = session["reauth_at"]
+
+    def assert_nothing_resumed() -> None:
+        with client.session_transaction() as session:
+            assert session.get("reauth_at") == stale, dict(session)
+            assert "pending_action" not in session and "oidc_request" not in session
+        assert grants_of(app) == []
+        assert (
+            AgentBrowser(client, app).request_access(ref).headers["Location"].startswith("/reauth")
+        )
+
+    answer = bao_provider.authorize(
+        interrupted_access_request(app, client, ref), bao_provider.user_token("alice")
+    )
+    forged = client.get("/oidc/callback?" + urlencode({"code": answer["code"], "state": "x"}))
+    assert_generic_failure(forged)
+    assert_nothing_resumed()
+
+    answer = bao_provider.authorize(
+        interrupted_access_request(app, client, ref), bao_provider.user_token("lead")
+    )
+    assert callback(client, answer).status_code == 401
+    assert "another identity" in audit_reasons(app, "agent.reauth")
+    assert_nothing_resumed()
+
+    answer = bao_provider.authorize(
+        interrupted_access_request(app, client, ref), bao_provider.user_token("alice")
+    )
+    # OpenBao's auth_time is now; by our clock the callback comes max_age + leeway + 5 s later
+    # (and so does everything after it: a cookie signed then is unreadable any earlier).
+    with freeze_time(timedelta(seconds=300 + oidc.LEEWAY_SECONDS + 5), tick=True):
+        assert_generic_failure(callback(client, answer))
+        assert_nothing_resumed()
+    assert "id token: authentication not recent enough" in audit_reasons(app)
 
 
 def test_group_mapping_lead_becomes_admin(bao_provider, make_oidc_app):

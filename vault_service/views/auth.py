@@ -43,6 +43,10 @@ VERIFIED_AT = "reauth_at"  # the last code typed (login or re-prompt): reveals n
 PENDING_TOTP = "totp_pending"
 AUTH_METHOD = "auth_method"  # "oidc" for a session that signed in at the identity provider
 OIDC_MFA = "oidc_mfa"  # the provider asserted a second factor at login
+# A refused access request or reveal, held while the agent re-authenticates at the provider, so
+# the return leg resumes it: its path and form fields (a reason, a duration, a grant id; never
+# the CSRF token). The agent's own input, no customer value: a signed cookie may carry it.
+PENDING_ACTION = "pending_action"
 # The agents' blueprints (this one and the ticket pages) by endpoint prefix.
 AGENT_BLUEPRINTS = ("auth.", "tickets.")
 # Agent views open to an agent without a second factor; every other one sends them to enrol.
@@ -238,14 +242,28 @@ def reauth() -> ResponseReturnValue:
     return render_template("agent/reauth.html", next=request.args.get("next", ""))
 
 
-def reauth_at_provider() -> ResponseReturnValue | None:
-    """For a session that signed in at the provider with its second factor: re-authenticate
-    there (prompt=login, max_age). None: the code re-prompt applies (local or TOTP sessions)."""
-    if (
+def reauthenticates_at_provider() -> bool:
+    """Whether this session re-authenticates at the provider: it signed in there with its
+    second factor (other sessions answer the code re-prompt)."""
+    return bool(
         current_settings().oidc.enabled
         and session.get(AUTH_METHOD) == "oidc"
         and session.get(OIDC_MFA)
-    ):
+    )
+
+
+def hold_refused_action() -> None:
+    """Keep the POST the re-authentication interrupts, for the provider's return leg to resume
+    (views/oidc.py); the code re-prompt stays on this site and keeps its own behaviour."""
+    if reauthenticates_at_provider():
+        fields = {key: value for key, value in request.form.items() if key != "csrf_token"}
+        session[PENDING_ACTION] = {"path": request.path, "form": fields}
+
+
+def reauth_at_provider() -> ResponseReturnValue | None:
+    """For a session that signed in at the provider with its second factor: re-authenticate
+    there (prompt=login, max_age). None: the code re-prompt applies (local or TOTP sessions)."""
+    if reauthenticates_at_provider():
         return redirect(url_for("auth.oidc_start", reauth="1", next=request.args.get("next", "")))
     return None
 
