@@ -205,11 +205,8 @@ def test_mfa_asserted_by_openbao_amr_skips_totp(bao_provider, make_oidc_app):
     assert response.status_code == 302
     assert urlsplit(response.headers["Location"]).path == "/"
     assert is_logged_in(client)
-    # The reauth page sends an OIDC+MFA session back to the provider with prompt=login, max_age.
-    reauth = client.get("/reauth?next=/")
-    assert reauth.status_code == 302 and reauth.headers["Location"].startswith("/oidc/login")
-    location, params = start_login(client)
-    again = client.get(reauth.headers["Location"])
+    # The reauth page links an OIDC+MFA session back to the provider with prompt=login, max_age.
+    again = client.get(provider_link_of(client.get("/reauth?next=/")))
     params = parse_qs(urlsplit(again.headers["Location"]).query)
     assert params["prompt"] == ["login"] and params["max_age"] == ["300"]
 
@@ -241,14 +238,24 @@ def interrupted_access_request(app, client, ref: str) -> str:
     response = browser.request_access(ref, minutes=20, reason=REASON)
     assert response.headers["Location"] == f"/reauth?next=/tickets/{ref}"
     assert grants_of(app) == []
-    to_start = client.get(response.headers["Location"])
-    assert urlsplit(to_start.headers["Location"]).path == "/oidc/login"
-    to_provider = client.get(to_start.headers["Location"])
+    to_provider = client.get(provider_link_of(client.get(response.headers["Location"])))
     assert to_provider.status_code == 302
     location = to_provider.headers["Location"]
     params = parse_qs(urlsplit(location).query)
     assert params["prompt"] == ["login"] and params["max_age"] == ["300"]
     return location
+
+
+def provider_link_of(reauth_page) -> str:
+    """The re-prompt page of a provider session: no code form, a link to sign in again."""
+    assert reauth_page.status_code == 200
+    page = reauth_page.get_data(as_text=True)
+    assert 'name="code"' not in page
+    link = html.unescape(re.search(r'<a class="button" href="([^"]+)"', page).group(1))
+    assert urlsplit(link).path == "/oidc/login" and parse_qs(urlsplit(link).query)["reauth"] == [
+        "1"
+    ]
+    return link
 
 
 def grants_of(app) -> list[tuple[str, int]]:

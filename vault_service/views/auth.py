@@ -234,12 +234,9 @@ def logout() -> ResponseReturnValue:
 @bp.get("/reauth")
 @login_required
 def reauth() -> ResponseReturnValue:
-    """The code re-prompt before a reveal or an access request; a session that signed in at
-    the identity provider with its second factor re-authenticates there instead."""
-    at_provider = reauth_at_provider()
-    if at_provider is not None:
-        return at_provider
-    return render_template("agent/reauth.html", next=request.args.get("next", ""))
+    """The re-prompt before a reveal or an access request: a code, or for a session that signed
+    in at the identity provider with its second factor, signing in there again."""
+    return reauth_page(request.args.get("next", ""))
 
 
 def reauthenticates_at_provider() -> bool:
@@ -252,20 +249,24 @@ def reauthenticates_at_provider() -> bool:
     )
 
 
+def reauth_page(next_path: str, error: str | None = None) -> str:
+    """The re-prompt page. For a provider session it links to the provider (prompt=login,
+    max_age) rather than redirecting there: the refused POST's redirects count as a form
+    submission, and the CSP's form-action 'self' stops one that leaves for another origin."""
+    oidc = current_settings().oidc
+    return render_template(
+        "agent/reauth.html",
+        next=next_path,
+        error=error,
+        provider_name=oidc.provider_name if reauthenticates_at_provider() else None,
+    )
+
+
 def hold_refused_action() -> None:
-    """Keep the POST the re-authentication interrupts, for the provider's return leg to resume
-    (views/oidc.py); the code re-prompt stays on this site and keeps its own behaviour."""
-    if reauthenticates_at_provider():
-        fields = {key: value for key, value in request.form.items() if key != "csrf_token"}
-        session[PENDING_ACTION] = {"path": request.path, "form": fields}
-
-
-def reauth_at_provider() -> ResponseReturnValue | None:
-    """For a session that signed in at the provider with its second factor: re-authenticate
-    there (prompt=login, max_age). None: the code re-prompt applies (local or TOTP sessions)."""
-    if reauthenticates_at_provider():
-        return redirect(url_for("auth.oidc_start", reauth="1", next=request.args.get("next", "")))
-    return None
+    """Keep the POST a re-authentication at the provider interrupts, for the return leg to
+    resume (views/oidc.py); the code re-prompt stays on this site and needs none of this."""
+    fields = {key: value for key, value in request.form.items() if key != "csrf_token"}
+    session[PENDING_ACTION] = {"path": request.path, "form": fields}
 
 
 @bp.post("/reauth")

@@ -26,6 +26,7 @@ from .auth import (
     _recovery_notice,
     _start_session,
     bp,
+    reauth_page,
     safe_next,
 )
 
@@ -172,8 +173,7 @@ def _finish_reauth(
         authentication.record_reauth(
             agent, ok=False, reason="another identity" if not same else "no second factor"
         )
-        page = render_template("agent/reauth.html", next=next_path, error="Invalid login.")
-        return page, 401
+        return reauth_page(next_path, LOGIN_FAILED), 401
     # complete_authorization checked auth_time against max_age: it is present and recent. The
     # session counts from when the person signed in at the provider, not from this callback
     # (never from the future: the provider's clock may run ahead of ours).

@@ -16,7 +16,7 @@ from ..services import access, grants, timeline
 from ..services import dashboard as dashboard_service
 from ..services.agents import actor_of
 from . import login_required
-from .auth import hold_refused_action, recently_verified
+from .auth import hold_refused_action, reauthenticates_at_provider, recently_verified
 
 bp = Blueprint("tickets", __name__)
 
@@ -32,9 +32,12 @@ def require_recent_verification(view: TicketView) -> TicketView:
     @wraps(view)
     def wrapped(ticket_ref: str) -> ResponseReturnValue:
         if not recently_verified():
-            flash("Confirm it is you: enter a code from your authenticator app.", "info")
+            if reauthenticates_at_provider():
+                hold_refused_action()
+                flash("Confirm it is you: sign in again at your identity provider.", "info")
+            else:
+                flash("Confirm it is you: enter a code from your authenticator app.", "info")
             back = url_for("tickets.ticket", ticket_ref=ticket_ref)
-            hold_refused_action()
             return redirect(url_for("auth.reauth", next=back))
         return view(ticket_ref)
 
