@@ -164,29 +164,62 @@ def test_agent_signs_in_at_openbao_in_chromium_and_lands_on_the_dashboard(
     assert not [m for m in page.console_messages if "Content Security Policy" in m]
 
 
-def test_reauth_at_openbao_in_chromium_resumes_the_access_request(page, live_server, provider, app):
-    """The access request of a session verified too long ago goes to OpenBao with
-    prompt=login and max_age; OpenBao's UI asks for the password again; back on our side the
-    request resumes (resume.js posts it) with the reason typed before, and access is granted."""
+def stale_provider_session(page, live_server: str, provider: BaoProvider, app) -> str:
+    """A ticket with one item, alice signed in at OpenBao in the browser, and her session's
+    last verification older than the window. Returns the ticket ref."""
     ref = "T-oidc-browser"
     client = app.test_client()
     path = TicketSystem(client).link_path(ref)
     item = {"kind": "other", "label": "panel", "secret": "s3-value"}
     assert client.post(path, json={"items": [item]}).status_code == 201
-
     page.goto(f"{live_server}/login")
     page.get_by_role("link", name="Sign in with OpenBao").click()
     sign_in_at_openbao(page, provider)
     page.wait_for_url(f"{live_server}/")
     age_verification(page, app, live_server, app_reauth_seconds(app) + 1)
+    return ref
 
+
+def grants_of(app) -> list[str]:
+    with app.app_context():
+        reasons = [grant.reason for grant in db.session.scalars(select(Grant))]
+        db.session.rollback()
+        return reasons
+
+
+def test_resume_page_without_its_script_waits_for_continue(page, live_server, provider, app):
+    """Without resume.js (blocked here) the page back from OpenBao holds the interrupted
+    request until the agent presses Continue: nothing is granted before, the grant after."""
+    page.route("**/static/resume.js", lambda route: route.abort())
+    ref = stale_provider_session(page, live_server, provider, app)
+    page.goto(f"{live_server}/tickets/{ref}")
+    page.fill("input[name=reason]", REASON)
+    page.get_by_role("button", name="Request access").click()
+    page.get_by_role("link", name="Sign in again with OpenBao").click()
+    sign_in_at_openbao(page, provider)
+    page.wait_for_url(f"{live_server}/oidc/callback?**")
+    assert page.get_by_role("heading", name="Confirmed: continuing").is_visible()
+    assert_accessible(page, "resume page")
+    page.screenshot(path=str(SCREENSHOTS / "oidc-resume.png"), full_page=True)
+    assert grants_of(app) == []
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(f"{live_server}/tickets/{ref}")
+    assert "Access granted." in page.content()
+    assert grants_of(app) == [REASON]
+
+
+def test_reauth_at_openbao_in_chromium_resumes_the_access_request(page, live_server, provider, app):
+    """The access request of a session verified too long ago goes to OpenBao with
+    prompt=login and max_age; OpenBao's UI asks for the password again; back on our side the
+    request resumes (resume.js posts it) with the reason typed before, and access is granted."""
+    ref = stale_provider_session(page, live_server, provider, app)
     authorizations: list[str] = []
     page.on(
         "request",
         lambda request: authorizations.append(request.url) if "/authorize" in request.url else None,
     )
     page.goto(f"{live_server}/tickets/{ref}")
-    page.fill("textarea[name=reason], input[name=reason]", REASON)
+    page.fill("input[name=reason]", REASON)
     page.get_by_role("button", name="Request access").click()
     page.wait_for_url(f"{live_server}/reauth?**")
     assert_accessible(page, "re-prompt of a provider session")
