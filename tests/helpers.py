@@ -10,15 +10,18 @@ import shutil
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions
+import requests
 from joserfc import jws as jose_jws
 from joserfc.jwk import KeySet
 from sqlalchemy import select
@@ -27,6 +30,7 @@ from werkzeug.serving import WSGIRequestHandler
 
 from vault_service import jws
 from vault_service.clock import utcnow
+from vault_service.config import OidcSettings
 from vault_service.devtools import processes
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import current_settings, current_vault, db
@@ -446,3 +450,146 @@ def grant_tokens_of(openbao: Any, lease: Lease) -> list[dict[str, Any]]:
         if data.get("entity_id") == lease.entity_id:
             found.append(data)
     return found
+
+
+# -- OpenBao's identity OIDC provider, as the OIDC tests configure it ------------------------
+
+OIDC_USER_PASSWORD = "provider-password-1"
+
+
+@dataclass
+class BaoUser:
+    name: str
+    entity_id: str
+
+
+@dataclass
+class BaoProvider:
+    """OpenBao's OIDC provider as configured for the tests: userpass users, their entities, the
+    client's id and secret, the provider's issuer."""
+
+    addr: str
+    issuer: str
+    client_id: str
+    client_secret: str
+    users: dict[str, BaoUser]
+    root_token: str
+    mount: str
+
+    def _call(self, method: str, path: str, **body: object) -> dict:
+        response = requests.request(
+            method,
+            f"{self.addr}/v1/{path}",
+            headers={"X-Vault-Token": self.root_token},
+            json=body or None,
+            timeout=10,
+        )
+        assert response.status_code in (200, 204), (path, response.text)
+        return response.json() if response.status_code == 200 else {}
+
+    def user_token(self, name: str) -> str:
+        """A userpass login at OpenBao: the token OpenBao's UI holds after its login form."""
+        response = requests.post(
+            f"{self.addr}/v1/auth/{self.mount}/login/{name}",
+            json={"password": OIDC_USER_PASSWORD},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["auth"]["client_token"])
+
+    def authorize(self, authorization_url: str, token: str) -> dict:
+        """The authorization request the app built, sent as the user to the API path behind
+        OpenBao's UI page (the UI calls it with the user's token and redirects with its answer)."""
+        parts = urlsplit(authorization_url)
+        assert parts.path.startswith("/ui/vault/identity/oidc/provider/"), parts.path
+        api_path = parts.path.replace("/ui/vault/", "/v1/", 1)
+        response = requests.get(
+            f"{self.addr}{api_path}?{parts.query}", headers={"X-Vault-Token": token}, timeout=10
+        )
+        return {"status": response.status_code, **(response.json() if response.content else {})}
+
+    def settings(self, **overrides: object) -> OidcSettings:
+        values: dict[str, object] = {
+            "issuer": self.issuer,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "provider_name": "OpenBao",
+            "scopes": ("openid", "email", "groups"),
+            "groups_claim": "groups",
+            "role_map": (("support", "agent"), ("support-leads", "admin")),
+            "provisioning": "jit",
+        }
+        values.update(overrides)
+        return OidcSettings(**values)  # type: ignore[arg-type]
+
+
+def configure_bao_provider(
+    addr: str, root_token: str, redirect_uri: str, mount: str | None = None
+) -> BaoProvider:
+    """On a real OpenBao: a userpass mount with alice (group `support`), lead (`support-leads`)
+    and mallory (no group), their entities and aliases, the groups, a key, an assignment, a
+    client whose redirect URI is `redirect_uri`, email/groups/mfa scopes, and a provider."""
+    suffix = uuid.uuid4().hex[:6]
+    provider = BaoProvider(addr, "", "", "", {}, root_token, mount or f"userpass-{suffix}")
+    provider._call("POST", f"sys/auth/{provider.mount}", type="userpass")
+    accessor = provider._call("GET", "sys/auth")["data"][f"{provider.mount}/"]["accessor"]
+    groups: dict[str, list[str]] = {"support": [], "support-leads": []}
+    for name, email, group in (
+        ("alice", "alice@example.test", "support"),
+        ("lead", "lead@example.test", "support-leads"),
+        ("mallory", "mallory@elsewhere.test", None),
+    ):
+        provider._call("POST", f"auth/{provider.mount}/users/{name}", password=OIDC_USER_PASSWORD)
+        entity = provider._call(
+            "POST", "identity/entity", name=f"{name}-{suffix}", metadata={"email": email}
+        )
+        entity_id = entity["data"]["id"]
+        provider._call(
+            "POST",
+            "identity/entity-alias",
+            name=name,
+            canonical_id=entity_id,
+            mount_accessor=accessor,
+        )
+        provider.users[name] = BaoUser(name, entity_id)
+        if group:
+            groups[group].append(entity_id)
+    for group, members in groups.items():
+        provider._call("POST", "identity/group", name=group, member_entity_ids=members)
+    key = f"vs-key-{suffix}"
+    provider._call("POST", f"identity/oidc/key/{key}", allowed_client_ids=["*"], algorithm="RS256")
+    assignment = f"vs-{suffix}"
+    provider._call(
+        "POST",
+        f"identity/oidc/assignment/{assignment}",
+        entity_ids=[user.entity_id for user in provider.users.values()],
+    )
+    client_name = f"vault-service-{suffix}"
+    provider._call(
+        "POST",
+        f"identity/oidc/client/{client_name}",
+        key=key,
+        redirect_uris=[redirect_uri],
+        assignments=[assignment],
+        id_token_ttl="10m",
+        access_token_ttl="10m",
+    )
+    client = provider._call("GET", f"identity/oidc/client/{client_name}")["data"]
+    provider.client_id, provider.client_secret = client["client_id"], client["client_secret"]
+    for scope, template in (
+        ("email", '{"email": {{identity.entity.metadata.email}}}'),
+        ("groups", '{"groups": {{identity.entity.groups.names}}}'),
+        # OpenBao's userpass checks no second factor; this scope lets a test say one was.
+        ("mfa", '{"amr": ["pwd", "mfa"]}'),
+    ):
+        provider._call("POST", f"identity/oidc/scope/{scope}", template=template)
+    name = f"vs-{suffix}"
+    provider._call(
+        "POST",
+        f"identity/oidc/provider/{name}",
+        issuer=addr,
+        allowed_client_ids=[provider.client_id],
+        scopes_supported=["email", "groups", "mfa"],
+    )
+    provider.issuer = f"{addr}/v1/identity/oidc/provider/{name}"
+    return provider

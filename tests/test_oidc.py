@@ -12,17 +12,19 @@ with the code: the tests log in with userpass for that token and use the API pat
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import hvac.exceptions as hvac_exceptions
 import pytest
 import requests
+from freezegun import freeze_time
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from sqlalchemy import select
@@ -33,157 +35,21 @@ from vault_service import create_app, schema
 from vault_service.config import OidcSettings
 from vault_service.devtools.processes import free_port
 from vault_service.extensions import db
-from vault_service.models import Agent, AuditEvent, Grant, OidcIdentity
+from vault_service.models import Agent, AuditEvent, Grant, OidcIdentity, OidcLogoutToken
 from vault_service.services import oidc
 
-from .conftest import AgentBrowser
+from .conftest import AgentBrowser, TicketSystem
+from .helpers import BaoProvider, configure_bao_provider
 
 PUBLIC_URL = f"http://127.0.0.1:{free_port()}"
 REDIRECT_URI = PUBLIC_URL + "/oidc/callback"
-USER_PASSWORD = "provider-password-1"
-
-
-@dataclass
-class BaoUser:
-    name: str
-    entity_id: str
-
-
-@dataclass
-class BaoProvider:
-    """OpenBao's OIDC provider as configured for these tests."""
-
-    addr: str
-    issuer: str
-    client_id: str
-    client_secret: str
-    users: dict[str, BaoUser]
-    root_token: str
-    mount: str = "userpass"
-
-    def _call(self, method: str, path: str, **body: object) -> dict:
-        response = requests.request(
-            method,
-            f"{self.addr}/v1/{path}",
-            headers={"X-Vault-Token": self.root_token},
-            json=body or None,
-            timeout=10,
-        )
-        assert response.status_code in (200, 204), (path, response.text)
-        return response.json() if response.status_code == 200 else {}
-
-    def user_token(self, name: str) -> str:
-        response = requests.post(
-            f"{self.addr}/v1/auth/{self.mount}/login/{name}",
-            json={"password": USER_PASSWORD},
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-        return response.json()["auth"]["client_token"]
-
-    def authorize(self, authorization_url: str, token: str) -> dict:
-        """The authorization request the app built, sent to OpenBao's API path as the user."""
-        parts = urlsplit(authorization_url)
-        assert parts.path.startswith("/ui/vault/identity/oidc/provider/"), parts.path
-        api_path = parts.path.replace("/ui/vault/", "/v1/", 1)
-        response = requests.get(
-            f"{self.addr}{api_path}?{parts.query}", headers={"X-Vault-Token": token}, timeout=10
-        )
-        return {"status": response.status_code, **(response.json() if response.content else {})}
-
-    def settings(self, **overrides: object) -> OidcSettings:
-        values: dict[str, object] = {
-            "issuer": self.issuer,
-            "client_id": self.client_id,
-            "client_secret": self.client_secret,
-            "provider_name": "OpenBao",
-            "scopes": ("openid", "email", "groups"),
-            "groups_claim": "groups",
-            "role_map": (("support", "agent"), ("support-leads", "admin")),
-            "provisioning": "jit",
-        }
-        values.update(overrides)
-        return OidcSettings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
 def bao_provider(openbao) -> BaoProvider:
-    """userpass users (alice in `support`, lead in `support-leads`, mallory in no group), their
-    entities and aliases, the groups, a key, an assignment, a client whose redirect URI is the
-    test app's callback, email/groups/mfa scopes, and a provider."""
-    suffix = uuid.uuid4().hex[:6]
-    provider = BaoProvider(openbao.addr, "", "", "", {}, openbao.root_token)
-    mount = provider.mount = f"userpass-{suffix}"
-    provider._call("POST", f"sys/auth/{mount}", type="userpass")
-    accessor = provider._call("GET", "sys/auth")["data"][f"{mount}/"]["accessor"]
-    groups: dict[str, list[str]] = {"support": [], "support-leads": []}
-    for name, email, group in (
-        ("alice", "alice@example.test", "support"),
-        ("lead", "lead@example.test", "support-leads"),
-        ("mallory", "mallory@elsewhere.test", None),
-    ):
-        provider._call("POST", f"auth/{mount}/users/{name}", password=USER_PASSWORD)
-        entity = provider._call(
-            "POST", "identity/entity", name=f"{name}-{suffix}", metadata={"email": email}
-        )
-        entity_id = entity["data"]["id"]
-        provider._call(
-            "POST",
-            "identity/entity-alias",
-            name=name,
-            canonical_id=entity_id,
-            mount_accessor=accessor,
-        )
-        provider.users[name] = BaoUser(name, entity_id)
-        if group:
-            groups[group].append(entity_id)
-    group_ids = []
-    for group, members in groups.items():
-        created = provider._call(
-            "POST", "identity/group", name=f"{group}", member_entity_ids=members
-        )
-        group_ids.append(created["data"]["id"] if created else None)
-    key = f"vs-key-{suffix}"
-    provider._call("POST", f"identity/oidc/key/{key}", allowed_client_ids=["*"], algorithm="RS256")
-    assignment = f"vs-{suffix}"
-    provider._call(
-        "POST",
-        f"identity/oidc/assignment/{assignment}",
-        entity_ids=[u.entity_id for u in provider.users.values()],
-    )
-    client_name = f"vault-service-{suffix}"
-    provider._call(
-        "POST",
-        f"identity/oidc/client/{client_name}",
-        key=key,
-        redirect_uris=[REDIRECT_URI],
-        assignments=[assignment],
-        id_token_ttl="10m",
-        access_token_ttl="10m",
-    )
-    client = provider._call("GET", f"identity/oidc/client/{client_name}")["data"]
-    provider.client_id, provider.client_secret = client["client_id"], client["client_secret"]
-    provider._call(
-        "POST",
-        "identity/oidc/scope/email",
-        template='{"email": {{identity.entity.metadata.email}}}',
-    )
-    provider._call(
-        "POST",
-        "identity/oidc/scope/groups",
-        template='{"groups": {{identity.entity.groups.names}}}',
-    )
-    provider._call("POST", "identity/oidc/scope/mfa", template='{"amr": ["pwd", "mfa"]}')
-    name = f"vs-{suffix}"
-    provider._call(
-        "POST",
-        f"identity/oidc/provider/{name}",
-        issuer=openbao.addr,
-        allowed_client_ids=[provider.client_id],
-        scopes_supported=["email", "groups", "mfa"],
-    )
-    provider.issuer = f"{openbao.addr}/v1/identity/oidc/provider/{name}"
-    return provider
+    """OpenBao's OIDC provider on the suite's OpenBao, its client redirecting to this module's
+    app (tests/helpers.py configures users, groups, key, client, scopes and provider)."""
+    return configure_bao_provider(openbao.addr, openbao.root_token, REDIRECT_URI)
 
 
 @pytest.fixture
@@ -339,13 +205,159 @@ def test_mfa_asserted_by_openbao_amr_skips_totp(bao_provider, make_oidc_app):
     assert response.status_code == 302
     assert urlsplit(response.headers["Location"]).path == "/"
     assert is_logged_in(client)
-    # The reauth page sends an OIDC+MFA session back to the provider with prompt=login, max_age.
-    reauth = client.get("/reauth?next=/")
-    assert reauth.status_code == 302 and reauth.headers["Location"].startswith("/oidc/login")
-    location, params = start_login(client)
-    again = client.get(reauth.headers["Location"])
+    # The reauth page links an OIDC+MFA session back to the provider with prompt=login, max_age.
+    again = client.get(provider_link_of(client.get("/reauth?next=/")))
     params = parse_qs(urlsplit(again.headers["Location"]).query)
     assert params["prompt"] == ["login"] and params["max_age"] == ["300"]
+
+
+MFA_SCOPES = ("openid", "email", "groups", "mfa")
+REASON = "Customer's SFTP upload fails: checking the account"
+
+
+def signed_in_with_stale_verification(app, client, provider: BaoProvider) -> str:
+    """alice signed in at OpenBao (MFA asserted), a ticket with one item, and the session's
+    last verification older than the re-authentication window; returns the ticket ref."""
+    ref = f"T-{uuid.uuid4().hex[:8]}"
+    path = TicketSystem(client).link_path(ref)
+    item = {"kind": "other", "label": "panel", "secret": "s3-value"}
+    assert client.post(path, json={"items": [item]}).status_code == 201
+    response = provider_login(client, provider)
+    assert urlsplit(response.headers["Location"]).path == "/"
+    # Time passes for this session only: its signed verification time moves back past the
+    # window (the provider's clock and tokens are untouched).
+    with client.session_transaction() as session:
+        session["reauth_at"] -= 300 + 1
+    return ref
+
+
+def interrupted_access_request(app, client, ref: str) -> str:
+    """The access request the stale session sends: refused, nothing granted, the agent sent to
+    the provider. Returns OpenBao's authorization URL."""
+    browser = AgentBrowser(client, app)
+    response = browser.request_access(ref, minutes=20, reason=REASON)
+    assert response.headers["Location"] == f"/reauth?next=/tickets/{ref}"
+    assert grants_of(app) == []
+    to_provider = client.get(provider_link_of(client.get(response.headers["Location"])))
+    assert to_provider.status_code == 302
+    location = to_provider.headers["Location"]
+    params = parse_qs(urlsplit(location).query)
+    assert params["prompt"] == ["login"] and params["max_age"] == ["300"]
+    return location
+
+
+def provider_link_of(reauth_page) -> str:
+    """The re-prompt page of a provider session: no code form, a link to sign in again."""
+    assert reauth_page.status_code == 200
+    page = reauth_page.get_data(as_text=True)
+    assert 'name="code"' not in page
+    link = html.unescape(re.search(r'<a class="button" href="([^"]+)"', page).group(1))
+    assert urlsplit(link).path == "/oidc/login" and parse_qs(urlsplit(link).query)["reauth"] == [
+        "1"
+    ]
+    return link
+
+
+def grants_of(app) -> list[tuple[str, int]]:
+    with app.app_context():
+        rows = db.session.scalars(select(Grant)).all()
+        db.session.rollback()
+        return [(row.reason, row.agent_id) for row in rows]
+
+
+def resume_form(page: str) -> tuple[str, dict[str, str]]:
+    """The resume page's form: where it posts and its hidden fields."""
+    action = page.split('id="resume-form"', 1)[0].rsplit('action="', 1)[1].split('"', 1)[0]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
+    return action, {name: html.unescape(value) for name, value in fields.items()}
+
+
+def test_reauth_at_openbao_records_its_auth_time_and_resumes_the_access_request(
+    bao_provider, make_oidc_app
+):
+    """The whole return leg against the real provider: prompt=login and max_age go out, a fresh
+    userpass login at OpenBao answers, the callback records OpenBao's auth_time as the session's
+    verification time, and the interrupted access request resumes with its reason and
+    duration, granting access."""
+    app = make_oidc_app(bao_provider.settings(scopes=MFA_SCOPES))
+    client = app.test_client()
+    ref = signed_in_with_stale_verification(app, client, bao_provider)
+    location = interrupted_access_request(app, client, ref)
+    before = int(time.time())
+    answer = bao_provider.authorize(location, bao_provider.user_token("alice"))
+    after = int(time.time())
+    assert answer["status"] == 200, answer
+    returned = callback(client, answer)
+    assert returned.status_code == 200, returned.get_data(as_text=True)
+    with app.app_context():
+        reauth = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "agent.reauth")
+        ).one()
+        details, outcome = dict(reauth.details), reauth.outcome
+        db.session.rollback()
+    auth_time = details["auth_time"]
+    assert before - 1 <= auth_time <= after + 1, (before, auth_time, after)
+    assert details["second_factor"] == "provider" and outcome == "success"
+    with client.session_transaction() as session:
+        assert session["reauth_at"] == auth_time
+        assert "pending_action" not in session and "oidc_request" not in session
+    action, fields = resume_form(returned.get_data(as_text=True))
+    assert action == f"/tickets/{ref}/access"
+    assert fields["reason"] == REASON and fields["duration_minutes"] == "20"
+    assert grants_of(app) == []  # the page resumes it; the GET callback itself grants nothing
+    # What resume.js does in the browser (tests/test_oidc_browser.py runs it in Chromium).
+    resumed = client.post(action, data=fields)
+    assert resumed.headers["Location"] == f"/tickets/{ref}"
+    with app.app_context():
+        alice = db.session.scalar(select(Agent.id).where(Agent.username == "alice"))
+        db.session.rollback()
+    assert grants_of(app) == [(REASON, alice)]
+
+
+def test_reauth_return_with_stale_auth_time_another_state_or_identity_is_refused(
+    bao_provider, make_oidc_app
+):
+    """Each refused return leaves the session unverified and resumes nothing: a state that is
+    not the request's, an auth_time older than max_age (+ leeway) by our clock, and another
+    person's login at the provider."""
+    app = make_oidc_app(bao_provider.settings(scopes=MFA_SCOPES))
+    client = app.test_client()
+    ref = signed_in_with_stale_verification(app, client, bao_provider)
+    with client.session_transaction() as session:
+        stale = session["reauth_at"]
+
+    def assert_nothing_resumed() -> None:
+        with client.session_transaction() as session:
+            assert session.get("reauth_at") == stale, dict(session)
+            assert "pending_action" not in session and "oidc_request" not in session
+        assert grants_of(app) == []
+        assert (
+            AgentBrowser(client, app).request_access(ref).headers["Location"].startswith("/reauth")
+        )
+
+    answer = bao_provider.authorize(
+        interrupted_access_request(app, client, ref), bao_provider.user_token("alice")
+    )
+    forged = client.get("/oidc/callback?" + urlencode({"code": answer["code"], "state": "x"}))
+    assert_generic_failure(forged)
+    assert_nothing_resumed()
+
+    answer = bao_provider.authorize(
+        interrupted_access_request(app, client, ref), bao_provider.user_token("lead")
+    )
+    assert callback(client, answer).status_code == 401
+    assert "another identity" in audit_reasons(app, "agent.reauth")
+    assert_nothing_resumed()
+
+    answer = bao_provider.authorize(
+        interrupted_access_request(app, client, ref), bao_provider.user_token("alice")
+    )
+    # OpenBao's auth_time is now; by our clock the callback comes max_age + leeway + 5 s later
+    # (and so does everything after it: a cookie signed then is unreadable any earlier).
+    with freeze_time(timedelta(seconds=300 + oidc.LEEWAY_SECONDS + 5), tick=True):
+        assert_generic_failure(callback(client, answer))
+        assert_nothing_resumed()
+    assert "id token: authentication not recent enough" in audit_reasons(app)
 
 
 def test_group_mapping_lead_becomes_admin(bao_provider, make_oidc_app):
@@ -486,6 +498,7 @@ class LocalProvider:
             "iss": self.issuer,
             "aud": "local-client",
             "iat": int(time.time()),
+            "exp": int(time.time()) + 120,
             "jti": uuid.uuid4().hex,
             "sub": sub,
             "events": {oidc.BACKCHANNEL_EVENT: {}},
@@ -546,6 +559,9 @@ def test_backchannel_logout_ends_sessions_and_revokes_grants_in_vault(
         local_provider.logout_token("alice-sub", iss="http://127.0.0.1:1"),
         local_provider.logout_token("alice-sub", iat=int(time.time()) - 3600),
         local_provider.logout_token(None),
+        local_provider.logout_token("alice-sub", jti=None),
+        local_provider.logout_token("alice-sub", exp=None),
+        local_provider.logout_token("alice-sub", exp=int(time.time()) - 120),
     ]
     for token in refused:
         response = machine.post("/oidc/backchannel-logout", data={"logout_token": token})
@@ -567,11 +583,72 @@ def test_backchannel_logout_ends_sessions_and_revokes_grants_in_vault(
         db.session.rollback()
 
 
+def logout_jtis(app) -> dict[str, object]:
+    with app.app_context():
+        rows = db.session.scalars(select(OidcLogoutToken)).all()
+        db.session.rollback()
+        return {row.jti: row.expires_at for row in rows}
+
+
+def test_replayed_logout_token_is_refused_and_its_jti_kept_until_it_expires(
+    local_provider, make_oidc_app, ticket_system_factory
+):
+    """The same logout token delivered again (same jti) is refused and ends nothing: alice's
+    new session survives it. The jti is kept until the token could no longer be accepted
+    (min(iat + age limit, exp + leeway)) and forgotten after that."""
+    app = make_oidc_app(
+        OidcSettings(
+            issuer=local_provider.issuer, client_id="local-client", allowed_domains=("x.test",)
+        )
+    )
+    _, browser, client = ticket_system_factory(app)
+    with app.app_context():
+        oidc.bind_identity("alice", local_provider.issuer, "alice-sub", actor="test")
+    machine = app.test_client()
+    now = int(time.time())
+    token = local_provider.logout_token("alice-sub", jti="logout-1", iat=now, exp=now + 120)
+    assert browser.login().status_code == 302
+    first = machine.post("/oidc/backchannel-logout", data={"logout_token": token})
+    assert first.status_code == 200 and first.get_json()["agents"] == 1
+    assert not is_logged_in(client)
+    # exp + leeway (180 s) comes before iat + the age limit (600 s).
+    kept = logout_jtis(app)
+    assert list(kept) == ["logout-1"]
+    assert kept["logout-1"].timestamp() == now + 120 + oidc.LEEWAY_SECONDS
+
+    assert browser.login().status_code == 302
+    replay = machine.post("/oidc/backchannel-logout", data={"logout_token": token})
+    assert replay.status_code == 400, replay.get_data(as_text=True)
+    assert is_logged_in(client)
+    assert "logout token: replayed" in audit_reasons(app, "agent.logout")
+    assert len([r for r in audit_reasons(app, "agent.logout") if r == "None"]) == 1
+
+    # The same jti from another issuer is another token (the key is the pair).
+    with app.app_context():
+        assert db.session.get(OidcLogoutToken, ("http://elsewhere", "logout-1")) is None
+        db.session.rollback()
+
+    # Past its exp the token is refused as expired whatever the store holds, and the next
+    # accepted logout forgets its jti.
+    with freeze_time(timedelta(seconds=200), tick=True):
+        late = machine.post("/oidc/backchannel-logout", data={"logout_token": token})
+        assert late.status_code == 400
+        fresh = local_provider.logout_token("alice-sub", jti="logout-2")
+        assert (
+            machine.post("/oidc/backchannel-logout", data={"logout_token": fresh}).status_code
+            == 200
+        )
+    assert list(logout_jtis(app)) == ["logout-2"]
+    assert not is_logged_in(client)
+
+
 def jwt_claims(provider: LocalProvider, sub: str) -> dict:
     return {
         "iss": provider.issuer,
         "aud": "local-client",
         "iat": int(time.time()),
+        "exp": int(time.time()) + 120,
+        "jti": uuid.uuid4().hex,
         "sub": sub,
         "events": {oidc.BACKCHANNEL_EVENT: {}},
     }

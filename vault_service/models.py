@@ -195,6 +195,17 @@ class OidcSession(Model):
     created_at: Mapped[created_at]
 
 
+class OidcLogoutToken(Model):
+    """A back-channel logout token's `jti`, kept until the token could no longer be accepted, so
+    a replayed token is refused (migration 0014)."""
+
+    __tablename__ = "oidc_logout_tokens"
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[timestamp] = mapped_column(index=True)
+
+
 class RecoveryCode(Model):
     """One single-use recovery code of an agent, stored only as a SHA-256 hash.
 

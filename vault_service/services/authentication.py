@@ -365,11 +365,14 @@ def end_sessions(agent: Agent) -> None:
         audit.record("agent.logout", actor=actor_of(agent), agent=agent.username)
 
 
-def record_reauth(agent: Agent, *, ok: bool, reason: str) -> None:
-    """Audit a re-authentication done at the identity provider."""
+def record_reauth(agent: Agent, *, ok: bool, reason: str, auth_time: int | None = None) -> None:
+    """Audit a re-authentication done at the identity provider (with the provider's auth_time:
+    when the person actually signed in there)."""
     with transaction():
         if ok:
-            audit.record("agent.reauth", actor=actor_of(agent), second_factor=reason)
+            audit.record(
+                "agent.reauth", actor=actor_of(agent), second_factor=reason, auth_time=auth_time
+            )
         else:
             audit.record("agent.reauth", actor=actor_of(agent), outcome="failure", reason=reason)
 

@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -22,13 +23,15 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..clock import utcnow
 from ..config import OidcSettings, Settings
 from ..errors import BadRequest, Conflict, NotFound
 from ..extensions import db
-from ..models import Agent, Grant, OidcIdentity, OidcSession, new_uuid
+from ..models import Agent, Grant, OidcIdentity, OidcLogoutToken, OidcSession, new_uuid
 from ..transactions import read_only, transaction
 from ..vault import Vault
 from ..vault.errors import VaultError
@@ -45,6 +48,8 @@ MFA_AMR = frozenset({"mfa", "otp", "hwk"})
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 # A logout token older than this is refused: it bounds what a captured token can replay.
 LOGOUT_TOKEN_MAX_AGE_SECONDS = 600
+# The longest `jti` kept (the column's size); a longer one is refused, not truncated.
+JTI_MAX_LENGTH = 255
 
 
 class OidcFailure(Exception):
@@ -511,9 +516,20 @@ def bind_identity(username: str, issuer: str, subject: str, *, actor: str) -> No
 # --- back-channel logout -----------------------------------------------------------------------
 
 
-def verify_logout_token(oidc: OidcSettings, logout_token: str) -> tuple[str | None, str | None]:
-    """(sub, sid) of a logout token (OpenID Connect Back-Channel Logout 1.0, section 2.6):
-    signature, iss, aud, iat (recent), the back-channel event, sub or sid, and no nonce."""
+@dataclass(frozen=True)
+class LogoutClaims:
+    """What a verified logout token names, and until when it could be accepted (its jti is
+    kept that long, so a replay is refused)."""
+
+    sub: str | None
+    sid: str | None
+    jti: str
+    acceptable_until: datetime
+
+
+def verify_logout_token(oidc: OidcSettings, logout_token: str) -> LogoutClaims:
+    """The claims of a logout token (OpenID Connect Back-Channel Logout 1.0, section 2.6):
+    signature, iss, aud, iat (recent), exp, jti, the back-channel event, sub or sid, no nonce."""
     token = _verified_jwt(oidc, logout_token)
     claims = token.claims
     registry = JWTClaimsRegistry(
@@ -521,6 +537,9 @@ def verify_logout_token(oidc: OidcSettings, logout_token: str) -> tuple[str | No
         iss={"essential": True, "value": oidc.issuer},
         aud={"essential": True, "value": oidc.client_id},
         iat={"essential": True},
+        # Section 2.4 requires exp; jti makes a replay detectable (section 2.6).
+        exp={"essential": True},
+        jti={"essential": True},
         events={"essential": True},
     )
     try:
@@ -532,59 +551,80 @@ def verify_logout_token(oidc: OidcSettings, logout_token: str) -> tuple[str | No
         raise OidcFailure("logout token: no back-channel logout event")
     if "nonce" in claims:
         raise OidcFailure("logout token: carries a nonce")
-    iat = claims["iat"]
+    iat, exp, jti = claims["iat"], claims["exp"], claims["jti"]
     if not isinstance(iat, int | float) or time.time() - iat > LOGOUT_TOKEN_MAX_AGE_SECONDS:
         raise OidcFailure("logout token: too old")
+    if not isinstance(jti, str) or not jti or len(jti) > JTI_MAX_LENGTH:
+        raise OidcFailure("logout token: unusable jti")
     sub, sid = claims.get("sub"), claims.get("sid")
     sub = sub if isinstance(sub, str) and sub else None
     sid = sid if isinstance(sid, str) and sid else None
     if sub is None and sid is None:
         raise OidcFailure("logout token: neither sub nor sid")
-    return sub, sid
+    # The first moment this token is refused anyway: too old, or expired (with the leeway).
+    until = min(iat + LOGOUT_TOKEN_MAX_AGE_SECONDS, exp + LEEWAY_SECONDS)
+    return LogoutClaims(sub, sid, jti, datetime.fromtimestamp(until, UTC))
+
+
+def _spend_logout_token(session: Session, issuer: str, claims: LogoutClaims) -> None:
+    """Record the token's jti, or refuse it as a replay; forget the jtis of tokens that can no
+    longer be accepted. The primary key decides between two deliveries racing on two workers:
+    the second insert fails, its transaction rolls back, nothing of it happens."""
+    session.execute(delete(OidcLogoutToken).where(OidcLogoutToken.expires_at <= utcnow()))
+    if session.get(OidcLogoutToken, (issuer, claims.jti)) is not None:
+        raise OidcFailure("logout token: replayed")
+    session.add(OidcLogoutToken(issuer=issuer, jti=claims.jti, expires_at=claims.acceptable_until))
+    session.flush()
 
 
 def backchannel_logout(settings: Settings, vault: Vault, logout_token: str) -> LogoutResult:
     """End every session of the agent the provider logged out, and revoke their live grants in
     Vault. OidcFailure for a token that does not verify (nothing changes)."""
     oidc = settings.oidc
-    sub, sid = verify_logout_token(oidc, logout_token)
+    claims = verify_logout_token(oidc, logout_token)
+    sub, sid = claims.sub, claims.sid
     now = utcnow()
     ended: list[str] = []
     accessors: list[tuple[str, str]] = []
-    with transaction() as session:
-        agent_ids: set[int] = set()
-        if sub is not None:
-            agent_ids.update(
-                session.scalars(
-                    select(OidcIdentity.agent_id).where(
-                        OidcIdentity.issuer == oidc.issuer, OidcIdentity.subject == sub
+    try:
+        with transaction() as session:
+            _spend_logout_token(session, oidc.issuer, claims)
+            agent_ids: set[int] = set()
+            if sub is not None:
+                agent_ids.update(
+                    session.scalars(
+                        select(OidcIdentity.agent_id).where(
+                            OidcIdentity.issuer == oidc.issuer, OidcIdentity.subject == sub
+                        )
                     )
                 )
-            )
-        if sid is not None:
-            found = session.get(OidcSession, (oidc.issuer, sid))
-            if found is not None:
-                agent_ids.add(found.agent_id)
-                session.delete(found)
-        for agent_id in sorted(agent_ids):
-            agent = lock_agent(agent_id)
-            if agent is None:
-                continue
-            # The login cookie carries the nonce: every session of the agent ends server-side.
-            agent.session_nonce = new_uuid()
-            ended.append(agent.username)
-            audit.record(
-                "agent.logout", actor="oidc", agent=agent.username, via="backchannel", sid=sid
-            )
-            live = session.scalars(
-                select(Grant).where(
-                    Grant.agent_id == agent.id,
-                    Grant.revoked_at.is_(None),
-                    Grant.expires_at > now,
-                    Grant.token_ciphertext.is_not(None),
+            if sid is not None:
+                found = session.get(OidcSession, (oidc.issuer, sid))
+                if found is not None:
+                    agent_ids.add(found.agent_id)
+                    session.delete(found)
+            for agent_id in sorted(agent_ids):
+                agent = lock_agent(agent_id)
+                if agent is None:
+                    continue
+                # The login cookie carries the nonce: every session of the agent ends here.
+                agent.session_nonce = new_uuid()
+                ended.append(agent.username)
+                audit.record(
+                    "agent.logout", actor="oidc", agent=agent.username, via="backchannel", sid=sid
                 )
-            )
-            accessors.extend((grant.id, grant.token_accessor) for grant in live)
+                live = session.scalars(
+                    select(Grant).where(
+                        Grant.agent_id == agent.id,
+                        Grant.revoked_at.is_(None),
+                        Grant.expires_at > now,
+                        Grant.token_ciphertext.is_not(None),
+                    )
+                )
+                accessors.extend((grant.id, grant.token_accessor) for grant in live)
+    except IntegrityError as error:
+        # Another worker spent the same jti between our check and our insert.
+        raise OidcFailure("logout token: replayed") from error
     revoked = 0
     # Vault is called with no transaction open; each grant is marked revoked once Vault agreed.
     for grant_id, accessor in accessors:

@@ -43,6 +43,10 @@ VERIFIED_AT = "reauth_at"  # the last code typed (login or re-prompt): reveals n
 PENDING_TOTP = "totp_pending"
 AUTH_METHOD = "auth_method"  # "oidc" for a session that signed in at the identity provider
 OIDC_MFA = "oidc_mfa"  # the provider asserted a second factor at login
+# A refused access request or reveal, held while the agent re-authenticates at the provider, so
+# the return leg resumes it: its path and form fields (a reason, a duration, a grant id; never
+# the CSRF token). The agent's own input, no customer value: a signed cookie may carry it.
+PENDING_ACTION = "pending_action"
 # The agents' blueprints (this one and the ticket pages) by endpoint prefix.
 AGENT_BLUEPRINTS = ("auth.", "tickets.")
 # Agent views open to an agent without a second factor; every other one sends them to enrol.
@@ -230,24 +234,39 @@ def logout() -> ResponseReturnValue:
 @bp.get("/reauth")
 @login_required
 def reauth() -> ResponseReturnValue:
-    """The code re-prompt before a reveal or an access request; a session that signed in at
-    the identity provider with its second factor re-authenticates there instead."""
-    at_provider = reauth_at_provider()
-    if at_provider is not None:
-        return at_provider
-    return render_template("agent/reauth.html", next=request.args.get("next", ""))
+    """The re-prompt before a reveal or an access request: a code, or for a session that signed
+    in at the identity provider with its second factor, signing in there again."""
+    return reauth_page(request.args.get("next", ""))
 
 
-def reauth_at_provider() -> ResponseReturnValue | None:
-    """For a session that signed in at the provider with its second factor: re-authenticate
-    there (prompt=login, max_age). None: the code re-prompt applies (local or TOTP sessions)."""
-    if (
+def reauthenticates_at_provider() -> bool:
+    """Whether this session re-authenticates at the provider: it signed in there with its
+    second factor (other sessions answer the code re-prompt)."""
+    return bool(
         current_settings().oidc.enabled
         and session.get(AUTH_METHOD) == "oidc"
         and session.get(OIDC_MFA)
-    ):
-        return redirect(url_for("auth.oidc_start", reauth="1", next=request.args.get("next", "")))
-    return None
+    )
+
+
+def reauth_page(next_path: str, error: str | None = None) -> str:
+    """The re-prompt page. For a provider session it links to the provider (prompt=login,
+    max_age) rather than redirecting there: the refused POST's redirects count as a form
+    submission, and the CSP's form-action 'self' stops one that leaves for another origin."""
+    oidc = current_settings().oidc
+    return render_template(
+        "agent/reauth.html",
+        next=next_path,
+        error=error,
+        provider_name=oidc.provider_name if reauthenticates_at_provider() else None,
+    )
+
+
+def hold_refused_action() -> None:
+    """Keep the POST a re-authentication at the provider interrupts, for the return leg to
+    resume (views/oidc.py); the code re-prompt stays on this site and needs none of this."""
+    fields = {key: value for key, value in request.form.items() if key != "csrf_token"}
+    session[PENDING_ACTION] = {"path": request.path, "form": fields}
 
 
 @bp.post("/reauth")

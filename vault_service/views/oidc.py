@@ -5,6 +5,9 @@ limits and the enrolment rules apply to them as to the password login."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from flask import abort, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -17,11 +20,13 @@ from .auth import (
     AUTH_METHOD,
     LOGIN_FAILED,
     OIDC_MFA,
+    PENDING_ACTION,
     VERIFIED_AT,
     _now,
     _recovery_notice,
     _start_session,
     bp,
+    reauth_page,
     safe_next,
 )
 
@@ -65,25 +70,45 @@ def oidc_start() -> ResponseReturnValue:
     except oidc.OidcFailure as failure:
         oidc.record_failure(failure.reason)
         return _failed()
+    # The interrupted access request or reveal travels with this request's state: only the
+    # callback that spends this state can resume it.
+    action = session.pop(PENDING_ACTION, None) if reauth else None
     session[OIDC_REQUEST] = {
         "state": pending.state,
         "nonce": pending.nonce,
         "verifier": pending.code_verifier,
         "next": request.args.get("next", ""),
         "reauth": reauth,
+        "action": action,
         "at": _now(),
     }
     return redirect(pending.url)
 
 
-def _pending_request() -> tuple[oidc.AuthorizationRequest, str, bool] | None:
+@dataclass(frozen=True)
+class _Pending:
+    """The authorization request a callback must match, and what it was for."""
+
+    request: oidc.AuthorizationRequest
+    next_path: str
+    reauth: bool
+    action: dict[str, Any] | None
+
+
+def _pending_request() -> _Pending | None:
     stored = session.pop(OIDC_REQUEST, None)
     if not isinstance(stored, dict) or _now() - int(stored.get("at", 0)) > PENDING_SECONDS:
         return None
     pending = oidc.AuthorizationRequest(
         url="", state=stored["state"], nonce=stored["nonce"], code_verifier=stored["verifier"]
     )
-    return pending, str(stored.get("next", "")), bool(stored.get("reauth"))
+    action = stored.get("action")
+    return _Pending(
+        pending,
+        str(stored.get("next", "")),
+        bool(stored.get("reauth")),
+        action if isinstance(action, dict) else None,
+    )
 
 
 @bp.get("/oidc/callback")
@@ -96,20 +121,20 @@ def oidc_callback() -> ResponseReturnValue:
     if found is None:
         oidc.record_failure("no pending authorization request")
         return _failed()
-    pending, next_path, reauth = found
+    next_path = found.next_path
     try:
         identity = oidc.complete_authorization(
             settings,
             _redirect_uri(),
             request.url,
-            pending,
-            max_age=settings.reauth_seconds if reauth else None,
+            found.request,
+            max_age=settings.reauth_seconds if found.reauth else None,
         )
     except oidc.OidcFailure as failure:
         oidc.record_failure(failure.reason)
         return _failed()
-    if reauth:
-        return _finish_reauth(identity, next_path)
+    if found.reauth:
+        return _finish_reauth(identity, next_path, found.action)
     result = oidc.sign_in(settings, identity)
     if result is None:
         return _failed()
@@ -134,8 +159,11 @@ def oidc_callback() -> ResponseReturnValue:
     return redirect(url_for("auth.oidc_code"))
 
 
-def _finish_reauth(identity: oidc.VerifiedIdentity, next_path: str) -> ResponseReturnValue:
-    """A re-authentication counts only for the same identity, with a second factor asserted."""
+def _finish_reauth(
+    identity: oidc.VerifiedIdentity, next_path: str, action: dict[str, Any] | None
+) -> ResponseReturnValue:
+    """A re-authentication counts only for the same identity, with a second factor asserted;
+    it then resumes the access request or reveal that sent the agent to the provider."""
     if not current_user.is_authenticated:
         return _failed()
     agent: Agent = current_user._get_current_object()
@@ -145,10 +173,23 @@ def _finish_reauth(identity: oidc.VerifiedIdentity, next_path: str) -> ResponseR
         authentication.record_reauth(
             agent, ok=False, reason="another identity" if not same else "no second factor"
         )
-        page = render_template("agent/reauth.html", next=next_path, error="Invalid login.")
-        return page, 401
-    authentication.record_reauth(agent, ok=True, reason="provider")
-    session[VERIFIED_AT] = _now()
+        return reauth_page(next_path, LOGIN_FAILED), 401
+    # complete_authorization checked auth_time against max_age: it is present and recent. The
+    # session counts from when the person signed in at the provider, not from this callback
+    # (never from the future: the provider's clock may run ahead of ours).
+    auth_time = min(identity.auth_time or 0, _now())
+    authentication.record_reauth(agent, ok=True, reason="provider", auth_time=auth_time)
+    session[VERIFIED_AT] = auth_time
+    path = str(action.get("path", "")) if action else ""
+    fields = action.get("form") if action else None
+    if path and safe_next(path) == path and isinstance(fields, dict):
+        # The provider came back with a GET; the interrupted POST is posted again by the
+        # browser (same origin, a fresh CSRF token), so it passes every check it passed before.
+        return render_template(
+            "agent/resume.html",
+            path=path,
+            fields={str(key): str(value) for key, value in fields.items()},
+        )
     return redirect(safe_next(next_path))
 
 

@@ -17,7 +17,7 @@ from ..services import access, approvals, grants, timeline
 from ..services import dashboard as dashboard_service
 from ..services.agents import actor_of
 from . import login_required
-from .auth import recently_verified
+from .auth import hold_refused_action, reauthenticates_at_provider, recently_verified
 
 bp = Blueprint("tickets", __name__)
 
@@ -27,12 +27,17 @@ TicketView = Callable[[str], ResponseReturnValue]
 
 def require_recent_verification(view: TicketView) -> TicketView:
     """Send the agent to the code re-prompt (which returns to the ticket) when the last code is
-    older than VAULT_SERVICE_REAUTH_SECONDS. Nothing of the refused POST is done."""
+    older than VAULT_SERVICE_REAUTH_SECONDS. Nothing of the refused POST is done (a provider's
+    re-authentication resumes it on return: views/oidc.py)."""
 
     @wraps(view)
     def wrapped(ticket_ref: str) -> ResponseReturnValue:
         if not recently_verified():
-            flash("Confirm it is you: enter a code from your authenticator app.", "info")
+            if reauthenticates_at_provider():
+                hold_refused_action()
+                flash("Confirm it is you: sign in again at your identity provider.", "info")
+            else:
+                flash("Confirm it is you: enter a code from your authenticator app.", "info")
             back = url_for("tickets.ticket", ticket_ref=ticket_ref)
             return redirect(url_for("auth.reauth", next=back))
         return view(ticket_ref)
