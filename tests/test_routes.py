@@ -73,10 +73,11 @@ def test_an_agent_without_the_admin_role_gets_403_on_every_admin_route_and_actio
     agent.create("bob")
     agent.login()
     token = agent.csrf_token("/")
-    checked = 0
+    checked, endpoints = 0, set()
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("admin."):
             continue
+        endpoints.add(rule.endpoint)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             path = rule.rule
             for name in rule.arguments:
@@ -87,6 +88,8 @@ def test_an_agent_without_the_admin_role_gets_403_on_every_admin_route_and_actio
             assert response.status_code == 403, (rule.endpoint, method, path)
             checked += 1
     assert checked >= 10
+    # The audit trail's page, its verification and its exports are among them.
+    assert {"admin.audit", "admin.audit_verify", "admin.audit_export"} <= endpoints
     with app.app_context():
         from vault_service.models import Agent
 

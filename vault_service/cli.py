@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -472,22 +471,11 @@ def audit_verify() -> None:
 @click.option("--output", type=click.File("w"), default="-")
 @with_appcontext
 def audit_export(fmt: str, output: TextIO) -> None:
-    """Write the audit trail as JSON Lines or CSV."""
-    from .services.audit import RECORD_FIELDS, iter_events
+    """Write the audit trail as JSON Lines or CSV (the admin console's export, unfiltered)."""
+    from .services.audit import export_lines, iter_events
 
-    columns = ["id", *RECORD_FIELDS]
-    writer = csv.writer(output) if fmt == "csv" else None
-    if writer:
-        writer.writerow(columns)
-    for event in iter_events():
-        row = {column: getattr(event, column) for column in columns}
-        row["occurred_at"] = event.occurred_at.isoformat()
-        if writer:
-            writer.writerow(
-                [json.dumps(row[c], sort_keys=True) if c == "details" else row[c] for c in columns]
-            )
-        else:
-            output.write(json.dumps(row, sort_keys=True) + "\n")
+    for line in export_lines(iter_events(), fmt):
+        output.write(line)
 
 
 @click.command("doctor")

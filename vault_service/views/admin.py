@@ -1,18 +1,29 @@
-"""The admin console: agents' accounts, every live grant, failing jobs. One guard refuses every
-route of this blueprint to anyone but an admin (deny by default: a new route here is guarded
-without a decorator to forget); the services audit every action."""
+"""The admin console: agents' accounts, every live grant, failing jobs, the audit trail. One
+guard refuses every route of this blueprint to anyone but an admin (deny by default: a new route
+here is guarded without a decorator to forget); the services audit every action."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from ..clock import utcnow
 from ..errors import BadRequest, Forbidden, NotFound
 from ..extensions import current_vault
-from ..services import admin
+from ..services import admin, audit_trail
 from ..services.agents import ROLES, actor_of
 from ..services.agents import reset_totp as reset_agent_totp
+from ..services.audit import EXPORT_FORMATS, ChainReport
 from . import login_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -126,3 +137,69 @@ def retry_job(job_id: str) -> ResponseReturnValue:
     admin.retry_job(job_id, actor=actor_of(current_user))
     flash("The job will be retried on the worker's next pass.", "info")
     return redirect(url_for("admin.jobs"))
+
+
+# --- the audit trail across tickets -----------------------------------------------------------
+
+
+def _audit_view(*, chain: ChainReport | None = None) -> ResponseReturnValue:
+    """The trail page for this query string; a malformed filter is shown back with its error."""
+    actor = actor_of(current_user)
+    try:
+        wanted = audit_trail.parse_filter(request.args)
+        older = audit_trail.parse_cursor(request.args.get("before"))
+        newer = audit_trail.parse_cursor(request.args.get("after"))
+    except BadRequest as error:
+        page = render_template(
+            "admin/audit.html", form=request.args, error=error, view=None, chain=None, filters={}
+        )
+        return page, 400
+    audit_trail.record_reading("viewed", wanted, actor=actor)
+    view = audit_trail.audit_page(wanted, older_than=older, newer_than=newer)
+    return render_template(
+        "admin/audit.html",
+        form=request.args,
+        error=None,
+        view=view,
+        chain=chain,
+        filters=wanted.as_args(),
+    )
+
+
+@bp.get("/audit")
+@login_required
+def audit() -> ResponseReturnValue:
+    """Audit records across tickets, newest first, filtered and paged in SQL."""
+    return _audit_view()
+
+
+@bp.get("/audit/verify")
+@login_required
+def audit_verify() -> ResponseReturnValue:
+    """The same page, after walking the whole hash chain (on request: it reads every record)."""
+    report = audit_trail.verify_chain()
+    audit_trail.record_reading(
+        "verified",
+        audit_trail.AuditFilter(),
+        actor=actor_of(current_user),
+        records=report.records,
+        chain_ok=report.ok,
+    )
+    return _audit_view(chain=report)
+
+
+@bp.get("/audit/export.<fmt>")
+@login_required
+def audit_export(fmt: str) -> ResponseReturnValue:
+    """The filtered records as a download, in `vault-service audit-export`'s format."""
+    if fmt not in EXPORT_FORMATS:
+        raise NotFound("Export as .csv or .jsonl.")
+    wanted = audit_trail.parse_filter(request.args)
+    audit_trail.record_reading("exported", wanted, actor=actor_of(current_user), format=fmt)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(
+        stream_with_context(audit_trail.export(wanted, fmt)),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'},
+    )
