@@ -151,18 +151,34 @@ def db_revision(message: str) -> None:
 @click.option(
     "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
 )
+@click.option(
+    "--setup-link",
+    is_flag=True,
+    help="Choose no password: print a one-time link on which the agent chooses one.",
+)
 @with_appcontext
-def create_agent(username: str, role: str, password_stdin: bool) -> None:
-    """Create an agent. The password is prompted for (never a command-line argument)."""
+def create_agent(username: str, role: str, password_stdin: bool, setup_link: bool) -> None:
+    """Create an agent. The password is prompted for (never a command-line argument), or the
+    agent chooses it on a one-time set-up link (--setup-link)."""
+    from .errors import ServiceError
+    from .services.agent_setup import create_agent_with_setup_link
     from .services.agents import create_agent as create
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    from .errors import ServiceError
-
+    if setup_link and password_stdin:
+        raise click.UsageError("--setup-link and --password-stdin exclude each other")
     try:
+        if setup_link:
+            issued = create_agent_with_setup_link(current_settings(), username, role, actor="cli")
+            click.echo(
+                f"created {role} {issued.username}; set-up link (works once, until "
+                f"{issued.expires_at.isoformat()}):"
+            )
+            click.echo(issued.url)
+            return
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         agent = create(username, password, role, actor="cli")
     except ServiceError as error:
         raise click.ClickException(error.message) from None

@@ -214,6 +214,24 @@ class RecoveryCode(Model):
         return f"<RecoveryCode {self.id} agent={self.agent_id} used={self.used_at is not None}>"
 
 
+class AgentSetupLink(Model):
+    """A one-time link on which a new agent chooses a password (migration 0013); the token
+    itself is never stored, only its keyed hash."""
+
+    __tablename__ = "agent_setup_links"
+
+    id: Mapped[uuid_pk]
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[created_at]
+    expires_at: Mapped[timestamp]
+    # Set when the agent chose a password with it, or when a newer link replaced it.
+    used_at: Mapped[optional_timestamp]
+
+    def __repr__(self) -> str:
+        return f"<AgentSetupLink {self.id} agent={self.agent_id}>"
+
+
 class Ticket(Model):
     """A ticket of the ticket system; the unit whose close purges everything."""
 

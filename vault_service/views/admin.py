@@ -18,9 +18,9 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..clock import utcnow
-from ..errors import BadRequest, Forbidden, NotFound
-from ..extensions import current_vault
-from ..services import admin, audit_trail
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..extensions import current_settings, current_vault
+from ..services import admin, agent_setup, audit_trail
 from ..services.agents import ROLES, actor_of
 from ..services.agents import reset_totp as reset_agent_totp
 from ..services.audit import EXPORT_FORMATS, ChainReport
@@ -54,6 +54,37 @@ def index() -> ResponseReturnValue:
 def agents() -> ResponseReturnValue:
     """Every agent, with the actions an admin may take on each."""
     return render_template("admin/agents.html", agents=admin.list_agents(), roles=ROLES)
+
+
+@bp.post("/agents")
+@login_required
+def create_agent() -> ResponseReturnValue:
+    """Create an agent and show, this once, the link on which they choose their password."""
+    try:
+        issued = agent_setup.create_agent_with_setup_link(
+            current_settings(),
+            request.form.get("username", ""),
+            request.form.get("role", "agent"),
+            actor=actor_of(current_user),
+        )
+    except (BadRequest, Conflict) as error:
+        flash(error.message, "error")
+        return redirect(url_for("admin.agents"))
+    return render_template("admin/setup_link.html", issued=issued, created=True)
+
+
+@bp.post("/agents/<username>/setup-link")
+@login_required
+def reissue_setup_link(username: str) -> ResponseReturnValue:
+    """A new set-up link for an agent who has not chosen a password yet; the old one dies."""
+    try:
+        issued = agent_setup.reissue_setup_link(
+            current_settings(), username, actor=actor_of(current_user)
+        )
+    except BadRequest as error:
+        flash(error.message, "error")
+        return redirect(url_for("admin.agents"))
+    return render_template("admin/setup_link.html", issued=issued, created=False)
 
 
 @bp.post("/agents/<username>/disable")

@@ -61,6 +61,9 @@ ENROLMENT_EXEMPT = frozenset(
         "auth.oidc_code",
         "auth.oidc_code_submit",
         "auth.oidc_backchannel_logout",
+        # A set-up link answers the same whatever session the browser holds (agent_setup.py).
+        "auth.agent_setup_form",
+        "auth.agent_setup_submit",
     }
 )
 LOGIN_FAILED = "Invalid login."

@@ -1,0 +1,44 @@
+"""agent set-up links
+
+One-time links an admin hands a new agent instead of a password: the link's token is stored
+only as a keyed hash (as customer links and status tokens are), with its expiry and the moment
+it was used. Plain create/drop, no batch mode (see 0005).
+
+Revision ID: 0013
+Revises: 0012
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+import vault_service.models
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "agent_setup_links",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("agent_id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", vault_service.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", vault_service.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("used_at", vault_service.models.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["agent_id"], ["agents.id"], name=op.f("fk_agent_setup_links_agent_id_agents")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_setup_links")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_agent_setup_links_token_hash")),
+    )
+    op.create_index(
+        op.f("ix_agent_setup_links_agent_id"), "agent_setup_links", ["agent_id"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_agent_setup_links_agent_id"), table_name="agent_setup_links")
+    op.drop_table("agent_setup_links")
