@@ -467,6 +467,12 @@ class AuditEvent(Model):
     """Append-only, hash-chained record of a security-relevant event. Never holds a secret."""
 
     __tablename__ = "audit_events"
+    # The admin console filters the trail by who acted and when (services/audit_trail.py): a
+    # rare actor or an old time range would otherwise scan the whole trail (migration 0013).
+    __table_args__ = (
+        Index("ix_audit_events_actor", "actor"),
+        Index("ix_audit_events_occurred_at", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     occurred_at: Mapped[created_at]

@@ -1,8 +1,10 @@
-"""agent set-up links
+"""agent set-up links; audit trail indexes for the admin console
 
 One-time links an admin hands a new agent instead of a password: the link's token is stored
 only as a keyed hash (as customer links and status tokens are), with its expiry and the moment
-it was used. Plain create/drop, no batch mode (see 0005).
+it was used. And two indexes on audit_events, for the console's filters by actor and by time
+(without them a rare actor or an old range scans the whole trail). Plain create/drop, no batch
+mode (see 0005).
 
 Revision ID: 0013
 Revises: 0012
@@ -37,8 +39,12 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_agent_setup_links_agent_id"), "agent_setup_links", ["agent_id"], unique=False
     )
+    op.create_index("ix_audit_events_actor", "audit_events", ["actor"], unique=False)
+    op.create_index("ix_audit_events_occurred_at", "audit_events", ["occurred_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_events_occurred_at", table_name="audit_events")
+    op.drop_index("ix_audit_events_actor", table_name="audit_events")
     op.drop_index(op.f("ix_agent_setup_links_agent_id"), table_name="agent_setup_links")
     op.drop_table("agent_setup_links")
