@@ -69,7 +69,7 @@ def register_blueprints(app: Flask) -> None:
     # limits).
     from . import (  # noqa: F401
         admin,
-        agent_setup,  # noqa: F401
+        agent_setup,
         api,
         auth,
         customer,
