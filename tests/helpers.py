@@ -333,12 +333,12 @@ PNG = bytes.fromhex(
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 
 
-def log_browser_in(page, live_server: str, agent) -> None:
+def log_browser_in(page, live_server: str, agent, username: str = "alice") -> None:
     """Log the agent in with the conftest helper (password and second factor, however the
     login works) and hand its session to the browser. The helper speaks as this browser (same
     address and User-Agent), so the session's binding to them holds."""
     agent.client.environ_base["HTTP_USER_AGENT"] = page.evaluate("navigator.userAgent")
-    response = agent.login()
+    response = agent.login(username)
     assert response.status_code in (302, 303), response.status_code
     name = agent.app.config["SESSION_COOKIE_NAME"]
     cookie = agent.client.get_cookie(name)

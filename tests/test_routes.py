@@ -94,6 +94,8 @@ def test_an_agent_without_the_admin_role_gets_403_on_every_admin_route_and_actio
         "admin.approve_access_request",
         "admin.deny_access_request",
     } <= endpoints
+    # The audit trail's page, its verification and its exports are among them.
+    assert {"admin.audit", "admin.audit_verify", "admin.audit_export"} <= endpoints
     with app.app_context():
         from vault_service.models import Agent
 

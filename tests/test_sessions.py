@@ -487,21 +487,30 @@ def test_wrong_codes_at_the_prompt_lock_the_account_and_end_its_sessions(agent, 
 
 
 def test_lockout_after_five_failures_answers_exactly_like_any_other_failure(agent, client, app):
+    """Except to the right password: that is told the account is locked, and until when (only
+    someone who knows the password learns it, so it is no oracle for who exists or is locked)."""
     with freeze_time(T0) as frozen:
         wrong_password = agent.login(password="not the password")
         for _ in range(3):
             agent.login(password="not the password")
         wrong_code = agent.login(code="000000")  # the fifth failure: locked
         locked = agent.login()  # the right password and a good code
+        locked_wrong = agent.login(password="not the password")
         unknown = agent.login(username="nobody")
-        responses = [wrong_password, wrong_code, locked, unknown]
+        responses = [wrong_password, wrong_code, locked_wrong, unknown]
         assert {r.status_code for r in responses} == {401}
         assert len({without_csrf(r) for r in responses}) == 1
+        assert "locked" not in without_csrf(locked_wrong)
         lock = agent_row(app).locked_until
         assert lock == T0 + timedelta(seconds=900)
+        told = locked.get_data(as_text=True)
+        assert locked.status_code == 403 and "This account is locked" in told
+        assert f'<time datetime="{lock.isoformat()}">' in told
+        assert lock.strftime("%Y-%m-%d %H:%M:%S UTC") in told
+        assert client.get("/").status_code == 302  # and no session was started
 
         frozen.move_to(lock - timedelta(seconds=1))
-        assert agent.login().status_code == 401
+        assert agent.login().status_code == 403
         frozen.move_to(lock)
         assert agent.login().status_code == 302
     [locked_event] = audit_events(app, "agent.locked")
@@ -512,6 +521,7 @@ def test_lockout_after_five_failures_answers_exactly_like_any_other_failure(agen
     assert reasons == [
         *["wrong password"] * 4,
         "wrong code",
+        "locked",
         "locked",
         "unknown user",
         "locked",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -152,18 +151,34 @@ def db_revision(message: str) -> None:
 @click.option(
     "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
 )
+@click.option(
+    "--setup-link",
+    is_flag=True,
+    help="Choose no password: print a one-time link on which the agent chooses one.",
+)
 @with_appcontext
-def create_agent(username: str, role: str, password_stdin: bool) -> None:
-    """Create an agent. The password is prompted for (never a command-line argument)."""
+def create_agent(username: str, role: str, password_stdin: bool, setup_link: bool) -> None:
+    """Create an agent. The password is prompted for (never a command-line argument), or the
+    agent chooses it on a one-time set-up link (--setup-link)."""
+    from .errors import ServiceError
+    from .services.agent_setup import create_agent_with_setup_link
     from .services.agents import create_agent as create
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    from .errors import ServiceError
-
+    if setup_link and password_stdin:
+        raise click.UsageError("--setup-link and --password-stdin exclude each other")
     try:
+        if setup_link:
+            issued = create_agent_with_setup_link(current_settings(), username, role, actor="cli")
+            click.echo(
+                f"created {role} {issued.username}; set-up link (works once, until "
+                f"{issued.expires_at.isoformat()}):"
+            )
+            click.echo(issued.url)
+            return
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         agent = create(username, password, role, actor="cli")
     except ServiceError as error:
         raise click.ClickException(error.message) from None
@@ -472,22 +487,11 @@ def audit_verify() -> None:
 @click.option("--output", type=click.File("w"), default="-")
 @with_appcontext
 def audit_export(fmt: str, output: TextIO) -> None:
-    """Write the audit trail as JSON Lines or CSV."""
-    from .services.audit import RECORD_FIELDS, iter_events
+    """Write the audit trail as JSON Lines or CSV (the admin console's export, unfiltered)."""
+    from .services.audit import export_lines, iter_events
 
-    columns = ["id", *RECORD_FIELDS]
-    writer = csv.writer(output) if fmt == "csv" else None
-    if writer:
-        writer.writerow(columns)
-    for event in iter_events():
-        row = {column: getattr(event, column) for column in columns}
-        row["occurred_at"] = event.occurred_at.isoformat()
-        if writer:
-            writer.writerow(
-                [json.dumps(row[c], sort_keys=True) if c == "details" else row[c] for c in columns]
-            )
-        else:
-            output.write(json.dumps(row, sort_keys=True) + "\n")
+    for line in export_lines(iter_events(), fmt):
+        output.write(line)
 
 
 @click.command("doctor")

@@ -18,9 +18,9 @@ from gunicorn.glogging import Logger
 from .logs import JsonFormatter
 
 REDACTED = "<redacted>"
-# The path segment after /s/ or /r/, whatever bytes it holds (a malformed line may carry a
+# The path segment after /s/, /r/ or /setup/, whatever bytes it holds (a malformed line may carry a
 # non-ASCII byte inside the token), up to the next separator.
-_CAPABILITY_IN_PATH = re.compile(r"(/[sr]/)[^\s/?#'\"]+")
+_CAPABILITY_IN_PATH = re.compile(r"(/(?:[sr]|setup)/)[^\s/?#'\"]+")
 # Any long unbroken run of URL-safe base64 (a token quoted on its own, in a query string, a
 # header): 40 characters and more, so ids such as UUIDs (36) stay readable.
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{40,}")

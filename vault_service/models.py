@@ -225,6 +225,24 @@ class RecoveryCode(Model):
         return f"<RecoveryCode {self.id} agent={self.agent_id} used={self.used_at is not None}>"
 
 
+class AgentSetupLink(Model):
+    """A one-time link on which a new agent chooses a password (migration 0015); the token
+    itself is never stored, only its keyed hash."""
+
+    __tablename__ = "agent_setup_links"
+
+    id: Mapped[uuid_pk]
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[created_at]
+    expires_at: Mapped[timestamp]
+    # Set when the agent chose a password with it, or when a newer link replaced it.
+    used_at: Mapped[optional_timestamp]
+
+    def __repr__(self) -> str:
+        return f"<AgentSetupLink {self.id} agent={self.agent_id}>"
+
+
 class Ticket(Model):
     """A ticket of the ticket system; the unit whose close purges everything."""
 
@@ -500,6 +518,12 @@ class AuditEvent(Model):
     """Append-only, hash-chained record of a security-relevant event. Never holds a secret."""
 
     __tablename__ = "audit_events"
+    # The admin console filters the trail by who acted and when (services/audit_trail.py): a
+    # rare actor or an old time range would otherwise scan the whole trail (migration 0015).
+    __table_args__ = (
+        Index("ix_audit_events_actor", "actor"),
+        Index("ix_audit_events_occurred_at", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     occurred_at: Mapped[created_at]

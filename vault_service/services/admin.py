@@ -15,7 +15,7 @@ from ..errors import BadRequest, NotFound
 from ..models import Agent, Grant, Job, Lease, Ticket, new_uuid
 from ..transactions import read_only, rows_matched, transaction
 from ..vault import Vault
-from . import audit, grants, jobs
+from . import agent_setup, audit, grants, jobs
 from .agents import ROLES, get_agent, lock_agent
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ class AgentSummary:
     failed_logins: int
     second_factor: bool
     created_at: datetime
+    # Created with a set-up link and no password chosen on it yet (services/agent_setup.py).
+    setup_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def list_agents() -> list[AgentSummary]:
     """Every agent, by username."""
     with read_only() as session:
         rows = session.scalars(select(Agent).order_by(Agent.username)).all()
+        pending = agent_setup.pending_agent_ids()
         return [
             AgentSummary(
                 username=agent.username,
@@ -72,6 +75,7 @@ def list_agents() -> list[AgentSummary]:
                 failed_logins=agent.failed_logins,
                 second_factor=agent.totp_enrolled,
                 created_at=agent.created_at,
+                setup_pending=agent.id in pending,
             )
             for agent in rows
         ]

@@ -5,6 +5,7 @@ sessions are services/authentication.py's."""
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -41,21 +42,27 @@ def check_new_password(password: str, field: str = "password", *, username: str)
         raise BadRequest(message, fields={field: message})
 
 
-def create_agent(username: str, password: str, role: str = "agent", *, actor: str) -> Agent:
-    """Create an agent; the password is stored only as an scrypt hash."""
+def create_agent(username: str, password: str | None, role: str = "agent", *, actor: str) -> Agent:
+    """Create an agent; the password is stored only as an scrypt hash. None: no usable password
+    yet (services/agent_setup.py gives the agent a link to choose one): the hash is then of 256
+    random bits nobody keeps, so a login fails as a wrong password does, after the same scrypt
+    check (no timing difference marks a pending account)."""
     username = username.strip().lower()
     if not USERNAME_PATTERN.fullmatch(username):
         raise BadRequest("Username: 2-64 of a-z, 0-9, '.', '_' or '-', starting alphanumeric.")
     if role not in ROLES:
         raise BadRequest(f"Role must be one of: {', '.join(ROLES)}.")
-    check_new_password(password, username=username)
+    if password is not None:
+        check_new_password(password, username=username)
+    stored = hash_password(password if password is not None else secrets.token_urlsafe(32))
     with transaction() as session:
         if session.scalar(select(Agent).where(Agent.username == username)) is not None:
             raise Conflict("An agent with that username exists.")
-        agent = Agent(username=username, password_hash=hash_password(password), role=role)
+        agent = Agent(username=username, password_hash=stored, role=role)
         session.add(agent)
         session.flush()
-        audit.record("agent.created", actor=actor, agent=username, role=role)
+        setup = {"password": "set-up link"} if password is None else {}
+        audit.record("agent.created", actor=actor, agent=username, role=role, **setup)
     return agent
 
 

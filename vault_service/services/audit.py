@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import ColumnElement, insert, select, text
 
 from .. import metrics
 from ..clock import utcnow
@@ -135,12 +137,17 @@ class ChainReport:
         return self.first_bad_id is None
 
 
-def iter_events(batch: int = 500) -> Iterator[AuditEvent]:
-    """Every record in chain order, in batches (the trail can be long)."""
+def iter_events(
+    batch: int = 500, where: Sequence[ColumnElement[bool]] = ()
+) -> Iterator[AuditEvent]:
+    """Every record (matching `where`) in chain order, in keyset batches (the trail can be long)."""
     last_id = 0
     while True:
         rows = db.session.scalars(
-            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
+            select(AuditEvent)
+            .where(AuditEvent.id > last_id, *where)
+            .order_by(AuditEvent.id)
+            .limit(batch)
         ).all()
         if not rows:
             return
@@ -162,3 +169,38 @@ def verify_chain() -> ChainReport:
             return ChainReport(count, event.id, "content does not match its hash", expected_prev)
         expected_prev = event.hash
     return ChainReport(count, None, None, expected_prev)
+
+
+# The export's columns, in order: the record's id, then what the chain hashes.
+EXPORT_COLUMNS = ("id", *RECORD_FIELDS)
+EXPORT_FORMATS = ("jsonl", "csv")
+
+
+def _export_row(event: AuditEvent) -> dict[str, object]:
+    row = {column: getattr(event, column) for column in EXPORT_COLUMNS}
+    row["occurred_at"] = event.occurred_at.isoformat()
+    return row
+
+
+def _csv_line(values: Iterable[object]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+def export_lines(events: Iterable[AuditEvent], fmt: str) -> Iterator[str]:
+    """The export format `audit-export` writes and the admin console serves, line by line: JSON
+    Lines (one sorted-key object a record), or CSV with a header row and `details` as JSON."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}")
+    if fmt == "csv":
+        yield _csv_line(EXPORT_COLUMNS)
+    for event in events:
+        row = _export_row(event)
+        if fmt == "csv":
+            yield _csv_line(
+                json.dumps(row[c], sort_keys=True) if c == "details" else row[c]
+                for c in EXPORT_COLUMNS
+            )
+        else:
+            yield json.dumps(row, sort_keys=True) + "\n"

@@ -36,6 +36,15 @@ class AuthenticationFailed(Unauthorized):
         self.session_ended = session_ended
 
 
+class AccountLocked(Unauthorized):
+    """The password was right but the account is locked: only someone who knows the password
+    learns this (and until when), so the answer is no oracle for who exists or is locked."""
+
+    def __init__(self, locked_until: datetime):
+        super().__init__("This account is locked after too many failed attempts.")
+        self.locked_until = locked_until
+
+
 @dataclass(frozen=True)
 class Login:
     """A successful login: who, and with which second factor."""
@@ -160,8 +169,10 @@ def _record_second_factor_use(agent: Agent, second_factor: str, during: str) -> 
 def authenticate(settings: Settings, username: str, password: str, code: str = "") -> Login | None:
     """Password and second factor; None on any failure, and every failure looks the same.
 
-    An unknown user costs the same scrypt check as a known one; a locked or disabled account
-    answers exactly like a wrong password. The reason is kept in the audit trail only.
+    An unknown user costs the same scrypt check as a known one; a disabled account answers
+    exactly like a wrong password, and so does a locked one unless the password was right: then
+    AccountLocked says until when (whoever knows the password may know that much; anyone else
+    learns nothing). The reason is kept in the audit trail only.
     """
     now = utcnow()
     with read_only():
@@ -183,25 +194,38 @@ def authenticate(settings: Settings, username: str, password: str, code: str = "
         if is_locked(agent, now):
             # Not counted, so a lock is never extended by further tries.
             _login_failed(settings, agent, "locked", now, count=False)
-            return None
-        if not password_ok:
-            _login_failed(settings, agent, "wrong password", now, count=True)
-            return None
-        if not local_login_allowed(settings, agent):
-            # After the password check, so the answer and its timing say nothing about it.
-            _login_failed(settings, agent, "local login off", now, count=False)
-            return None
-        second_factor = "none"
-        if agent.totp_enrolled:
-            checked, reason = _check_second_factor(settings, agent, code, now)
-            if checked is None:
-                _login_failed(settings, agent, reason or "wrong code", now, count=True)
+            if not password_ok or not local_login_allowed(settings, agent):
                 return None
-            second_factor = checked
-        agent.failed_logins = 0
-        audit.record("agent.login", actor=actor_of(agent), second_factor=second_factor)
-        left = _record_second_factor_use(agent, second_factor, "login")
-        return Login(agent, second_factor, left)
+            locked_until = agent.locked_until or now  # is_locked: never None here
+        else:
+            return _password_checked(settings, agent, password_ok, code, now)
+    # Raised after the commit (the refusal stays audited), and only after the right password:
+    # a wrong one on a locked account gets the same answer as any failure.
+    raise AccountLocked(locked_until)
+
+
+def _password_checked(
+    settings: Settings, agent: Agent, password_ok: bool, code: str, now: datetime
+) -> Login | None:
+    """authenticate()'s steps for an enabled, unlocked account, inside its transaction."""
+    if not password_ok:
+        _login_failed(settings, agent, "wrong password", now, count=True)
+        return None
+    if not local_login_allowed(settings, agent):
+        # After the password check, so the answer and its timing say nothing about it.
+        _login_failed(settings, agent, "local login off", now, count=False)
+        return None
+    second_factor = "none"
+    if agent.totp_enrolled:
+        checked, reason = _check_second_factor(settings, agent, code, now)
+        if checked is None:
+            _login_failed(settings, agent, reason or "wrong code", now, count=True)
+            return None
+        second_factor = checked
+    agent.failed_logins = 0
+    audit.record("agent.login", actor=actor_of(agent), second_factor=second_factor)
+    left = _record_second_factor_use(agent, second_factor, "login")
+    return Login(agent, second_factor, left)
 
 
 def local_login_allowed(settings: Settings, agent: Agent) -> bool:

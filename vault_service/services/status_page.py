@@ -38,6 +38,7 @@ from ..models import (
     new_uuid,
 )
 from ..transactions import read_only, transaction
+from . import capabilities
 from .lifecycle import PURGE_JOB, PurgeReason, close_ticket
 from .receipts import PurgeReceipt
 
@@ -65,14 +66,11 @@ _STATES = {
 }
 
 
-def _key(secret_key: str, purpose: bytes) -> bytes:
-    """A key of its own per purpose, derived from one secret key."""
-    return hashlib.sha256(b"vault-service/" + purpose + b"\x00" + secret_key.encode()).digest()
+_key = capabilities.derived_key
 
 
 def _status_token_hash(secret_key: str, token: str) -> str:
-    key = _key(secret_key, b"status-token/v1")
-    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+    return capabilities.token_hash(secret_key, b"status-token/v1", token)
 
 
 def hash_status_token(settings: Settings, token: str) -> str:
@@ -83,7 +81,7 @@ def hash_status_token(settings: Settings, token: str) -> str:
 def status_token_hashes(settings: Settings, token: str) -> list[str]:
     """The token's hash under every configured secret key, for a lookup (as link tokens: tried
     against each key, so a page issued before a rotation opens while its key stays listed)."""
-    return [_status_token_hash(key, token) for key in settings.secret_keys]
+    return capabilities.token_hashes(settings, b"status-token/v1", token)
 
 
 def status_url(settings: Settings, token: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import secrets
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from ..models import (
 )
 from ..transactions import read_only, transaction
 from ..vault import IssuedToken, Vault, VaultError
-from . import audit, connectors, deployment, lifecycle, receipts
+from . import audit, capabilities, connectors, deployment, lifecycle, receipts
 from .lifecycle import validate_ticket_ref
 from .receipts import PurgeReceipt
 
@@ -37,8 +35,7 @@ LINK_TOKEN_BYTES = 32
 
 
 def _link_token_hash(secret_key: str, token: str) -> str:
-    key = hashlib.sha256(b"vault-service/link-token/v1\x00" + secret_key.encode()).digest()
-    return hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+    return capabilities.token_hash(secret_key, b"link-token/v1", token)
 
 
 def hash_link_token(settings: Settings, token: str) -> str:
@@ -47,11 +44,8 @@ def hash_link_token(settings: Settings, token: str) -> str:
 
 
 def link_token_hashes(settings: Settings, token: str) -> list[str]:
-    """The token's hash under every configured secret key, for a lookup: a link issued before a
-    rotation still matches under the old key while that key stays in the list. Tried against
-    every key rather than tagged with a key id, so no column changes; the cost is one HMAC per
-    configured key (two during a rotation) and one indexed IN lookup."""
-    return [_link_token_hash(key, token) for key in settings.secret_keys]
+    """The token's hash under every configured secret key (services/capabilities.py)."""
+    return capabilities.token_hashes(settings, b"link-token/v1", token)
 
 
 def link_url(settings: Settings, token: str) -> str:

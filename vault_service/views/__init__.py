@@ -29,6 +29,9 @@ PUBLIC_ENDPOINTS = frozenset(
         "customer.brand_logo",
         "auth.login",
         "auth.login_submit",
+        # A new agent's one-time set-up link: its token is the capability (views/agent_setup.py).
+        "auth.agent_setup_form",
+        "auth.agent_setup_submit",
         # Sign-in through the identity provider (views/oidc.py): the provider's redirect back,
         # and the TOTP step after it when the provider asserted no second factor.
         "auth.oidc_start",
@@ -62,8 +65,20 @@ MACHINE_ENDPOINTS = frozenset(
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint and the guard."""
-    # oidc adds its routes to auth's blueprint (its login steps share auth's limits).
-    from . import admin, api, auth, customer, health, oidc, status, tickets, wellknown  # noqa: F401
+    # oidc and agent_setup add their routes to auth's blueprint (its login steps share auth's
+    # limits).
+    from . import (  # noqa: F401
+        admin,
+        agent_setup,
+        api,
+        auth,
+        customer,
+        health,
+        oidc,
+        status,
+        tickets,
+        wellknown,
+    )
 
     for module in (auth, tickets, admin, api, customer, status, health, wellknown):
         app.register_blueprint(module.bp)

@@ -1,18 +1,29 @@
-"""The admin console: agents' accounts, every live grant, failing jobs. One guard refuses every
-route of this blueprint to anyone but an admin (deny by default: a new route here is guarded
-without a decorator to forget); the services audit every action."""
+"""The admin console: agents' accounts, every live grant, failing jobs, the audit trail. One
+guard refuses every route of this blueprint to anyone but an admin (deny by default: a new route
+here is guarded without a decorator to forget); the services audit every action."""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from ..errors import BadRequest, Forbidden, NotFound, ServiceError
+from ..clock import utcnow
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError
 from ..extensions import current_settings, current_vault
-from ..services import admin, approvals
+from ..services import admin, agent_setup, approvals, audit_trail
 from ..services.agents import ROLES, actor_of
 from ..services.agents import reset_totp as reset_agent_totp
+from ..services.audit import EXPORT_FORMATS, ChainReport
 from . import login_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -43,6 +54,37 @@ def index() -> ResponseReturnValue:
 def agents() -> ResponseReturnValue:
     """Every agent, with the actions an admin may take on each."""
     return render_template("admin/agents.html", agents=admin.list_agents(), roles=ROLES)
+
+
+@bp.post("/agents")
+@login_required
+def create_agent() -> ResponseReturnValue:
+    """Create an agent and show, this once, the link on which they choose their password."""
+    try:
+        issued = agent_setup.create_agent_with_setup_link(
+            current_settings(),
+            request.form.get("username", ""),
+            request.form.get("role", "agent"),
+            actor=actor_of(current_user),
+        )
+    except (BadRequest, Conflict) as error:
+        flash(error.message, "error")
+        return redirect(url_for("admin.agents"))
+    return render_template("admin/setup_link.html", issued=issued, created=True)
+
+
+@bp.post("/agents/<username>/setup-link")
+@login_required
+def reissue_setup_link(username: str) -> ResponseReturnValue:
+    """A new set-up link for an agent who has not chosen a password yet; the old one dies."""
+    try:
+        issued = agent_setup.reissue_setup_link(
+            current_settings(), username, actor=actor_of(current_user)
+        )
+    except BadRequest as error:
+        flash(error.message, "error")
+        return redirect(url_for("admin.agents"))
+    return render_template("admin/setup_link.html", issued=issued, created=False)
 
 
 @bp.post("/agents/<username>/disable")
@@ -176,3 +218,69 @@ def deny_access_request(request_id: str) -> ResponseReturnValue:
             raise
         return _after_decision(error.message, "error")
     return _after_decision("Denied: the agent has no access.")
+
+
+# --- the audit trail across tickets -----------------------------------------------------------
+
+
+def _audit_view(*, chain: ChainReport | None = None) -> ResponseReturnValue:
+    """The trail page for this query string; a malformed filter is shown back with its error."""
+    actor = actor_of(current_user)
+    try:
+        wanted = audit_trail.parse_filter(request.args)
+        older = audit_trail.parse_cursor(request.args.get("before"))
+        newer = audit_trail.parse_cursor(request.args.get("after"))
+    except BadRequest as error:
+        page = render_template(
+            "admin/audit.html", form=request.args, error=error, view=None, chain=None, filters={}
+        )
+        return page, 400
+    audit_trail.record_reading("viewed", wanted, actor=actor)
+    view = audit_trail.audit_page(wanted, older_than=older, newer_than=newer)
+    return render_template(
+        "admin/audit.html",
+        form=request.args,
+        error=None,
+        view=view,
+        chain=chain,
+        filters=wanted.as_args(),
+    )
+
+
+@bp.get("/audit")
+@login_required
+def audit() -> ResponseReturnValue:
+    """Audit records across tickets, newest first, filtered and paged in SQL."""
+    return _audit_view()
+
+
+@bp.get("/audit/verify")
+@login_required
+def audit_verify() -> ResponseReturnValue:
+    """The same page, after walking the whole hash chain (on request: it reads every record)."""
+    report = audit_trail.verify_chain()
+    audit_trail.record_reading(
+        "verified",
+        audit_trail.AuditFilter(),
+        actor=actor_of(current_user),
+        records=report.records,
+        chain_ok=report.ok,
+    )
+    return _audit_view(chain=report)
+
+
+@bp.get("/audit/export.<fmt>")
+@login_required
+def audit_export(fmt: str) -> ResponseReturnValue:
+    """The filtered records as a download, in `vault-service audit-export`'s format."""
+    if fmt not in EXPORT_FORMATS:
+        raise NotFound("Export as .csv or .jsonl.")
+    wanted = audit_trail.parse_filter(request.args)
+    audit_trail.record_reading("exported", wanted, actor=actor_of(current_user), format=fmt)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    return Response(
+        stream_with_context(audit_trail.export(wanted, fmt)),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'},
+    )

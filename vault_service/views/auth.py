@@ -4,6 +4,7 @@ every request. The ticket pages are views/tickets.py."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, overload
 from urllib.parse import urlsplit
 
@@ -65,6 +66,9 @@ ENROLMENT_EXEMPT = frozenset(
         "auth.oidc_code",
         "auth.oidc_code_submit",
         "auth.oidc_backchannel_logout",
+        # A set-up link answers the same whatever session the browser holds (agent_setup.py).
+        "auth.agent_setup_form",
+        "auth.agent_setup_submit",
     }
 )
 LOGIN_FAILED = "Invalid login."
@@ -182,13 +186,16 @@ def _recovery_notice(left: int | None) -> None:
         )
 
 
-def _login_page(next_path: str, error: str | None = None) -> str:
+def _login_page(
+    next_path: str, error: str | None = None, locked_until: datetime | None = None
+) -> str:
     """The login page: the password form, and the provider's button when one is configured."""
     settings = current_settings()
     return render_template(
         "agent/login.html",
         next=next_path,
         error=error,
+        locked_until=locked_until,
         oidc_name=settings.oidc.provider_name if settings.oidc.enabled else None,
         local_login=settings.local_login,
     )
@@ -203,13 +210,18 @@ def login() -> ResponseReturnValue:
 @bp.post("/login")
 def login_submit() -> ResponseReturnValue:
     """Password and code; every failure (unknown user, wrong password, wrong or reused code,
-    locked or disabled account) gets the same answer."""
-    result = authentication.authenticate(
-        current_settings(),
-        request.form.get("username", ""),
-        request.form.get("password", ""),
-        request.form.get("code", ""),
-    )
+    disabled account, locked account with a wrong password) gets the same answer."""
+    try:
+        result = authentication.authenticate(
+            current_settings(),
+            request.form.get("username", ""),
+            request.form.get("password", ""),
+            request.form.get("code", ""),
+        )
+    except authentication.AccountLocked as locked:
+        # Only after the right password (services/authentication.py): no enumeration oracle.
+        page = _login_page(request.form.get("next", ""), locked_until=locked.locked_until)
+        return page, 403
     if result is None:
         return _login_page(request.form.get("next", ""), LOGIN_FAILED), 401
     _start_session(result.agent, verified=result.second_factor != "none")

@@ -6,7 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -23,6 +32,10 @@ bp = Blueprint("tickets", __name__)
 
 
 TicketView = Callable[[str], ResponseReturnValue]
+# The request-access form as typed when the code re-prompt interrupted it, so the agent finds it
+# filled in on the way back: {"ticket": ref, "reason": ..., "minutes": ...}. In the signed session
+# cookie: the reason is the agent's own words (it goes into the audit trail), never a secret.
+ACCESS_DRAFT = "access_draft"
 
 
 def require_recent_verification(view: TicketView) -> TicketView:
@@ -34,9 +47,16 @@ def require_recent_verification(view: TicketView) -> TicketView:
     def wrapped(ticket_ref: str) -> ResponseReturnValue:
         if not recently_verified():
             if reauthenticates_at_provider():
+                # the provider's return leg posts the held form again (views/oidc.py)
                 hold_refused_action()
                 flash("Confirm it is you: sign in again at your identity provider.", "info")
             else:
+                if request.endpoint == "tickets.request_access":
+                    session[ACCESS_DRAFT] = {
+                        "ticket": ticket_ref,
+                        "reason": request.form.get("reason", "")[:500],
+                        "minutes": request.form.get("duration_minutes", "")[:6],
+                    }
                 flash("Confirm it is you: enter a code from your authenticator app.", "info")
             back = url_for("tickets.ticket", ticket_ref=ticket_ref)
             return redirect(url_for("auth.reauth", next=back))
@@ -62,8 +82,15 @@ def dashboard() -> ResponseReturnValue:
 def ticket(ticket_ref: str) -> ResponseReturnValue:
     """A ticket: its items' kinds and dates, the agent's grant, and the request-access form."""
     settings = current_settings()
+    # Spent by its own ticket's page only: a detour through another page keeps it.
+    draft = session.get(ACCESS_DRAFT)
+    if isinstance(draft, dict) and draft.get("ticket") == ticket_ref:
+        session.pop(ACCESS_DRAFT)
+    else:
+        draft = {}
     return render_template(
         "agent/ticket.html",
+        draft=draft,
         grant_default_minutes=settings.grant_default_seconds // 60,
         grant_max_minutes=settings.grant_max_seconds // 60,
         story=timeline.ticket_story(ticket_ref),
