@@ -274,6 +274,7 @@ class RaftCluster:
         size: int = 3,
         tls: ServerTLS | None = None,
         static_seal_key: Path | None = None,
+        audit_log: Path | None = None,
     ):
         self.directory = Path(directory)
         self.tls = tls
@@ -304,8 +305,9 @@ class RaftCluster:
                 seal=seal,
                 scheme=scheme,
                 # Declarative audit devices must be identical on every node, or a standby refuses
-                # to become active ("modifications to audit devices are not allowed").
-                audit_log=self.directory / "audit.log",
+                # to become active ("modifications to audit devices are not allowed"); the same
+                # holds for a cluster a snapshot is restored into (`audit_log`).
+                audit_log=audit_log or self.directory / "audit.log",
             )
             self.nodes.append(EmbeddedOpenBao(node_dir, port, config_text=config, tls=tls))
         self.secrets: InitSecrets | None = None
