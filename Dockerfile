@@ -27,9 +27,16 @@ RUN groupadd --system --gid 10001 vault-service \
  && useradd --system --uid 10001 --gid vault-service --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin vault-service
 COPY --from=build /opt/venv /opt/venv
+# Where docker-compose.yml's `bootstrap` leaves each process's wrapped AppRole secret id: a named
+# volume mounted here starts out with this owner and mode.
+RUN install -d -o vault-service -g vault-service -m 0700 /var/lib/vault-service/delivery
 WORKDIR /app
 USER vault-service:vault-service
 EXPOSE 8000
+# Ready = database and Vault reachable, Vault unsealed, schema at the code's head (/readyz).
+# The worker and the one-shot bootstrap serve no HTTP: docker-compose.yml disables it for them.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
 
 # Two workers with threads (gthread): Vault calls block on the network, not on the CPU.
 # No --access-logfile, on purpose: gunicorn's access log writes the raw path, and /s/<token> is a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -593,3 +594,99 @@ def configure_bao_provider(
     )
     provider.issuer = f"{addr}/v1/identity/oidc/provider/{name}"
     return provider
+
+
+# -- nginx with the shipped configuration (test_reverse_proxy.py, test_topology.py) -----------
+
+NGINX_SITE = ROOT / "deploy" / "nginx" / "vault-service.conf"
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def loopback_nginx_config(
+    directory: Path, listen_port: int, upstream_ports: list[int], tls: Any = None
+) -> Path:
+    """The shipped site, its upstream replicas rewritten to loopback ports and its listener to
+    127.0.0.1:`listen_port` (HTTPS with `tls`, a devtools ServerTLS; else its TLS lines
+    dropped), inside a minimal main configuration that keeps every file in `directory`."""
+    site = NGINX_SITE.read_text()
+    replicas = re.findall(r"^ *server app-\d:8000[^;]*;\n", site, flags=re.MULTILINE)
+    assert len(replicas) == 2, "the shipped upstream names two replicas"
+    loopback = "".join(
+        replicas[0].replace(re.search(r"app-\d:8000", replicas[0])[0], f"127.0.0.1:{port}")  # type: ignore[index]
+        for port in upstream_ports
+    )
+    site = site.replace("".join(replicas), loopback)
+    if tls is None:
+        site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{listen_port};")
+        site = re.sub(r"^\s*(http2|ssl_[a-z_]+) [^\n]*\n", "", site, flags=re.MULTILINE)
+    else:
+        site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{listen_port} ssl;")
+        # `http2 on;` is nginx 1.25.1+ (the compose file's image); Debian 12 ships 1.22.
+        site = re.sub(r"^\s*http2 on;\n", "", site, flags=re.MULTILINE)
+        site = site.replace("/etc/nginx/tls/vault-service.crt", str(tls.cert_file))
+        site = site.replace("/etc/nginx/tls/vault-service.key", str(tls.key_file))
+    site = site.replace("/var/log/nginx/", f"{directory}/")
+    (directory / "site.conf").write_text(site)
+    temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir()
+    # As root, nginx's workers would switch to "nobody", who cannot enter pytest's private tmp.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    main = directory / "nginx.conf"
+    main.write_text(
+        f"""{user}worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/main-error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    include {directory}/site.conf;
+}}
+"""
+    )
+    return main
+
+
+# -- a deployment reached over HTTP(S), as the ticket system, a customer or an agent would -----
+
+
+class HTTPAnswer:
+    """A requests response with the flask test client's reading methods, so the fixtures' actors
+    (TicketSystem, AgentBrowser) drive a real deployment the way they drive a test client."""
+
+    def __init__(self, response: Any):
+        self.response = response
+        self.status_code = response.status_code
+        self.headers = response.headers
+
+    def get_json(self) -> Any:
+        return self.response.json()
+
+    def get_data(self, as_text: bool = False) -> Any:
+        return self.response.text if as_text else self.response.content
+
+
+class HTTPClient:
+    """One browser-like session (cookies kept) against `base`, e.g. the reverse proxy."""
+
+    def __init__(self, base: str, verify: bool | str = True, timeout: float = 30.0):
+        import requests
+
+        self.base, self.timeout = base.rstrip("/"), timeout
+        self.session = requests.Session()
+        self.session.verify = verify
+        self.session.trust_env = False
+
+    def get(self, path: str, **kwargs: Any) -> HTTPAnswer:
+        return HTTPAnswer(self.session.get(self.base + path, timeout=self.timeout, **kwargs))
+
+    def post(self, path: str, **kwargs: Any) -> HTTPAnswer:
+        # A browser's form post carries its Origin and Referer; over HTTPS the app checks them.
+        headers = {"Origin": self.base, "Referer": self.base + path, **kwargs.pop("headers", {})}
+        return HTTPAnswer(
+            self.session.post(self.base + path, timeout=self.timeout, headers=headers, **kwargs)
+        )

@@ -5,23 +5,17 @@ bounds: the point is "answers" against "stalls", not a number."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import socket
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 import requests
 
 from vault_service.devtools.processes import Process, free_port
 
-from .helpers import ROOT
+from .helpers import NGINX, loopback_nginx_config
 
-SHIPPED = ROOT / "deploy" / "nginx" / "vault-service.conf"
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 SLOW_CLIENTS = 10
 # Far above what an answering server takes (milliseconds), far below a stall (20 s and more).
 ANSWERS_WITHIN = 3.0
@@ -30,39 +24,6 @@ pytestmark = pytest.mark.skipif(
     NGINX is None,
     reason="nginx is not installed (scripts/run_tests.py installs Debian's nginx-light as root)",
 )
-
-
-def loopback_config(listen_port: int, upstream_port: int, directory: Path) -> Path:
-    """The shipped file, its ports rewritten to loopback, TLS and absolute log paths dropped,
-    inside a minimal main configuration that keeps every file in `directory`."""
-    site = SHIPPED.read_text()
-    site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
-    site = re.sub(r"listen 443 ssl;", f"listen 127.0.0.1:{listen_port};", site)
-    site = re.sub(r"^\s*(http2|ssl_[a-z_]+) [^\n]*\n", "", site, flags=re.MULTILINE)
-    site = site.replace("/var/log/nginx/", f"{directory}/")
-    (directory / "site.conf").write_text(site)
-    temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-    for path in temp.values():
-        path.mkdir()
-    # As root, nginx's workers would switch to "nobody", who cannot enter pytest's private tmp.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    main = directory / "nginx.conf"
-    main.write_text(
-        f"""{user}worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/main-error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {temp["body"]};
-    proxy_temp_path {temp["proxy"]};
-    fastcgi_temp_path {temp["fastcgi"]};
-    uwsgi_temp_path {temp["uwsgi"]};
-    scgi_temp_path {temp["scgi"]};
-    include {directory}/site.conf;
-}}
-"""
-    )
-    return main
 
 
 def half_sent_headers(port: int, stack: ExitStack) -> None:
@@ -92,7 +53,7 @@ def test_the_shipped_proxy_keeps_healthz_answering_under_ten_half_sent_headers(
     proxy_port = free_port()
     directory = tmp_path / "nginx"
     directory.mkdir()
-    config = loopback_config(proxy_port, server.port, directory)
+    config = loopback_nginx_config(directory, proxy_port, [server.port])
     nginx = Process(
         "nginx",
         [NGINX, "-p", str(directory), "-c", str(config), "-g", "daemon off;"],

@@ -279,13 +279,19 @@ def unlock_agent(username: str) -> None:
     click.echo(f"{username} unlocked" if changed else f"{username} was not locked")
 
 
-def _operator_target(admin_token_file: Path | None) -> tuple[str, str, TLSOptions]:
-    """Where an operator's command talks to Vault, with which token and trust: any one node of
-    the cluster, the token from the file or $VAULT_SERVICE_BOOTSTRAP_TOKEN, and the app's own
-    trust (a private CA and a client certificate from its variables)."""
+def _vault_addresses() -> list[str]:
+    """Every node in VAULT_ADDR, read as the app reads it (for commands that run without it)."""
     from .config import Settings
 
-    addr = Settings(vault_addr=os.environ.get("VAULT_ADDR", Settings.vault_addr)).vault_addresses[0]
+    return Settings(vault_addr=os.environ.get("VAULT_ADDR", Settings.vault_addr)).vault_addresses
+
+
+def _operator_target(admin_token_file: Path | None) -> tuple[list[str], str, TLSOptions]:
+    """Where an operator's command talks to Vault, with which token and trust: every node of
+    the cluster in VAULT_ADDR (the next one when a node is down or sealed), the token from the
+    file or $VAULT_SERVICE_BOOTSTRAP_TOKEN, and the app's own trust (a private CA and a client
+    certificate from its variables)."""
+    addr = _vault_addresses()
     token = (
         admin_token_file.read_text().strip()
         if admin_token_file
@@ -360,6 +366,102 @@ def bootstrap_vault(
             click.echo(f"- app token written to {issue_app_token} (accessor {issued.accessor})")
     except VaultError as error:
         raise click.ClickException(str(error)) from None
+
+
+# The AppRole secret id travels response-wrapped: the bootstrap writes a single-use wrapping token
+# with a short TTL, the app's launcher unwraps it and keeps the secret id in memory only.
+@main.command("deliver-secret-id", context_settings={"show_default": True})
+@click.option(
+    "--admin-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding an admin token (default: $VAULT_SERVICE_BOOTSTRAP_TOKEN).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    multiple=True,
+    help="Delivery file for one app process: the role id and a wrapping token (mode 0600). "
+    "Repeat for several processes: each gets its own secret id.",
+)
+@click.option(
+    "--wrap-ttl",
+    type=click.IntRange(10, 3600),
+    default=300,
+    help="Seconds the wrapping token lives: the consumer must start within this time.",
+)
+@click.option(
+    "--one-off",
+    is_flag=True,
+    help="A secret id good for one login within 10 minutes (a one-off command such as "
+    "`migrate upgrade`), not for a long-running app.",
+)
+def deliver_secret_id(
+    admin_token_file: Path | None, out: tuple[Path, ...], wrap_ttl: int, one_off: bool
+) -> None:
+    """Issue a new AppRole secret id for each app process, response-wrapped, into its file."""
+    from .vault import issue_wrapped_secret_id
+
+    addr, token, tls = _operator_target(admin_token_file)
+    limits = {"uses": 1, "ttl_seconds": 600} if one_off else {}
+    for target in out:
+        try:
+            role_id, wrapping_token = issue_wrapped_secret_id(
+                addr, token, wrap_ttl, tls=tls, **limits
+            )
+        except VaultError as error:
+            raise click.ClickException(str(error)) from None
+        # Written beside the target and renamed: a consumer never reads half a file.
+        partial = target.with_name(f".{target.name}.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"role_id": role_id, "wrapping_token": wrapping_token}, handle)
+        partial.replace(target)
+        click.echo(f"- wrapped secret id for {target.name} written (unwrap within {wrap_ttl}s)")
+
+
+@main.command(
+    "with-secret-id",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--delivery-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The file `deliver-secret-id` wrote; consumed (removed) here.",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def with_secret_id(delivery_file: Path, command: tuple[str, ...]) -> None:
+    """Unwrap a delivered AppRole secret id and run COMMAND (gunicorn, the worker) with it."""
+    from .vault import unwrap_secret_id
+
+    try:
+        delivery = json.loads(delivery_file.read_text())
+        role_id, wrapping_token = str(delivery["role_id"]), str(delivery["wrapping_token"])
+    except FileNotFoundError:
+        raise click.ClickException(
+            f"no secret id delivered at {delivery_file}: run the bootstrap again "
+            "(a delivery is used once; deploy/README.md)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise click.ClickException(f"{delivery_file} is not a secret id delivery") from None
+    try:
+        secret_id = unwrap_secret_id(
+            _vault_addresses(), wrapping_token, tls=TLSOptions.from_environ()
+        )
+    except VaultError as error:
+        # Expired, or already unwrapped: if not by us, someone else holds the secret id.
+        raise click.ClickException(
+            f"the delivered secret id could not be unwrapped ({error}): it expired or was "
+            "already unwrapped; if nobody here did, destroy the role's unused secret ids"
+        ) from None
+    delivery_file.unlink(missing_ok=True)
+    environ = dict(os.environ)
+    environ["VAULT_SERVICE_VAULT_ROLE_ID"] = role_id
+    environ["VAULT_SERVICE_VAULT_SECRET_ID"] = secret_id
+    # Replaces this process: gunicorn or the worker inherits the secret id in its environment,
+    # in memory only, and passes it on to its own workers.
+    os.execvpe(command[0], list(command), environ)  # noqa: S606 - the operator's own command
 
 
 @main.command("rotate-receipt-key", context_settings={"show_default": True})

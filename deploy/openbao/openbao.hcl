@@ -1,54 +1,71 @@
-# OpenBao server configuration for docker-compose.yml (single node, integrated raft storage).
+# OpenBao server configuration for docker-compose.yml: one file for the three raft nodes
+# (openbao-1, -2, -3). What differs per node comes from each service's environment:
+# BAO_RAFT_NODE_ID, BAO_API_ADDR and BAO_CLUSTER_ADDR (OpenBao 2.7's names for the documented
+# node_id, api_addr and cluster_addr overrides).
 #
-# Mounted read-only at /openbao/config/openbao.hcl. Holds no secret: unseal keys and the root
-# token come from `bao operator init` and are kept by people, never on this host (deploy/README.md).
+# Mounted read-only at /openbao/config/openbao.hcl. Holds no secret: the TLS key and the static
+# seal key are Docker secrets (/run/secrets/...), the root token and recovery keys come from
+# `bao operator init` and are kept by people, never on this host (deploy/README.md).
+# tests/test_compose.py checks this file with `bao operator diagnose`.
 
-# Integrated storage. One node here; for HA run 3 or 5 nodes, each with its own node_id and a
-# retry_join block per peer (which needs TLS on the listener below).
+# Integrated storage, replicated by raft. https://openbao.org/docs/configuration/storage/raft
 storage "raft" {
-  path    = "/openbao/data"
-  node_id = "openbao-1"
+  path = "/openbao/data"
+
+  # Every node tries every peer until one answers as the leader (its own entry is skipped).
+  # Over TLS: the peer's certificate must be signed by this CA and name the peer's host.
+  retry_join {
+    leader_api_addr     = "https://openbao-1:8200"
+    leader_ca_cert_file = "/run/secrets/openbao_ca"
+  }
+  retry_join {
+    leader_api_addr     = "https://openbao-2:8200"
+    leader_ca_cert_file = "/run/secrets/openbao_ca"
+  }
+  retry_join {
+    leader_api_addr     = "https://openbao-3:8200"
+    leader_ca_cert_file = "/run/secrets/openbao_ca"
+  }
 }
 
 listener "tcp" {
   address         = "0.0.0.0:8200"
   cluster_address = "0.0.0.0:8201"
 
-  # TLS MUST be enabled in production. Without it, Vault tokens, and during a reveal the
-  # decrypted credentials, cross the network in clear between the app and OpenBao. Plain HTTP is
-  # tolerable only while OpenBao and the app share one host and the compose-internal `backend`
-  # network, and port 8200 is never published.
-  #
-  # To enable: put a certificate whose SANs include "openbao" (and each node's name) and its key
-  # in deploy/openbao/tls/ (git-ignored; mount it at /openbao/tls in docker-compose.yml, key
-  # readable by the openbao user only), replace tls_disable with the three lines below, change
-  # api_addr to https://, set VAULT_ADDR=https://openbao:8200 for the app and worker, and, for a
-  # private CA, mount the CA file and point VAULT_SERVICE_VAULT_CA_CERT at it (the app, the worker
-  # and every vault-service command, bootstrap-vault and doctor included; the app ignores
-  # REQUESTS_CA_BUNDLE and VAULT_CACERT on purpose) and BAO_CACERT (the bao CLI). A client
-  # certificate, if the listener requires one: VAULT_SERVICE_VAULT_CLIENT_CERT and _KEY.
-  tls_disable = true
-  # tls_cert_file   = "/openbao/tls/tls.crt"
-  # tls_key_file    = "/openbao/tls/tls.key"
-  # tls_min_version = "tls12"
+  # TLS always: Vault tokens, and during a reveal the decrypted credentials, cross this
+  # listener. One certificate for the three nodes, its SANs naming openbao-1, openbao-2 and
+  # openbao-3 (deploy/README.md makes one with openssl). The app and every vault-service command
+  # trust the CA through VAULT_SERVICE_VAULT_CA_CERT (never REQUESTS_CA_BUNDLE or VAULT_CACERT,
+  # which the app ignores on purpose); the bao CLI through BAO_CACERT.
+  tls_cert_file   = "/run/secrets/openbao_tls_cert"
+  tls_key_file    = "/run/secrets/openbao_tls_key"
+  tls_min_version = "tls12"
 }
 
-# Where clients and peers reach this node. The cluster port always speaks TLS (OpenBao's own
-# certificates), hence https even while the API listener is plain.
+# Auto-unseal from a key file: https://openbao.org/docs/configuration/seal/static
+# 32 random bytes (AES-256-GCM-96), the same on every node, given as the Docker secret
+# `openbao_unseal_key`. A restarted node unseals itself; `bao operator init` then returns
+# recovery keys (for a new root token), not unseal keys. Whoever holds this key and a copy of the
+# raft data (a volume, a snapshot) can read everything Vault holds: keep it off the data's
+# backups. The alternative, Shamir (an operator types key shares after every restart), is in
+# deploy/README.md; to use it, delete this block.
+seal "static" {
+  current_key_id = "vault-service-1"
+  current_key    = "file:///run/secrets/openbao_unseal_key"
+}
+
 # vault_service needs read-after-write consistency (it creates a key, then configures it; it
 # deletes, then verifies the deletion). Standbys serving reads locally are only eventually
 # consistent; with this they forward every request to the active node. Keep it on every node.
 disable_standby_reads = true
 
-api_addr     = "http://openbao:8200"
-cluster_addr = "https://openbao:8201"
-
 # OpenBao 2.7 refuses to enable audit devices through the API: they exist only here, so no token,
 # however privileged, can switch auditing off. `vault-service bootstrap-vault` refuses to run
 # when none is present. If the device cannot write (full disk), OpenBao refuses requests: it
-# fails closed. Rotate with logrotate and SIGHUP (deploy/README.md).
-# The log holds HMACs of request and response values (never plaintext), clear request paths (opaque
-# UUIDs only) and timings: keep it as long as the audit trail, no longer.
+# fails closed. Rotate with logrotate and SIGHUP (deploy/README.md). Identical on every node (a
+# standby refuses to become active with different audit devices); each node writes its own
+# volume. The log holds HMACs of request and response values (never plaintext), clear request
+# paths (opaque UUIDs only) and timings: keep it as long as the audit trail, no longer.
 audit "file" "file" {
   description = "vault_service audit log"
   options {

@@ -223,9 +223,9 @@ storage "raft" {{
 listener "tcp" {{
   address         = "127.0.0.1:{port}"
   cluster_address = "127.0.0.1:{cluster_port}"
-  tls_disable     = true
+{listener_tls}
 }}
-
+{seal}
 audit "file" "file" {{
   options {{
     file_path = "{audit_log}"
@@ -237,23 +237,60 @@ audit "file" "file" {{
 # consistent, so they forward everything to the active node instead.
 disable_standby_reads = true
 
-api_addr     = "http://127.0.0.1:{port}"
-cluster_addr = "http://127.0.0.1:{cluster_port}"
+api_addr     = "{scheme}://127.0.0.1:{port}"
+cluster_addr = "https://127.0.0.1:{cluster_port}"
 ui           = false
 log_level    = "warn"
 """
 
+# OpenBao's auto-unseal from a key file (https://openbao.org/docs/configuration/seal/static):
+# 32 random bytes, AES-256-GCM; the same key on every node. deploy/openbao/ does the same with
+# the key given as a Docker secret.
+STATIC_SEAL_TEMPLATE = """
+seal "static" {{
+  current_key_id = "{key_id}"
+  current_key    = "file://{key_file}"
+}}
+"""
+
+
+def write_static_seal_key(path: Path) -> Path:
+    """A fresh 32-byte static seal key, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(os.urandom(32))
+    return path
+
 
 class RaftCluster:
     """Three (or `size`) OpenBao nodes with integrated raft storage on loopback: the same binary,
-    one config each. Development and tests only, like EmbeddedOpenBao."""
+    one config each. Over HTTPS with `tls` (retry_join then trusts its CA); unsealed by the
+    operator's key (Shamir, the default) or by themselves from `static_seal_key`. Development
+    and tests only, like EmbeddedOpenBao."""
 
-    def __init__(self, directory: Path, size: int = 3):
+    def __init__(
+        self,
+        directory: Path,
+        size: int = 3,
+        tls: ServerTLS | None = None,
+        static_seal_key: Path | None = None,
+        audit_log: Path | None = None,
+    ):
         self.directory = Path(directory)
+        self.tls = tls
+        self.static_seal = static_seal_key is not None
+        self._verify: bool | str = str(tls.ca_file) if tls else True
+        scheme = "https" if tls else "http"
         ports = [(free_port(), free_port()) for _ in range(size)]
+        join_ca = f'\n    leader_ca_cert_file = "{tls.ca_file}"' if tls else ""
         joins = "\n".join(
-            f'  retry_join {{\n    leader_api_addr = "http://127.0.0.1:{api}"\n  }}'
+            f'  retry_join {{\n    leader_api_addr = "{scheme}://127.0.0.1:{api}"{join_ca}\n  }}'
             for api, _ in ports
+        )
+        seal = (
+            STATIC_SEAL_TEMPLATE.format(key_id="test-1", key_file=static_seal_key)
+            if static_seal_key
+            else ""
         )
         self.nodes: list[EmbeddedOpenBao] = []
         for number, (port, cluster_port) in enumerate(ports, start=1):
@@ -264,11 +301,15 @@ class RaftCluster:
                 retry_join=joins,
                 port=port,
                 cluster_port=cluster_port,
+                listener_tls=tls.listener_lines() if tls else "  tls_disable     = true",
+                seal=seal,
+                scheme=scheme,
                 # Declarative audit devices must be identical on every node, or a standby refuses
-                # to become active ("modifications to audit devices are not allowed").
-                audit_log=self.directory / "audit.log",
+                # to become active ("modifications to audit devices are not allowed"); the same
+                # holds for a cluster a snapshot is restored into (`audit_log`).
+                audit_log=audit_log or self.directory / "audit.log",
             )
-            self.nodes.append(EmbeddedOpenBao(node_dir, port, config_text=config))
+            self.nodes.append(EmbeddedOpenBao(node_dir, port, config_text=config, tls=tls))
         self.secrets: InitSecrets | None = None
 
     @property
@@ -280,23 +321,54 @@ class RaftCluster:
             raise RuntimeError("the cluster has not been initialised: call start() first")
         return self.secrets
 
+    def _get(self, url: str, token: bool = False) -> requests.Response:
+        headers = {"X-Vault-Token": self._init_secrets().root_token} if token else {}
+        return requests.get(url, headers=headers, timeout=5, verify=self._verify)
+
     def start(self) -> InitSecrets:
         """Start every node, initialise the first, unseal all, wait for one active leader."""
         for node in self.nodes:
             node.start()
-        self.secrets = self.nodes[0].ensure_initialized_and_unsealed()
+        first = self.nodes[0]
+        if self.static_seal:
+            self.secrets = self._init_with_static_seal(first)
+        else:
+            self.secrets = first.ensure_initialized_and_unsealed()
         # Autopilot waits this long before promoting a joined node to voter (default 10 s+).
         requests.post(
-            f"{self.nodes[0].addr}/v1/sys/storage/raft/autopilot/configuration",
+            f"{first.addr}/v1/sys/storage/raft/autopilot/configuration",
             headers={"X-Vault-Token": self.secrets.root_token},
             json={"server_stabilization_time": "2s"},
             timeout=10,
+            verify=self._verify,
         ).raise_for_status()
         for node in self.nodes[1:]:
-            node.secrets_file.write_text(self.nodes[0].secrets_file.read_text())
+            node.secrets_file.write_text(first.secrets_file.read_text())
             self.unseal_when_joined(node)
         self.wait_for_voters()
         return self.secrets
+
+    def _init_with_static_seal(self, node: EmbeddedOpenBao) -> InitSecrets:
+        """Initialise once: the seal unseals by itself; what init returns is a recovery key (for
+        operations such as generating a new root token), never an unseal key."""
+        if node.secrets_file.exists():
+            secrets = InitSecrets(**json.loads(node.secrets_file.read_text()))
+        else:
+            response = requests.put(
+                f"{node.addr}/v1/sys/init",
+                json={"recovery_shares": 1, "recovery_threshold": 1},
+                timeout=30,
+                verify=self._verify,
+            )
+            response.raise_for_status()
+            body = response.json()
+            secrets = InitSecrets(body["root_token"], body["recovery_keys_base64"][0])
+            fd = os.open(node.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(secrets.__dict__, handle)
+        self.secrets = secrets
+        self.wait_for_leader()
+        return secrets
 
     def wait_for_voters(self, timeout: float = 60.0) -> None:
         """Joined nodes start as non-voters until autopilot promotes them; a cluster whose
@@ -304,27 +376,32 @@ class RaftCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             leader = self.wait_for_leader(timeout)
-            response = requests.get(
-                f"{leader.addr}/v1/sys/storage/raft/configuration",
-                headers={"X-Vault-Token": self._init_secrets().root_token},
-                timeout=5,
-            )
-            servers = response.json()["data"]["config"]["servers"]
+            try:
+                response = self._get(f"{leader.addr}/v1/sys/storage/raft/configuration", True)
+                servers = response.json()["data"]["config"]["servers"]
+            except (requests.RequestException, ValueError, KeyError, TypeError):
+                servers = []  # the leader changed or is still settling: ask again
             if len(servers) == len(self.nodes) and all(server["voter"] for server in servers):
                 return
             time.sleep(0.5)
         raise RuntimeError("raft followers were not promoted to voters")
 
     def unseal_when_joined(self, node: EmbeddedOpenBao, timeout: float = 60.0) -> None:
-        """A follower accepts its unseal key once retry_join has reached the leader."""
+        """A follower accepts its unseal key once retry_join has reached the leader; with the
+        static seal it unseals itself once joined."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            requests.put(
-                f"{node.addr}/v1/sys/unseal",
-                json={"key": self._init_secrets().unseal_key},
-                timeout=5,
-            )
-            status = requests.get(f"{node.addr}/v1/sys/seal-status", timeout=5).json()
+            try:
+                if not self.static_seal:
+                    requests.put(
+                        f"{node.addr}/v1/sys/unseal",
+                        json={"key": self._init_secrets().unseal_key},
+                        timeout=5,
+                        verify=self._verify,
+                    )
+                status = self._get(f"{node.addr}/v1/sys/seal-status").json()
+            except requests.RequestException:
+                status = {"sealed": True}
             if not status["sealed"] and self._serves_forwarded_requests(node):
                 return
             time.sleep(0.5)
@@ -333,11 +410,7 @@ class RaftCluster:
     def _serves_forwarded_requests(self, node: EmbeddedOpenBao) -> bool:
         """A rejoined standby answers 500 for a few seconds until it can forward requests."""
         try:
-            response = requests.get(
-                f"{node.addr}/v1/auth/token/lookup-self",
-                headers={"X-Vault-Token": self._init_secrets().root_token},
-                timeout=5,
-            )
+            response = self._get(f"{node.addr}/v1/auth/token/lookup-self", True)
         except requests.RequestException:
             return False
         return response.status_code == 200
@@ -353,7 +426,9 @@ class RaftCluster:
                 if node.process is None or node.process.poll() is not None:
                     continue
                 try:
-                    response = requests.get(f"{node.addr}/v1/sys/health", timeout=2)
+                    response = requests.get(
+                        f"{node.addr}/v1/sys/health", timeout=2, verify=self._verify
+                    )
                 except requests.RequestException:
                     continue
                 if response.status_code == 200:

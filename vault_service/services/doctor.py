@@ -89,7 +89,7 @@ def run_checks(settings: Settings, vault: Vault, admin_token: str | None = None)
         return findings
     try:
         admin = read_admin_posture(
-            settings.vault_addresses[0],
+            settings.vault_addresses,
             admin_token,
             settings.vault_timeout_seconds,
             TLSOptions.from_settings(settings),

@@ -6,7 +6,13 @@ per failure mode), `transport` (the HTTP session and cluster failover), `gateway
 (what `doctor` reads). The rest of the app imports from here.
 """
 
-from .bootstrap import bootstrap_vault, issue_app_token, rotate_receipt_key
+from .bootstrap import (
+    bootstrap_vault,
+    issue_app_token,
+    issue_wrapped_secret_id,
+    rotate_receipt_key,
+    unwrap_secret_id,
+)
 from .errors import (
     DeploymentConflict,
     RootTokenRefused,
@@ -83,6 +89,8 @@ __all__ = [
     "VaultUnavailable",
     "bootstrap_vault",
     "issue_app_token",
+    "issue_wrapped_secret_id",
+    "unwrap_secret_id",
     "lease_id_of_key",
     "lease_key_name",
     "policy_dir",

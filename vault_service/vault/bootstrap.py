@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions
-import requests
 
 from .errors import DeploymentConflict, VaultNotFound, VaultRequestFailed, translate_errors
 from .gateway import IssuedToken, _untyped
@@ -29,19 +28,25 @@ from .layout import (
     deployment_marker_path,
     policy_dir,
 )
-from .transport import TLSOptions
+from .transport import Addresses, TLSOptions, cluster_session
 
 T = TypeVar("T")
 
 
 def admin_client(
-    addr: str, admin_token: str, timeout: float = 10.0, tls: TLSOptions | None = None
+    addr: Addresses,
+    admin_token: str,
+    timeout: float = 10.0,
+    tls: TLSOptions | None = None,
 ) -> hvac.Client:
-    """A client holding an operator's token, for one node of the cluster, trusting Vault as the
-    app does (VAULT_SERVICE_VAULT_CA_CERT, a client certificate; nothing from the environment)."""
-    session = (tls or TLSOptions()).apply(requests.Session())
+    """A client holding an operator's token, for one node or every node of the cluster (the
+    next node is tried when one cannot be reached or is sealed, as for the app), trusting Vault
+    as the app does (VAULT_SERVICE_VAULT_CA_CERT, a client certificate; nothing from the
+    environment)."""
+    addresses = [addr] if isinstance(addr, str) else list(addr)
+    session, base = cluster_session(addresses, tls or TLSOptions())
     # hvac annotates an int; requests takes a float.
-    return hvac.Client(url=addr, token=admin_token, timeout=timeout, session=session)  # type: ignore[arg-type]
+    return hvac.Client(url=base, token=admin_token, timeout=timeout, session=session)  # type: ignore[arg-type]
 
 
 def _retry_while_mount_upgrades(fn: Callable[[], T], timeout: float = 30.0) -> T:
@@ -85,7 +90,7 @@ def _ensure_key(transit: Any, name: str, key_type: str) -> bool:
 
 
 def bootstrap_vault(
-    addr: str,
+    addr: Addresses,
     admin_token: str,
     *,
     max_retention_seconds: int = 30 * 24 * 3600,
@@ -209,7 +214,7 @@ def claim_deployment(client: hvac.Client, deployment_id: str, database_id: str |
     return f"deployment {deployment_id}: claimed for this database"
 
 
-def rotate_receipt_key(addr: str, admin_token: str, tls: TLSOptions | None = None) -> int:
+def rotate_receipt_key(addr: Addresses, admin_token: str, tls: TLSOptions | None = None) -> int:
     """Add a new version of the receipt key (an operator's act: the app's policy cannot). Older
     versions stay for verification, so every receipt already issued stays verifiable; returns
     the version new receipts are signed with."""
@@ -221,7 +226,7 @@ def rotate_receipt_key(addr: str, admin_token: str, tls: TLSOptions | None = Non
 
 
 def issue_app_token(
-    addr: str, admin_token: str, ttl_seconds: int, tls: TLSOptions | None = None
+    addr: Addresses, admin_token: str, ttl_seconds: int, tls: TLSOptions | None = None
 ) -> IssuedToken:
     """A token with only the app policy, for development and tests (production uses AppRole)."""
     client = admin_client(addr, admin_token, tls=tls)
@@ -235,3 +240,38 @@ def issue_app_token(
             meta={"purpose": "vault-service app"},
         )["auth"]
     return IssuedToken.from_auth(auth)
+
+
+def issue_wrapped_secret_id(
+    addr: Addresses,
+    admin_token: str,
+    wrap_ttl_seconds: int,
+    tls: TLSOptions | None = None,
+    *,
+    uses: int = 0,
+    ttl_seconds: int = 0,
+) -> tuple[str, str]:
+    """The app's AppRole role id and a new secret id for it, the secret id response-wrapped:
+    only a single-use wrapping token that dies after `wrap_ttl_seconds` leaves Vault, so a copy
+    left on a volume is worthless once consumed or expired, and a consumer that finds it already
+    used knows someone else read it. `uses`/`ttl_seconds` (0: unlimited) bound the secret id
+    itself, for one-off commands; a long-running app logs in again every hour and needs 0."""
+    client = admin_client(addr, admin_token, tls=tls)
+    with translate_errors("read approle role id"):
+        role_id = client.auth.approle.read_role_id(APPROLE_ROLE)["data"]["role_id"]
+    with translate_errors("issue wrapped secret id"):
+        response = _untyped(client).write(
+            f"auth/approle/role/{APPROLE_ROLE}/secret-id",
+            wrap_ttl=f"{wrap_ttl_seconds}s",
+            num_uses=uses,
+            ttl=f"{ttl_seconds}s",
+        )
+    return str(role_id), str(response["wrap_info"]["token"])
+
+
+def unwrap_secret_id(addr: Addresses, wrapping_token: str, tls: TLSOptions | None = None) -> str:
+    """The secret id inside a wrapping token (which this call consumes). The wrapping token is
+    the request's own token: unwrapping needs no other identity."""
+    client = admin_client(addr, wrapping_token, tls=tls)
+    with translate_errors("unwrap secret id"):
+        return str(_untyped(client.sys).unwrap()["data"]["secret_id"])

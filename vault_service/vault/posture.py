@@ -22,7 +22,7 @@ from .layout import (
     TRANSIT_MOUNT,
     is_lease_key,
 )
-from .transport import TLSOptions
+from .transport import Addresses, TLSOptions
 
 T = TypeVar("T")
 
@@ -86,7 +86,10 @@ def read_posture(vault: Vault) -> Posture:
 
 
 def read_admin_posture(
-    addr: str, admin_token: str, timeout: float = 10.0, tls: TLSOptions | None = None
+    addr: Addresses,
+    admin_token: str,
+    timeout: float = 10.0,
+    tls: TLSOptions | None = None,
 ) -> AdminPosture:
     """What only an operator's token can see, for `doctor --admin-token-file`: the audit devices,
     the mounts' configuration, every lease key, the stored policies next to the ones the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,6 +15,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from ..config import Settings
+
+# Where an operator's command sends its requests: one node, or every node of one cluster.
+Addresses = str | Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,18 @@ def build_session(
     settings: Settings, session: requests.Session | None = None
 ) -> tuple[requests.Session, str]:
     """The session the app's Vault clients share, and the base address they send requests to."""
-    session = TLSOptions.from_settings(settings).apply(session or requests.Session())
-    addresses = settings.vault_addresses
+    return cluster_session(settings.vault_addresses, TLSOptions.from_settings(settings), session)
+
+
+def cluster_session(
+    addresses: Sequence[str], tls: TLSOptions, session: requests.Session | None = None
+) -> tuple[requests.Session, str]:
+    """A session over every node in `addresses` (one node: that node), and the base address to
+    send requests to; the app's clients and the operators' commands alike."""
+    session = tls.apply(session or requests.Session())
     if len(addresses) == 1:
-        return session, addresses[0]
-    adapter = FailoverAdapter(addresses)
+        return session, addresses[0].rstrip("/")
+    adapter = FailoverAdapter(list(addresses))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session, FailoverAdapter.CLUSTER_BASE
