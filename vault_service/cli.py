@@ -270,7 +270,7 @@ def _operator_target(admin_token_file: Path | None) -> tuple[str, str, TLSOption
     trust (a private CA and a client certificate from its variables)."""
     from .config import Settings
 
-    addr = Settings(vault_addr=os.environ.get("VAULT_ADDR", Settings.vault_addr)).vault_addresses[0]
+    addr = Settings(vault_addr=os.environ.get("VAULT_ADDR", "")).vault_addresses[0]
     token = (
         admin_token_file.read_text().strip()
         if admin_token_file
