@@ -80,6 +80,29 @@ def test_every_configuration_problem_is_one_line_at_once_and_exits_78():
     assert "tiny-key-value" not in result.stderr and "soon" not in result.stderr
 
 
+def test_doctor_with_a_misspelt_a_malformed_and_a_missing_file_variable_lists_all_three(tmp_path):
+    """Issue 16's surprises through the real command: each is one line naming its variable."""
+    env = {
+        **GOOD,
+        "VAULT_SERVICE_GRANT_MAX_SECOND": "3600",
+        "VAULT_SERVICE_EMBEDDED_WORKER": "sometimes",
+        "VAULT_SERVICE_VAULT_SECRET_ID_FILE": str(tmp_path / "no-such-secret-id"),
+        "VAULT_SERVICE_VAULT_TIMEOUT_SECONDS": "2.5",  # fractional: fine
+        "VAULT_SERVICE_LOCAL_LOGIN": "Yes",  # fine
+    }
+    result = run(["doctor"], env)
+    assert result.returncode == EXIT_CONFIG == 78, result.stderr
+    assert result.stderr.splitlines() == [
+        "configuration: VAULT_SERVICE_GRANT_MAX_SECOND is not a setting of vault-service; "
+        "did you mean VAULT_SERVICE_GRANT_MAX_SECONDS?",
+        "configuration: VAULT_SERVICE_VAULT_SECRET_ID_FILE names a file that cannot be read "
+        "(No such file or directory)",
+        "configuration: VAULT_SERVICE_EMBEDDED_WORKER must be true or false "
+        "(also yes/no, on/off, 1/0)",
+    ]
+    assert result.stdout == ""
+
+
 def test_a_usage_error_exits_2_and_a_known_command_needs_no_configuration_for_help():
     assert run(["no-such-command"], {}).returncode == 2
     help_text = run(["sweep", "--help"], {})

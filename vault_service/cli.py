@@ -283,7 +283,7 @@ def _vault_addresses() -> list[str]:
     """Every node in VAULT_ADDR, read as the app reads it (for commands that run without it)."""
     from .config import Settings
 
-    return Settings(vault_addr=os.environ.get("VAULT_ADDR", Settings.vault_addr)).vault_addresses
+    return Settings(vault_addr=os.environ.get("VAULT_ADDR", "")).vault_addresses
 
 
 def _operator_target(admin_token_file: Path | None) -> tuple[list[str], str, TLSOptions]:
