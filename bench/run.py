@@ -3,9 +3,15 @@
 Configuration (environment):
 
     BENCH_ITERATIONS=100            sequential lifecycles measured (after BENCH_WARMUP=5)
-    BENCH_CONCURRENCY=8             concurrent clients
-    BENCH_CONCURRENT_LIFECYCLES=96  lifecycles driven by them
+    BENCH_CONCURRENCY=8,32          concurrency levels (clients), each its own phase beside the
+                                    floor at the same concurrency
+    BENCH_CONCURRENT_LIFECYCLES=96  lifecycles driven at each level (at least 4 per client)
     BENCH_LARGE_PURGE=5             purges of a ticket with 10 items and 5 live grants
+    BENCH_MASS_CLOSE=1000           tickets closed in one burst (a list, e.g. 1000,5000: the first
+                                    size is drained by each worker count, larger ones by the most
+                                    workers only, for the growth; empty or 0: skip the phase)
+    BENCH_MASS_CLOSE_WORKERS=1,2,4  worker processes draining the queue
+    BENCH_MASS_CLOSE_BURST=32       concurrent clients sending the close webhooks
     BENCH_SCALE=1000,10000,100000   ticket counts of the scale curve (empty: skip it)
     BENCH_SCALE_OPEN=300            open tickets among them (the rest is purged history)
     BENCH_SCALE_REQUESTS=50         measurements per size and endpoint
@@ -37,6 +43,7 @@ from bench.auditlog import AuditLog
 from bench.commitprobe import durable_commit_seconds
 from bench.floor import Floor
 from bench.lifecycle import Lifecycles, profile_lifecycles
+from bench.massclose import mass_close, summarize_rounds
 from bench.procs import MemorySampler
 from bench.scale import measure_scale
 from bench.stack import (
@@ -58,15 +65,23 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    """Parse "1,8, 32" as (1, 8, 32): a list of sizes, sorted, duplicates dropped."""
+    return tuple(sorted({int(part) for part in text.replace(",", " ").split()}))
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     iterations: int = 100
     warmup: int = 5
-    concurrency: int = 8
+    concurrency: tuple[int, ...] = (8, 32)
     concurrent_lifecycles: int = 96
     large_purge: int = 5
     large_purge_items: int = 10
     large_purge_grants: int = 5
+    mass_close: tuple[int, ...] = (1000,)
+    mass_close_workers: tuple[int, ...] = (1, 2, 4)
+    mass_close_burst: int = 32
     scale: tuple[int, ...] = (1000, 10000, 100000)
     scale_open: int = 300
     scale_requests: int = 50
@@ -79,13 +94,17 @@ class BenchConfig:
     @classmethod
     def from_env(cls) -> BenchConfig:
         scale = os.environ.get("BENCH_SCALE", "1000,10000,100000")
+        levels = os.environ.get("BENCH_CONCURRENCY") or "8,32"
         return cls(
             iterations=_int("BENCH_ITERATIONS", cls.iterations),
             warmup=_int("BENCH_WARMUP", cls.warmup),
-            concurrency=_int("BENCH_CONCURRENCY", cls.concurrency),
+            concurrency=_ints(levels),
             concurrent_lifecycles=_int("BENCH_CONCURRENT_LIFECYCLES", cls.concurrent_lifecycles),
             large_purge=_int("BENCH_LARGE_PURGE", cls.large_purge),
-            scale=tuple(sorted(int(s) for s in scale.replace(",", " ").split())),
+            mass_close=tuple(n for n in _ints(os.environ.get("BENCH_MASS_CLOSE", "1000")) if n),
+            mass_close_workers=_ints(os.environ.get("BENCH_MASS_CLOSE_WORKERS") or "1,2,4"),
+            mass_close_burst=_int("BENCH_MASS_CLOSE_BURST", cls.mass_close_burst),
+            scale=_ints(scale),
             scale_open=_int("BENCH_SCALE_OPEN", cls.scale_open),
             scale_requests=_int("BENCH_SCALE_REQUESTS", cls.scale_requests),
             profile=os.environ.get("BENCH_PROFILE", "1") not in ("0", "false"),
@@ -201,7 +220,8 @@ def main() -> int:
             databases.append(database)
             app = App(app_environment(vault, database, run_dir, keys), run_dir, name)
             apps.append(app)
-            app.prepare(keys.agent_password, agents=config.concurrency)
+            burst = config.mass_close_burst if config.mass_close else 1
+            app.prepare(keys.agent_password, agents=max(*config.concurrency, burst))
             app.start()
             sampler.watch("app (each gunicorn worker)", app.gunicorn_worker_pids())
             sampler.watch("worker", [app.worker.pid])
@@ -215,9 +235,17 @@ def main() -> int:
         summary["sequential"] = report.summarize_phase(sequential)
         log("durable commit: 200 one-row commits beside the app's database")
         summary["durable_commit"] = summarize(durable_commit_seconds(run_dir, config.database_url))
-        log(f"concurrent: {config.concurrent_lifecycles} lifecycles, {config.concurrency} clients")
-        concurrent = lifecycles.concurrent(config.concurrent_lifecycles, config.concurrency)
-        summary["concurrent"] = report.summarize_phase(concurrent)
+        concurrent: dict[int, dict] = {}
+        summary["concurrent"] = {}
+        for level in config.concurrency:
+            count = max(config.concurrent_lifecycles, 4 * level)
+            log(f"concurrent: {count} lifecycles, {level} clients, floor at {level} too")
+            concurrent[level] = lifecycles.concurrent(count, level)
+            summary["concurrent"][str(level)] = {
+                "clients": level,
+                "lifecycles": count,
+                **report.summarize_phase(concurrent[level]),
+            }
         if config.large_purge:
             log(f"large purge: {config.large_purge} tickets of 10 items and 5 live grants")
             summary["large_purge"] = report.summarize_large_purge(
@@ -227,13 +255,28 @@ def main() -> int:
                 config.large_purge_items,
                 config.large_purge_grants,
             )
+        if config.mass_close:
+            log(
+                f"mass close: {', '.join(map(str, config.mass_close))} tickets, "
+                f"{config.mass_close_burst} clients closing, "
+                f"{', '.join(map(str, config.mass_close_workers))} workers draining"
+            )
+            summary["mass_close"] = summarize_rounds(
+                mass_close(
+                    lifecycles, config.mass_close, config.mass_close_workers,
+                    config.mass_close_burst,
+                )
+            )  # fmt: skip
         summary["lifecycle_peak_rss_mib"] = sampler.peaks_mib()
         if profiling:
             log(f"profile: {config.profile_iterations} lifecycles under py-spy")
             summary["profile"] = profile_lifecycles(lifecycles, config.profile_iterations, prefix)
         results["raw_latencies_ms"] = {
             phase: {op: [round(x * 1000, 3) for x in rec.seconds] for op, rec in records.items()}
-            for phase, records in (("sequential", sequential), ("concurrent", concurrent))
+            for phase, records in (
+                ("sequential", sequential),
+                *((f"concurrent_{level}", records) for level, records in concurrent.items()),
+            )
         }
         app.stop()
 
@@ -242,7 +285,9 @@ def main() -> int:
             log(f"scale: {', '.join(map(str, config.scale))} tickets")
             deployment = app.env["VAULT_SERVICE_DEPLOYMENT_ID"]
             floors = [
-                Floor(vault.addr, vault.floor_token, deployment) for _ in range(config.concurrency)
+                # Eight hvac clients provision the open tickets' Vault material.
+                Floor(vault.addr, vault.floor_token, deployment)
+                for _ in range(8)
             ]
             scale = measure_scale(
                 app, databases[-1], keys, floors, audit, config.public(), sampler,
