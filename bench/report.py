@@ -289,6 +289,34 @@ def markdown(results: dict) -> str:
                 f"| {_f(r['floor_purges_per_s'])} | {_x(r['ratio_to_floor'])} |"
             )
         lines.append("")
+    events = summary.get("events")
+    if events:
+        lines += [
+            f"### Outbound events (n = {events['iterations']} each side; two apps side by side, "
+            "one with `VAULT_SERVICE_EVENTS_URL` set, measured alternately)",
+            "",
+            "| operation | events off p50 / p99 ms | events on p50 / p99 ms | on − off p50 ms "
+            "| on / off p50 |",
+            "|---|--:|--:|--:|--:|",
+        ]
+        for op in ("submit", "close"):
+            off, on = events[op]["off"], events[op]["on"]
+            lines.append(
+                f"| {op} | {_f(off['p50_ms'])} / {_f(off['p99_ms'])} "
+                f"| {_f(on['p50_ms'])} / {_f(on['p99_ms'])} "
+                f"| {_f(events[op]['difference_p50_ms'])} | {_x(events[op]['ratio_p50'])} |"
+            )
+        delivery = events.get("delivery")
+        if delivery:
+            lines += [
+                "",
+                f"Deliveries: {delivery['events']} events over {delivery['tickets']} tickets, "
+                f"{_f(delivery['deliveries_per_s'], 0)}/s by one worker process to a receiver "
+                "on loopback answering 204 (signed POSTs, each ticket's events in order); `emit` "
+                f"costs {_f(delivery['emit_ms_in_transaction'], 2)} ms inside a transaction "
+                f"({_f(delivery['emit_ms_with_own_commit'], 2)} ms with a commit of its own).",
+            ]
+        lines.append("")
     scale = summary.get("scale")
     if scale:
         sizes = sorted(scale["sizes"], key=int)

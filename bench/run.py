@@ -12,6 +12,9 @@ Configuration (environment):
                                     workers only, for the growth; empty or 0: skip the phase)
     BENCH_MASS_CLOSE_WORKERS=1,2,4  worker processes draining the queue
     BENCH_MASS_CLOSE_BURST=32       concurrent clients sending the close webhooks
+    BENCH_EVENTS=100                submits and closes measured with outbound events on and off
+                                    (two apps side by side, alternating; 0: skip the phase)
+    BENCH_EVENTS_DELIVERIES=2000    events delivered to a loopback receiver (deliveries/s)
     BENCH_SCALE=1000,10000,100000   ticket counts of the scale curve (empty: skip it)
     BENCH_SCALE_OPEN=300            open tickets among them (the rest is purged history)
     BENCH_SCALE_REQUESTS=50         measurements per size and endpoint
@@ -41,6 +44,7 @@ import psutil
 from bench import pyspy, report
 from bench.auditlog import AuditLog
 from bench.commitprobe import durable_commit_seconds
+from bench.eventsphase import deliveries, drain_purges, events_on_off
 from bench.floor import Floor
 from bench.lifecycle import Lifecycles, profile_lifecycles
 from bench.massclose import mass_close, summarize_rounds
@@ -82,6 +86,8 @@ class BenchConfig:
     mass_close: tuple[int, ...] = (1000,)
     mass_close_workers: tuple[int, ...] = (1, 2, 4)
     mass_close_burst: int = 32
+    events: int = 100
+    events_deliveries: int = 2000
     scale: tuple[int, ...] = (1000, 10000, 100000)
     scale_open: int = 300
     scale_requests: int = 50
@@ -104,6 +110,8 @@ class BenchConfig:
             mass_close=tuple(n for n in _ints(os.environ.get("BENCH_MASS_CLOSE", "1000")) if n),
             mass_close_workers=_ints(os.environ.get("BENCH_MASS_CLOSE_WORKERS") or "1,2,4"),
             mass_close_burst=_int("BENCH_MASS_CLOSE_BURST", cls.mass_close_burst),
+            events=_int("BENCH_EVENTS", cls.events),
+            events_deliveries=_int("BENCH_EVENTS_DELIVERIES", cls.events_deliveries),
             scale=_ints(scale),
             scale_open=_int("BENCH_SCALE_OPEN", cls.scale_open),
             scale_requests=_int("BENCH_SCALE_REQUESTS", cls.scale_requests),
@@ -215,10 +223,11 @@ def main() -> int:
         keys = Secrets()
         audit = AuditLog(vault.server.audit_log)
 
-        def start_app(name: str) -> App:
+        def start_app(name: str, extra_env: dict | None = None) -> App:
             database = Database.create(run_dir, name, config.database_url)
             databases.append(database)
-            app = App(app_environment(vault, database, run_dir, keys), run_dir, name)
+            env = {**app_environment(vault, database, run_dir, keys), **(extra_env or {})}
+            app = App(env, run_dir, name)
             apps.append(app)
             burst = config.mass_close_burst if config.mass_close else 1
             app.prepare(keys.agent_password, agents=max(*config.concurrency, burst))
@@ -267,6 +276,28 @@ def main() -> int:
                     config.mass_close_burst,
                 )
             )  # fmt: skip
+        if config.events:
+            log(f"events: {config.events} submits and closes with outbound events on and off")
+            events_app = start_app(
+                "events",
+                {
+                    # Enqueuing only: the receiver is never called in this phase (the driven
+                    # worker is not asked to deliver), so it need not exist.
+                    "VAULT_SERVICE_EVENTS_URL": "https://events.bench.invalid/hooks",
+                    "VAULT_SERVICE_EVENTS_SECRET": keys.webhook_secret,
+                },
+            )
+            summary["events"] = events_on_off(
+                lifecycles,
+                Lifecycles(events_app, vault.addr, vault.floor_token, vault.pid, audit, keys),
+                config.events,
+            )
+            drain_purges(app)
+            events_app.stop()
+            log(f"events: {config.events_deliveries} deliveries to a receiver on loopback")
+            delivery_db = Database.create(run_dir, "deliveries", config.database_url)
+            databases.append(delivery_db)
+            summary["events"]["delivery"] = deliveries(delivery_db.url, config.events_deliveries)
         summary["lifecycle_peak_rss_mib"] = sampler.peaks_mib()
         if profiling:
             log(f"profile: {config.profile_iterations} lifecycles under py-spy")
