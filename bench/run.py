@@ -3,9 +3,18 @@
 Configuration (environment):
 
     BENCH_ITERATIONS=100            sequential lifecycles measured (after BENCH_WARMUP=5)
-    BENCH_CONCURRENCY=8             concurrent clients
-    BENCH_CONCURRENT_LIFECYCLES=96  lifecycles driven by them
+    BENCH_CONCURRENCY=8,32          concurrency levels (clients), each its own phase beside the
+                                    floor at the same concurrency
+    BENCH_CONCURRENT_LIFECYCLES=96  lifecycles driven at each level (at least 4 per client)
     BENCH_LARGE_PURGE=5             purges of a ticket with 10 items and 5 live grants
+    BENCH_MASS_CLOSE=1000           tickets closed in one burst (a list, e.g. 1000,5000: the first
+                                    size is drained by each worker count, larger ones by the most
+                                    workers only, for the growth; empty or 0: skip the phase)
+    BENCH_MASS_CLOSE_WORKERS=1,2,4  worker processes draining the queue
+    BENCH_MASS_CLOSE_BURST=32       concurrent clients sending the close webhooks
+    BENCH_EVENTS=100                submits and closes measured with outbound events on and off
+                                    (two apps side by side, alternating; 0: skip the phase)
+    BENCH_EVENTS_DELIVERIES=2000    events delivered to a loopback receiver (deliveries/s)
     BENCH_SCALE=1000,10000,100000   ticket counts of the scale curve (empty: skip it)
     BENCH_SCALE_OPEN=300            open tickets among them (the rest is purged history)
     BENCH_SCALE_REQUESTS=50         measurements per size and endpoint
@@ -35,8 +44,10 @@ import psutil
 from bench import pyspy, report
 from bench.auditlog import AuditLog
 from bench.commitprobe import durable_commit_seconds
+from bench.eventsphase import deliveries, drain_purges, events_on_off
 from bench.floor import Floor
 from bench.lifecycle import Lifecycles, profile_lifecycles
+from bench.massclose import mass_close, summarize_rounds
 from bench.procs import MemorySampler
 from bench.scale import measure_scale
 from bench.stack import (
@@ -58,15 +69,25 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    """Parse "1,8, 32" as (1, 8, 32): a list of sizes, sorted, duplicates dropped."""
+    return tuple(sorted({int(part) for part in text.replace(",", " ").split()}))
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     iterations: int = 100
     warmup: int = 5
-    concurrency: int = 8
+    concurrency: tuple[int, ...] = (8, 32)
     concurrent_lifecycles: int = 96
     large_purge: int = 5
     large_purge_items: int = 10
     large_purge_grants: int = 5
+    mass_close: tuple[int, ...] = (1000,)
+    mass_close_workers: tuple[int, ...] = (1, 2, 4)
+    mass_close_burst: int = 32
+    events: int = 100
+    events_deliveries: int = 2000
     scale: tuple[int, ...] = (1000, 10000, 100000)
     scale_open: int = 300
     scale_requests: int = 50
@@ -79,13 +100,19 @@ class BenchConfig:
     @classmethod
     def from_env(cls) -> BenchConfig:
         scale = os.environ.get("BENCH_SCALE", "1000,10000,100000")
+        levels = os.environ.get("BENCH_CONCURRENCY") or "8,32"
         return cls(
             iterations=_int("BENCH_ITERATIONS", cls.iterations),
             warmup=_int("BENCH_WARMUP", cls.warmup),
-            concurrency=_int("BENCH_CONCURRENCY", cls.concurrency),
+            concurrency=_ints(levels),
             concurrent_lifecycles=_int("BENCH_CONCURRENT_LIFECYCLES", cls.concurrent_lifecycles),
             large_purge=_int("BENCH_LARGE_PURGE", cls.large_purge),
-            scale=tuple(sorted(int(s) for s in scale.replace(",", " ").split())),
+            mass_close=tuple(n for n in _ints(os.environ.get("BENCH_MASS_CLOSE", "1000")) if n),
+            mass_close_workers=_ints(os.environ.get("BENCH_MASS_CLOSE_WORKERS") or "1,2,4"),
+            mass_close_burst=_int("BENCH_MASS_CLOSE_BURST", cls.mass_close_burst),
+            events=_int("BENCH_EVENTS", cls.events),
+            events_deliveries=_int("BENCH_EVENTS_DELIVERIES", cls.events_deliveries),
+            scale=_ints(scale),
             scale_open=_int("BENCH_SCALE_OPEN", cls.scale_open),
             scale_requests=_int("BENCH_SCALE_REQUESTS", cls.scale_requests),
             profile=os.environ.get("BENCH_PROFILE", "1") not in ("0", "false"),
@@ -196,12 +223,14 @@ def main() -> int:
         keys = Secrets()
         audit = AuditLog(vault.server.audit_log)
 
-        def start_app(name: str) -> App:
+        def start_app(name: str, extra_env: dict | None = None) -> App:
             database = Database.create(run_dir, name, config.database_url)
             databases.append(database)
-            app = App(app_environment(vault, database, run_dir, keys), run_dir, name)
+            env = {**app_environment(vault, database, run_dir, keys), **(extra_env or {})}
+            app = App(env, run_dir, name)
             apps.append(app)
-            app.prepare(keys.agent_password, agents=config.concurrency)
+            burst = config.mass_close_burst if config.mass_close else 1
+            app.prepare(keys.agent_password, agents=max(*config.concurrency, burst))
             app.start()
             sampler.watch("app (each gunicorn worker)", app.gunicorn_worker_pids())
             sampler.watch("worker", [app.worker.pid])
@@ -215,9 +244,17 @@ def main() -> int:
         summary["sequential"] = report.summarize_phase(sequential)
         log("durable commit: 200 one-row commits beside the app's database")
         summary["durable_commit"] = summarize(durable_commit_seconds(run_dir, config.database_url))
-        log(f"concurrent: {config.concurrent_lifecycles} lifecycles, {config.concurrency} clients")
-        concurrent = lifecycles.concurrent(config.concurrent_lifecycles, config.concurrency)
-        summary["concurrent"] = report.summarize_phase(concurrent)
+        concurrent: dict[int, dict] = {}
+        summary["concurrent"] = {}
+        for level in config.concurrency:
+            count = max(config.concurrent_lifecycles, 4 * level)
+            log(f"concurrent: {count} lifecycles, {level} clients, floor at {level} too")
+            concurrent[level] = lifecycles.concurrent(count, level)
+            summary["concurrent"][str(level)] = {
+                "clients": level,
+                "lifecycles": count,
+                **report.summarize_phase(concurrent[level]),
+            }
         if config.large_purge:
             log(f"large purge: {config.large_purge} tickets of 10 items and 5 live grants")
             summary["large_purge"] = report.summarize_large_purge(
@@ -227,13 +264,50 @@ def main() -> int:
                 config.large_purge_items,
                 config.large_purge_grants,
             )
+        if config.mass_close:
+            log(
+                f"mass close: {', '.join(map(str, config.mass_close))} tickets, "
+                f"{config.mass_close_burst} clients closing, "
+                f"{', '.join(map(str, config.mass_close_workers))} workers draining"
+            )
+            summary["mass_close"] = summarize_rounds(
+                mass_close(
+                    lifecycles, config.mass_close, config.mass_close_workers,
+                    config.mass_close_burst,
+                )
+            )  # fmt: skip
+        if config.events:
+            log(f"events: {config.events} submits and closes with outbound events on and off")
+            events_app = start_app(
+                "events",
+                {
+                    # Enqueuing only: the receiver is never called in this phase (the driven
+                    # worker is not asked to deliver), so it need not exist.
+                    "VAULT_SERVICE_EVENTS_URL": "https://events.bench.invalid/hooks",
+                    "VAULT_SERVICE_EVENTS_SECRET": keys.webhook_secret,
+                },
+            )
+            summary["events"] = events_on_off(
+                lifecycles,
+                Lifecycles(events_app, vault.addr, vault.floor_token, vault.pid, audit, keys),
+                config.events,
+            )
+            drain_purges(app)
+            events_app.stop()
+            log(f"events: {config.events_deliveries} deliveries to a receiver on loopback")
+            delivery_db = Database.create(run_dir, "deliveries", config.database_url)
+            databases.append(delivery_db)
+            summary["events"]["delivery"] = deliveries(delivery_db.url, config.events_deliveries)
         summary["lifecycle_peak_rss_mib"] = sampler.peaks_mib()
         if profiling:
             log(f"profile: {config.profile_iterations} lifecycles under py-spy")
             summary["profile"] = profile_lifecycles(lifecycles, config.profile_iterations, prefix)
         results["raw_latencies_ms"] = {
             phase: {op: [round(x * 1000, 3) for x in rec.seconds] for op, rec in records.items()}
-            for phase, records in (("sequential", sequential), ("concurrent", concurrent))
+            for phase, records in (
+                ("sequential", sequential),
+                *((f"concurrent_{level}", records) for level, records in concurrent.items()),
+            )
         }
         app.stop()
 
@@ -242,7 +316,9 @@ def main() -> int:
             log(f"scale: {', '.join(map(str, config.scale))} tickets")
             deployment = app.env["VAULT_SERVICE_DEPLOYMENT_ID"]
             floors = [
-                Floor(vault.addr, vault.floor_token, deployment) for _ in range(config.concurrency)
+                # Eight hvac clients provision the open tickets' Vault material.
+                Floor(vault.addr, vault.floor_token, deployment)
+                for _ in range(8)
             ]
             scale = measure_scale(
                 app, databases[-1], keys, floors, audit, config.public(), sampler,

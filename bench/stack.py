@@ -264,17 +264,23 @@ class App:
             ready_path="/readyz",
             timeout=60,
         )
-        self.worker = Process(
-            "worker",
+        self.worker = self.spawn_worker("worker")
+
+    def spawn_worker(self, label: str) -> Process:
+        """One more driven worker process on this app's database (the mass close runs several)."""
+        worker = Process(
+            label,
             [sys.executable, "-m", "bench.worker"],
-            self.run_dir / f"{self.name}-worker.log",
+            self.run_dir / f"{self.name}-{label}.log",
             env=self.env,
             cwd=self.run_dir,
             pipe_stdio=True,
         )
-        ready = json.loads(self.worker.popen.stdout.readline() or "{}")
+        ready = json.loads(worker.popen.stdout.readline() or "{}")
         if not ready.get("ready"):
-            raise RuntimeError(f"the worker did not start; see {self.name}-worker.log")
+            worker.stop(5)
+            raise RuntimeError(f"the worker did not start; see {self.name}-{label}.log")
+        return worker
 
     def gunicorn_worker_pids(self) -> list[int]:
         import psutil
@@ -283,25 +289,39 @@ class App:
 
     def command(self, line: str) -> dict:
         """Send one command to the worker and wait for its answer."""
-        self.worker.popen.stdin.write(line + "\n")
-        self.worker.popen.stdin.flush()
-        answer = json.loads(self.worker.popen.stdout.readline() or '{"error": "worker died"}')
-        if "error" in answer:
-            raise RuntimeError(f"worker {line!r}: {answer['error']}")
-        return answer
+        send_command(self.worker, line)
+        return read_answer(self.worker, line)
 
     def stop(self) -> None:
         if self.worker is not None:
-            if self.worker.poll() is None:
-                try:
-                    self.worker.popen.stdin.write("quit\n")
-                    self.worker.popen.stdin.close()
-                    self.worker.popen.wait(10)
-                except (OSError, subprocess.TimeoutExpired):
-                    pass
-            self.worker.stop(20)
+            stop_worker(self.worker)
         if self.gunicorn is not None:
             self.gunicorn.stop(20)
+
+
+def send_command(worker: Process, line: str) -> None:
+    """One command line to a driven worker (bench/worker.py); read_answer() waits for it."""
+    worker.popen.stdin.write(line + "\n")
+    worker.popen.stdin.flush()
+
+
+def read_answer(worker: Process, line: str) -> dict:
+    answer = json.loads(worker.popen.stdout.readline() or '{"error": "worker died"}')
+    if "error" in answer:
+        raise RuntimeError(f"worker {line!r}: {answer['error']}")
+    return answer
+
+
+def stop_worker(worker: Process) -> None:
+    """Ask a driven worker to quit, then make sure it has."""
+    if worker.poll() is None:
+        try:
+            worker.popen.stdin.write("quit\n")
+            worker.popen.stdin.close()
+            worker.popen.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    worker.stop(20)
 
 
 def create_agents(env: dict, usernames: list[str], password: str) -> None:

@@ -9,6 +9,7 @@ runs, timing it from inside:
 - `sweep`: one regular pass of the worker's loop (`vault_service.worker.run_once`; without the
   orphan sweep, which the loop runs only every few minutes);
 - `sweep-orphans`: one pass with the orphan sweep (what `vault-service sweep` runs);
+- `drain [idle seconds]`: jobs one by one until none has been due for a while (the mass close);
 - `profile <command> N <file>`: N runs of a command under pyinstrument, the report to a file.
 
 Answers are JSON lines on stdout. Nothing here changes what the service does.
@@ -49,8 +50,26 @@ def main() -> int:
             return {"report": run_once(app, orphans=orphans).as_json()}
         return {"report": run_once(app).as_json()}
 
+    def drain(idle_seconds: float) -> dict:
+        """The worker's loop without its poll timer: take due jobs one by one until none has
+        been due for `idle_seconds` (the mass close starts its workers before the burst of
+        closes). Wall-clock times of the first and last completed job let the benchmark take
+        the drain time across several worker processes."""
+        done, first, last = 0, None, None
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < idle_seconds:
+            if purge_one()["done"]:
+                done += 1
+                last = time.time()
+                first = first or last
+                idle_since = time.monotonic()
+            else:
+                time.sleep(0.01)
+        return {"done": done, "first_done_at": first, "last_done_at": last}
+
     commands = {
         "purge": purge_one,
+        "drain": lambda: drain(float(argument or 2)),
         "sweep": sweep_once,
         "sweep-orphans": lambda: sweep_once(orphans=True),
     }

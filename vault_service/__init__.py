@@ -35,7 +35,8 @@ access_log = logging.getLogger("vault_service.access")
 
 def configure_sqlite(engine: Engine) -> None:
     """WAL for concurrent readers, FULL sync for durability, secure_delete so freed pages are
-    zeroed, and IMMEDIATE transactions so writers queue instead of failing mid-transaction."""
+    zeroed, and IMMEDIATE transactions so writers queue instead of failing mid-transaction
+    (read_only() blocks excepted: they begin DEFERRED and never write)."""
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
@@ -54,7 +55,12 @@ def configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # read_only() marks its connection: a read takes a snapshot and no lock, so it does not
+        # wait for writers (WAL lets it read while one writes).
+        if connection.get_execution_options().get(transactions.DEFERRED_BEGIN):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_app(settings: Settings | None = None) -> Flask:

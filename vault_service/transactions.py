@@ -8,7 +8,9 @@ Two shapes, and a guard:
   rollback: with expire_on_commit=False the loaded attributes stay readable afterwards, whereas
   a rollback expires them and the next attribute read silently opens a new transaction, which on
   SQLite holds the write lock across every Vault call that follows. It refuses pending changes,
-  so nothing is ever committed by accident.
+  so nothing is ever committed by accident. On SQLite it begins DEFERRED (a snapshot without the
+  write lock: readers do not queue behind writers); a transaction() opened inside it ends the
+  read first, so no write ever runs in a snapshot (which SQLite would refuse, not wait for).
 - `refuse_open_transaction()`: the Vault gateway calls it before every request to Vault (see
   create_app). A transaction held across a Vault call would hold SQLite's write lock (and
   PostgreSQL row locks) for a network round trip; the guard turns that mistake into an error
@@ -28,6 +30,11 @@ from sqlalchemy.orm import Session
 from .extensions import db
 
 _DEPTH = "vault_service.transaction_depth"
+# Set on the session while a read_only() block's own transaction is open; on SQLite that
+# transaction began DEFERRED (a snapshot, no write lock), see configure_sqlite().
+_READING = "vault_service.reading"
+# The execution option the SQLite "begin" hook reads: BEGIN DEFERRED instead of IMMEDIATE.
+DEFERRED_BEGIN = "vault_service_deferred_begin"
 
 
 class TransactionHeldAcrossVaultCall(RuntimeError):
@@ -39,6 +46,12 @@ def transaction() -> Iterator[Session]:
     """Commit on success, roll back and re-raise on failure; an inner use joins the outer one."""
     session = db.session()
     depth = session.info.get(_DEPTH, 0)
+    if depth == 0 and session.info.pop(_READING, False):
+        # A write inside a read_only() block: its transaction is a DEFERRED snapshot on SQLite,
+        # and upgrading a snapshot to a writer fails at once (SQLITE_BUSY_SNAPSHOT, no busy
+        # wait) if anyone committed since it began. End the read first; the write then begins
+        # IMMEDIATE and queues for the lock like every other write.
+        _end_read(session)
     session.info[_DEPTH] = depth + 1
     try:
         yield session
@@ -60,13 +73,30 @@ def read_only() -> Iterator[Session]:
         # Inside a unit of work, a read is part of it: the outer block decides how it ends.
         yield session
         return
+    if not session.in_transaction():
+        # Begin it here, marked: on SQLite a read needs no write lock, so it begins DEFERRED
+        # and does not queue behind writers (IMMEDIATE, which every other transaction takes so
+        # that a writer waits for the lock instead of failing mid-transaction). Every other
+        # database ignores the option.
+        session.connection(execution_options={DEFERRED_BEGIN: True})
+        session.info[_READING] = True
     try:
         yield session
     except BaseException:
+        session.info.pop(_READING, None)
         session.rollback()
         raise
     if session.new or session.dirty or session.deleted:
+        session.info.pop(_READING, None)
         session.rollback()
+        raise RuntimeError("read_only() block made changes; use transaction() to write")
+    _end_read(session)
+
+
+def _end_read(session: Session) -> None:
+    """Commit a read (see read_only: a commit keeps the loaded objects usable)."""
+    session.info.pop(_READING, None)
+    if session.new or session.dirty or session.deleted:
         raise RuntimeError("read_only() block made changes; use transaction() to write")
     session.commit()
 
