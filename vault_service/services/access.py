@@ -91,8 +91,11 @@ def agent_name(agent: Agent) -> str:
     return getattr(agent, "display_name", None) or agent.username
 
 
-def _deny(agent: Agent, action: str, ticket_ref: str, reason: str, **details: object) -> None:
-    """Record a refusal in its own transaction, so the refusal survives the request failing."""
+def record_refusal(
+    agent: Agent, action: str, ticket_ref: str | None, reason: str, **details: object
+) -> None:
+    """Record a refusal in its own transaction, so the refusal survives the request failing
+    (access requests, reveals, and approvals' decisions)."""
     with transaction():
         audit.record(
             action,
@@ -144,7 +147,7 @@ def read_grant_target(
             ticket, lease = _serving_lease(ticket_ref)
             has_items = bool(lease.items)
     except Conflict:
-        _deny(agent, action, ticket_ref, "ticket closed")
+        record_refusal(agent, action, ticket_ref, "ticket closed")
         raise
     if not has_items:
         raise Conflict("This ticket has no credentials yet.")
@@ -162,7 +165,7 @@ def _mint_grant_token(
         issued = vault.mint_grant_token(lease_token, target.ttl_seconds)
         return issued, vault.encrypt_token(issued.token)
     except VaultError as error:
-        _deny(agent, action, target.ticket_ref, "vault unavailable", error=str(error))
+        record_refusal(agent, action, target.ticket_ref, "vault unavailable", error=str(error))
         raise ServiceUnavailable(
             "The secure store is unavailable; no access was granted."
         ) from error
@@ -255,7 +258,7 @@ def mint_grant(
     actor = refused_by or agent
     ciphertext = target.lease_token_ciphertext
     if target.ttl_seconds < settings.grant_min_seconds or ciphertext is None:
-        _deny(actor, action, target.ticket_ref, "retention ending")
+        record_refusal(actor, action, target.ticket_ref, "retention ending")
         raise Conflict("The ticket's retention period is about to end.")
     issued, sealed = _mint_grant_token(vault, actor, target, ciphertext, action)
     try:
@@ -268,7 +271,7 @@ def mint_grant(
     if grant is None:
         # Closed while we were minting: the token must not survive this call.
         vault.revoke_accessor(issued.accessor)
-        _deny(actor, action, target.ticket_ref, "ticket closed")
+        record_refusal(actor, action, target.ticket_ref, "ticket closed")
         raise Conflict("This ticket is closed; its credentials are no longer available.")
     return grant
 
@@ -288,7 +291,7 @@ def _open_request(
 ) -> AccessRequest:
     """Four-eyes: record a pending request, audited and reported; nothing is asked of Vault."""
     if target.ttl_seconds < settings.grant_min_seconds or target.lease_token_ciphertext is None:
-        _deny(agent, "access.requested", target.ticket_ref, "retention ending")
+        record_refusal(agent, "access.requested", target.ticket_ref, "retention ending")
         raise Conflict("The ticket's retention period is about to end.")
     now = utcnow()
     refusal = None
@@ -338,10 +341,10 @@ def _open_request(
                 pending_until=request.expires_at,
             )
     if refusal == "ticket closed":
-        _deny(agent, "access.requested", target.ticket_ref, refusal)
+        record_refusal(agent, "access.requested", target.ticket_ref, refusal)
         raise Conflict("This ticket is closed; its credentials are no longer available.")
     if refusal is not None:
-        _deny(agent, "access.requested", target.ticket_ref, refusal)
+        record_refusal(agent, "access.requested", target.ticket_ref, refusal)
         raise Conflict("Your request is already waiting for approval.")
     return request
 
@@ -444,7 +447,7 @@ def _audit_reveal(
             wait([unwrapping])  # the token is dropped with the future, never used
         raise
     if refusal is not None or grant is None or unwrapping is None:
-        _deny(agent, "credentials.revealed", ref, refusal or "no such grant")
+        record_refusal(agent, "credentials.revealed", ref, refusal or "no such grant")
         raise Forbidden("Access to these credentials has ended. Request access again if needed.")
     return grant, items, unwrapping
 
@@ -456,16 +459,16 @@ def _read_revealed(
     try:
         plaintexts = vault.read_items(unwrapping.result(), grant.lease_id, [i.id for i in items])
     except VaultForbidden as error:
-        _deny(agent, "credentials.revealed", ref, "refused by vault", error=str(error))
+        record_refusal(agent, "credentials.revealed", ref, "refused by vault", error=str(error))
         raise Forbidden("Vault refused this access: the grant has ended.") from error
     except (VaultNotFound, VaultRequestFailed) as error:
         # The item (404) or the lease's key (transit's 400) is gone from Vault while the
         # database says the ticket holds it: removed outside this service (another deployment's
         # sweep, an operator, a restore). Said as such, never as an ended grant.
-        _deny(agent, "credentials.revealed", ref, "missing in vault", error=str(error))
+        record_refusal(agent, "credentials.revealed", ref, "missing in vault", error=str(error))
         raise CredentialsMissing() from error
     except VaultError as error:
-        _deny(agent, "credentials.revealed", ref, "vault unavailable", error=str(error))
+        record_refusal(agent, "credentials.revealed", ref, "vault unavailable", error=str(error))
         raise ServiceUnavailable(
             "The secure store is unavailable; nothing was revealed."
         ) from error

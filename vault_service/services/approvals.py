@@ -157,21 +157,6 @@ class _Decidable:
     duration_seconds: int
 
 
-def _refuse(
-    decider: Agent, action: str, ticket_ref: str | None, reason: str, **details: object
-) -> None:
-    """Audit a refused decision in its own transaction (the refusal survives the error)."""
-    with transaction():
-        audit.record(
-            action,
-            actor=actor_of(decider),
-            outcome="denied",
-            ticket_ref=ticket_ref,
-            reason=reason,
-            **details,
-        )
-
-
 def _check_decidable(decider: Agent, request_id: object, action: str) -> _Decidable:
     """The request, if this agent may decide it now; every refusal audited and raised."""
     if not isinstance(request_id, str) or not 0 < len(request_id) <= 36:
@@ -189,17 +174,25 @@ def _check_decidable(decider: Agent, request_id: object, action: str) -> _Decida
     request, ticket_ref, requester = found
     if decider.role != ADMIN_ROLE:
         # The admin blueprint's guard refuses first; this holds for any other caller.
-        _refuse(decider, action, ticket_ref, "not an admin", access_request_id=request.id)
+        access.record_refusal(
+            decider, action, ticket_ref, "not an admin", access_request_id=request.id
+        )
         raise Forbidden("Only an admin may decide access requests.")
     if requester.id == decider.id:
-        _refuse(decider, action, ticket_ref, "own request", access_request_id=request.id)
+        access.record_refusal(
+            decider, action, ticket_ref, "own request", access_request_id=request.id
+        )
         raise Forbidden("You cannot decide your own access request: another admin must.")
     state = access_request_state(request, utcnow())
     if state != AccessRequestStatus.PENDING:
-        _refuse(decider, action, ticket_ref, f"request {state}", access_request_id=request.id)
+        access.record_refusal(
+            decider, action, ticket_ref, f"request {state}", access_request_id=request.id
+        )
         raise Conflict(_GONE[state])
     if not requester.is_active:
-        _refuse(decider, action, ticket_ref, "requester disabled", access_request_id=request.id)
+        access.record_refusal(
+            decider, action, ticket_ref, "requester disabled", access_request_id=request.id
+        )
         raise Conflict("The agent who asked is disabled; their request cannot be approved.")
     return _Decidable(request.id, ticket_ref, requester, request.reason, request.duration_seconds)
 
@@ -272,7 +265,7 @@ def approve_request(settings: Settings, vault: Vault, approver: Agent, request_i
     except DecidedMeanwhile as error:
         # Decided by someone else, lapsed or closed between the check and the lock; the token
         # minted for it is already revoked (access.mint_grant).
-        _refuse(
+        access.record_refusal(
             approver,
             "access.approved",
             pending.ticket_ref,
@@ -306,7 +299,7 @@ def deny_request(approver: Agent, request_id: object) -> None:
                 denied_by=access.agent_name(approver),
             )
     except DecidedMeanwhile as error:
-        _refuse(
+        access.record_refusal(
             approver,
             "access.denied",
             pending.ticket_ref,
