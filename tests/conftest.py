@@ -336,6 +336,15 @@ def agent(client, app) -> AgentBrowser:
     return browser
 
 
+@pytest.fixture
+def admin_browser(app) -> AgentBrowser:
+    """Bob, an admin, logged in in his own browser (cookie jar) beside alice's."""
+    browser = AgentBrowser(app.test_client(), app)
+    browser.create("bob", role="admin")
+    browser.login("bob")
+    return browser
+
+
 SAMPLE_ITEMS = [
     {
         "kind": "sftp",

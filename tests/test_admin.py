@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from vault_service.clock import utcnow
@@ -15,15 +14,6 @@ from vault_service.services import jobs
 
 from .conftest import AgentBrowser
 from .helpers import accessor_is_gone
-
-
-@pytest.fixture
-def admin_browser(app) -> AgentBrowser:
-    """Bob, an admin, in his own browser (cookie jar) beside alice's."""
-    browser = AgentBrowser(app.test_client(), app)
-    browser.create("bob", role="admin")
-    browser.login("bob")
-    return browser
 
 
 def audit_of(app, action: str) -> list[AuditEvent]:

@@ -19,20 +19,9 @@ from vault_service.models import AuditEvent
 from vault_service.services import audit
 from vault_service.transactions import transaction
 
-from .conftest import AgentBrowser
-
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 ACTORS = ("agent:alice", "agent:carol", "system", "cli")
 ACTIONS = ("access.granted", "credentials.revealed", "agent.login", "ticket.closed")
-
-
-@pytest.fixture
-def admin_browser(app) -> AgentBrowser:
-    """Bob, an admin, in his own browser (cookie jar)."""
-    browser = AgentBrowser(app.test_client(), app)
-    browser.create("bob", role="admin")
-    browser.login("bob")
-    return browser
 
 
 def seed(app, count: int) -> None:

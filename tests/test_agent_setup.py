@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 from freezegun import freeze_time
 from sqlalchemy import select, text
 
@@ -23,14 +22,6 @@ from .helpers import csrf_token_of, own_details
 
 NEW_PASSWORD = "copper lantern by the quay"
 LINK = re.compile(r'<code id="setup-url" class="secret">http://localhost(/setup/[^<]+)</code>')
-
-
-@pytest.fixture
-def admin_browser(app) -> AgentBrowser:
-    browser = AgentBrowser(app.test_client(), app)
-    browser.create("bob", role="admin")
-    browser.login("bob")
-    return browser
 
 
 def create(admin: AgentBrowser, username: str = "dana", role: str = "agent"):

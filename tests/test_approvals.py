@@ -56,15 +56,6 @@ def settings(make_settings, receiver):
     )
 
 
-@pytest.fixture
-def approver(app) -> AgentBrowser:
-    """Bob, an admin, in his own browser (cookie jar) beside alice's."""
-    browser = AgentBrowser(app.test_client(), app)
-    browser.create("bob", role="admin")
-    browser.login("bob")
-    return browser
-
-
 def requests_of(app) -> list[AccessRequest]:
     with app.app_context():
         rows = list(db.session.scalars(select(AccessRequest).order_by(AccessRequest.created_at)))
@@ -114,7 +105,7 @@ def load_agent(app, username: str) -> Agent:
 
 
 def test_a_request_mints_nothing_in_vault_until_an_admin_approves_and_the_window_starts_then(
-    app, client, agent, approver, submitted_ticket, openbao
+    app, client, agent, admin_browser, submitted_ticket, openbao
 ):
     agent.login()
     request_id = ask(agent, submitted_ticket)
@@ -140,7 +131,7 @@ def test_a_request_mints_nothing_in_vault_until_an_admin_approves_and_the_window
         )
 
     before = time.time()
-    response = decide(approver, request_id, "approve")
+    response = decide(admin_browser, request_id, "approve")
     after = time.time()
     assert response.status_code == 302 and response.headers["Location"] == "/admin/approvals"
 
@@ -237,7 +228,7 @@ def test_an_agent_without_the_admin_role_cannot_decide_even_through_the_service(
 
 
 def test_a_request_lapses_exactly_at_its_deadline_and_then_cannot_be_approved(
-    app, settings, vault, agent, approver, submitted_ticket, openbao
+    app, settings, vault, agent, admin_browser, submitted_ticket, openbao
 ):
     agent.login()
     first = ask(agent, submitted_ticket)
@@ -279,9 +270,9 @@ def test_a_request_lapses_exactly_at_its_deadline_and_then_cannot_be_approved(
             .where(AccessRequest.id == second)
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
-    response = decide(approver, second, "approve")
+    response = decide(admin_browser, second, "approve")
     assert response.status_code == 302
-    follow = approver.client.get(response.headers["Location"]).get_data(as_text=True)
+    follow = admin_browser.client.get(response.headers["Location"]).get_data(as_text=True)
     assert "expired before anyone approved it" in follow
     assert grants_of(app) == []
     # The requester is told, and may ask again.
@@ -290,7 +281,7 @@ def test_a_request_lapses_exactly_at_its_deadline_and_then_cannot_be_approved(
 
 
 def test_closing_the_ticket_ends_its_pending_requests_and_none_can_be_approved_after(
-    app, agent, approver, ticket_system, submitted_ticket, openbao
+    app, agent, admin_browser, ticket_system, submitted_ticket, openbao
 ):
     agent.login()
     request_id = ask(agent, submitted_ticket)
@@ -300,10 +291,10 @@ def test_closing_the_ticket_ends_its_pending_requests_and_none_can_be_approved_a
     [closed] = records(app, "access.request_closed")
     assert closed.details["access_request_id"] == request_id
 
-    assert "No access request is waiting" in approver.client.get("/admin/approvals").get_data(
+    assert "No access request is waiting" in admin_browser.client.get("/admin/approvals").get_data(
         as_text=True
     )
-    response = decide(approver, request_id, "approve")
+    response = decide(admin_browser, request_id, "approve")
     assert response.status_code == 302
     assert grants_of(app) == []
     assert requests_of(app)[0].status == AccessRequestStatus.CLOSED
@@ -312,7 +303,7 @@ def test_closing_the_ticket_ends_its_pending_requests_and_none_can_be_approved_a
 
 
 def test_a_second_request_while_one_waits_is_refused_and_a_denial_mints_nothing(
-    app, client, agent, approver, submitted_ticket, openbao
+    app, client, agent, admin_browser, submitted_ticket, openbao
 ):
     agent.login()
     request_id = ask(agent, submitted_ticket)
@@ -324,9 +315,9 @@ def test_a_second_request_while_one_waits_is_refused_and_a_denial_mints_nothing(
     assert len(requests_of(app)) == 1
 
     # Bob sees it on the ticket page too, and denies it from there (back to the ticket).
-    page = approver.client.get(f"/tickets/{submitted_ticket}").get_data(as_text=True)
+    page = admin_browser.client.get(f"/tickets/{submitted_ticket}").get_data(as_text=True)
     assert "check the sftp" in page and f"/admin/access-requests/{request_id}/deny" in page
-    response = approver.post(
+    response = admin_browser.post(
         f"/admin/access-requests/{request_id}/deny",
         {"back": "ticket", "ticket_ref": submitted_ticket},
         token_page=f"/tickets/{submitted_ticket}",
@@ -337,9 +328,9 @@ def test_a_second_request_while_one_waits_is_refused_and_a_denial_mints_nothing(
     assert grant_tokens_of(openbao, lease_of(app, submitted_ticket)) == []
     assert "denied by bob" in client.get(f"/tickets/{submitted_ticket}").get_data(as_text=True)
     # A denied request is decided: approving it now is refused and changes nothing.
-    decide(approver, request_id, "approve")
+    decide(admin_browser, request_id, "approve")
     assert grants_of(app) == [] and requests_of(app)[0].status == AccessRequestStatus.DENIED
-    assert decide(approver, "no-such-request", "approve").status_code == 404
+    assert decide(admin_browser, "no-such-request", "approve").status_code == 404
 
 
 def test_the_window_is_the_one_asked_even_when_approved_late_through_the_service(
@@ -382,18 +373,18 @@ def test_the_setting_is_none_by_default_and_anything_but_none_or_required_is_ref
 
 
 def test_each_step_is_an_event_with_exactly_its_fields_and_no_value(
-    app, agent, approver, submitted_ticket, receiver
+    app, agent, admin_browser, submitted_ticket, receiver
 ):
     """Requested, approved (then granted), requested, denied: delivered in that order, each
     verified by the independent `standardwebhooks` package; no value, token or link in any."""
     agent.login()
     first = ask(agent, submitted_ticket)
-    decide(approver, first, "approve")
+    decide(admin_browser, first, "approve")
     with app.app_context(), transaction() as session:
         # Alice's grant ends early, so she asks again; bob denies this one.
         session.execute(update(Grant).values(revoked_at=utcnow()))
     second = ask(agent, submitted_ticket)
-    decide(approver, second, "deny")
+    decide(admin_browser, second, "deny")
     for _ in range(10):
         run_worker_pass(app)
         if len(receiver.events_of(submitted_ticket)) >= 6:
@@ -480,7 +471,15 @@ def test_with_approval_none_a_request_is_granted_at_once_and_no_request_is_recor
 
 @pytest.mark.parametrize("meanwhile", ["another admin denies it", "the ticket closes"])
 def test_a_request_decided_or_closed_while_its_token_is_minted_leaves_no_grant_and_no_token(
-    app, vault, agent, approver, ticket_system, submitted_ticket, openbao, monkeypatch, meanwhile
+    app,
+    vault,
+    agent,
+    admin_browser,
+    ticket_system,
+    submitted_ticket,
+    openbao,
+    monkeypatch,
+    meanwhile,
 ):
     """The approval's own check passed; then, while Vault mints (no transaction is open), a real
     second request changes the state. The approval's write under the lock sees it: no grant, the
@@ -503,7 +502,7 @@ def test_a_request_decided_or_closed_while_its_token_is_minted_leaves_no_grant_a
         return issued
 
     monkeypatch.setattr(vault, "mint_grant_token", mint_while_something_happens)
-    response = decide(approver, request_id, "approve")
+    response = decide(admin_browser, request_id, "approve")
     assert response.status_code == 302
     [accessor] = minted
     assert grants_of(app) == []
