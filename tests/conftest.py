@@ -27,7 +27,7 @@ from vault_service.extensions import db
 from vault_service.services.providers import standard_webhooks
 from vault_service.vault import bootstrap_vault, issue_app_token
 
-from .helpers import CHROMIUM, Gunicorn, QuietRequestHandler, use_deployment
+from .helpers import CHROMIUM, EventReceiver, Gunicorn, QuietRequestHandler, use_deployment
 
 WEBHOOK_KEY = secrets.token_bytes(32)
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_KEY).decode()
@@ -334,6 +334,18 @@ def agent(client, app) -> AgentBrowser:
     browser = AgentBrowser(client, app)
     browser.create()
     return browser
+
+
+# The key a module's events receiver verifies with, and its apps sign with (`events_secrets`).
+EVENTS_KEY = secrets.token_bytes(32)
+
+
+@pytest.fixture
+def receiver():
+    """The ticket system's events endpoint, verifying every delivery with EVENTS_KEY."""
+    server = EventReceiver(["whsec_" + base64.b64encode(EVENTS_KEY).decode()])
+    yield server
+    server.stop()
 
 
 @pytest.fixture

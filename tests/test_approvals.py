@@ -6,8 +6,6 @@ client, outside the app), never from the app's word."""
 
 from __future__ import annotations
 
-import base64
-import secrets
 import time
 from datetime import datetime, timedelta
 
@@ -24,10 +22,9 @@ from vault_service.models import AccessRequest, AccessRequestStatus, Agent, Audi
 from vault_service.services import access, approvals
 from vault_service.transactions import transaction
 
-from .conftest import SAMPLE_ITEMS, AgentBrowser
+from .conftest import EVENTS_KEY, SAMPLE_ITEMS, AgentBrowser
 from .helpers import PRODUCTION_ENVIRONMENT as GOOD
 from .helpers import (
-    EventReceiver,
     accessor_is_gone,
     grant_tokens_of,
     lease_of,
@@ -36,17 +33,6 @@ from .helpers import (
 )
 
 WINDOW_MINUTES = 20
-
-
-EVENTS_KEY = secrets.token_bytes(32)
-
-
-@pytest.fixture
-def receiver():
-    """The ticket system's events endpoint: every step below is reported to it."""
-    server = EventReceiver(["whsec_" + base64.b64encode(EVENTS_KEY).decode()])
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import base64
 import json
 import logging
 import re
-import secrets
 import uuid
 from pathlib import Path
 
@@ -21,18 +20,10 @@ from vault_service.extensions import db
 from vault_service.kinds.validation import CredentialInput
 from vault_service.logs import JsonFormatter
 
-from .helpers import EventReceiver, run_worker_pass
+from .conftest import EVENTS_KEY
+from .helpers import run_worker_pass
 
-EVENTS_KEY = secrets.token_bytes(32)
 VAULT_TOKEN = re.compile(rb"(?<![A-Za-z0-9])(?:hvs|hvb|s|b)\.[A-Za-z0-9_-]{20,}")
-
-
-@pytest.fixture
-def receiver():
-    """The ticket system's events endpoint: every delivered body is searched too."""
-    server = EventReceiver(["whsec_" + base64.b64encode(EVENTS_KEY).decode()])
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -37,24 +37,17 @@ from vault_service.services.lifecycle import PurgeReason
 from vault_service.services.submissions import find_usable_link, submit_credentials
 from vault_service.transactions import read_only, transaction
 
-from .conftest import SAMPLE_ITEMS
+from .conftest import EVENTS_KEY, SAMPLE_ITEMS
 from .deployment import Stack, wait_for
 from .helpers import ROOT, EventReceiver, run_worker_pass
 
-KEY_A = secrets.token_bytes(32)
+KEY_A = EVENTS_KEY  # what the receiver fixture verifies with
 KEY_B = secrets.token_bytes(32)
 NOTES = "use the staging site"
 
 
 def whsec(key: bytes) -> str:
     return "whsec_" + base64.b64encode(key).decode()
-
-
-@pytest.fixture
-def receiver():
-    server = EventReceiver([whsec(KEY_A)])
-    yield server
-    server.stop()
 
 
 @pytest.fixture
