@@ -159,7 +159,9 @@ def run_suite(
     label = f"{database}, Python {version}"
     print(f"\n=== test suite on {label} ===", flush=True)
     started = time.monotonic()
-    code = subprocess.call([python, "-m", "pytest", *args], cwd=ROOT, env=env)
+    # The slowest tests are named in every run, so a test that grows slow is seen when it does.
+    command = [python, "-m", "pytest", "--durations=15", *args]
+    code = subprocess.call(command, cwd=ROOT, env=env)
     return label, code, time.monotonic() - started
 
 
@@ -168,8 +170,14 @@ def main() -> int:
     ensure_chromium()
     ensure_nginx()
     base_env = {k: v for k, v in os.environ.items() if k != "VAULT_SERVICE_TEST_DATABASE_URL"}
-    results = [run_suite("SQLite", base_env, args)]
     postgres = reachable_postgres()
+    sqlite_args = args
+    if postgres and "-m" not in args:
+        # The production topology (tests/test_topology.py: a raft cluster, two replicas, a worker
+        # and nginx as processes, a minute or two) runs once, on production's database.
+        print("Production topology test: in the PostgreSQL run only (compose's database)")
+        sqlite_args = ["-m", "not production_topology", *args]
+    results = [run_suite("SQLite", base_env, sqlite_args)]
     if postgres:
         env = dict(base_env, VAULT_SERVICE_TEST_DATABASE_URL=postgres)
         python = image_python_venv() or sys.executable

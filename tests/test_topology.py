@@ -43,6 +43,7 @@ from .helpers import (
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.production_topology,
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (scripts/run_tests.py)"),
 ]
 
