@@ -3,9 +3,11 @@ second database on the same deployment id is refused (doctor, bootstrap, sweep, 
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import hvac
 import pytest
@@ -252,9 +254,8 @@ def test_a_purge_destroys_the_legacy_layout_only_of_a_lease_older_than_deploymen
     material can only be in the current layout): planted legacy names of it stay untouched."""
     ref = f"T-legacy-{older_than_identity}"
     ticket_system, _agent, _client = ticket_system_factory(app)
-    # The database's first lease is reserved just before its identity is written: any later one
-    # is what a deployment upgraded past deployment ids creates.
-    live_ticket(app, ticket_system_factory, "T-first")
+    # The database's identity is written before its first lease: a lease is what a deployment
+    # upgraded past deployment ids creates, unless moved back before the identity below.
     _, lease = live_ticket(app, ticket_system_factory, ref)
     legacy = legacy_lease_names(lease.id)
     admin = openbao.admin()
@@ -297,3 +298,62 @@ def stored_anything_current(openbao, lease_id: str, app) -> bool:
     except hvac.exceptions.InvalidPath:
         return False
     return bool(keys["data"]["keys"])
+
+
+def vault_requests_since(openbao, offset: int) -> list[dict]:
+    """The requests OpenBao's audit device recorded after `offset` bytes of its log."""
+    with open(openbao.audit_log, "rb") as log:
+        log.seek(offset)
+        lines = log.read().splitlines()
+    entries = [json.loads(line) for line in lines if line.strip()]
+    return [entry["request"] for entry in entries if entry.get("type") == "request"]
+
+
+def test_a_submission_makes_only_its_own_vault_calls_once_no_legacy_lease_lives(
+    app, openbao, ticket_system_factory
+):
+    """Told by the database that no live lease predates its identity, the gateway asks Vault
+    nothing to find a lease's layout: OpenBao's audit log shows a submission's batch encrypt and
+    one write per item, and no read of the lease's key."""
+    ticket_system, _agent, client = ticket_system_factory(app)
+    path = ticket_system.link_path("T-calls")
+    offset = Path(openbao.audit_log).stat().st_size
+    assert client.post(path, json={"items": SAMPLE_ITEMS}).status_code == 201
+    lease = lease_of(app, "T-calls")
+    calls = [
+        (request["operation"], request["path"])
+        for request in vault_requests_since(openbao, offset)
+        if lease.id in request.get("path", "")
+    ]
+    assert len(calls) == 1 + len(SAMPLE_ITEMS), calls
+    assert [op for op, path in calls if "/keys/" in path] == []
+
+
+def test_a_lease_older_than_the_identity_keeps_its_legacy_layout_found_by_asking_vault(
+    app, openbao, ticket_system_factory
+):
+    """A lease from before deployment ids, still live, whose key sits under the legacy name:
+    the gateway probes Vault for it (and a fresh gateway that the database tells of no such
+    lease never probes: it names the current layout even where a legacy key exists)."""
+    _agent, lease = live_ticket(app, ticket_system_factory, "T-old")
+    legacy = legacy_lease_names(lease.id)
+    admin = openbao.admin()
+    admin.secrets.transit.create_key(name=legacy.key_name, mount_point=TRANSIT_MOUNT)
+    settings = app.extensions["vault_service.settings"]
+    current = lease_names(lease.id, deployment=settings.deployment_id).key_name
+    admin.secrets.transit.update_key_configuration(
+        name=current, deletion_allowed=True, mount_point=TRANSIT_MOUNT
+    )
+    admin.secrets.transit.delete_key(name=current, mount_point=TRANSIT_MOUNT)
+
+    fresh = create_app(settings)
+    with fresh.app_context():
+        assert fresh.extensions["vault_service.vault"].lease_key_name(lease.id) == current
+        since = db.session.scalar(select(DatabaseIdentity.created_at))
+        db.session.execute(
+            update(Lease).where(Lease.id == lease.id).values(created_at=since - timedelta(days=1))
+        )
+        db.session.commit()
+    older = create_app(settings)
+    with older.app_context():
+        assert older.extensions["vault_service.vault"].lease_key_name(lease.id) == legacy.key_name

@@ -27,6 +27,7 @@ from .config import Settings, load_settings
 from .extensions import csrf, db, login_manager
 from .logs import configure_logging
 from .services import providers
+from .services.deployment import legacy_leases_live
 from .services.readiness import job_queue_counts
 from .vault import Vault
 
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings,
         before_call=transactions.refuse_open_transaction,
         after_call=metrics.observe_vault_call,
+        legacy_leases_live=legacy_leases_live,
     )
 
     db.init_app(app)

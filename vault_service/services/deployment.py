@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..models import DatabaseIdentity
+from ..models import DatabaseIdentity, Lease
 from ..transactions import read_only, transaction
 from ..vault import DeploymentConflict, Vault
 
@@ -24,6 +24,7 @@ __all__ = [
     "DeploymentConflict",
     "check_deployment",
     "database_id",
+    "legacy_leases_live",
     "require_own_deployment",
 ]
 
@@ -57,6 +58,18 @@ def database_id() -> str:
     if written is None:  # pragma: no cover - the insert above or a rival's committed one
         raise RuntimeError("database identity missing after it was written")
     return written
+
+
+def legacy_leases_live() -> bool:
+    """Whether a lease not yet purged predates this database's identity, so that its material
+    may sit in the legacy layout (from before deployment ids). The Vault gateway asks: while
+    none does, a lease's layout is the current one without asking Vault which key exists."""
+    with read_only() as session:
+        since = session.scalar(select(DatabaseIdentity.created_at))
+        live = select(Lease.id).where(Lease.purged_at.is_(None))
+        if since is not None:
+            live = live.where(Lease.created_at < since)
+        return session.scalar(live.limit(1)) is not None
 
 
 def require_own_deployment(vault: Vault) -> str:

@@ -238,6 +238,10 @@ def create_submission_link(
     validate_ticket_ref(ticket_ref)
     ttl_seconds = _check_link_ttl(settings, ttl_seconds)
     presentation = check_link_presentation(message, locale)
+    # The database's identity is written before its first lease: every lease is then either
+    # older than it (from before deployment ids, maybe the legacy layout) or surely current,
+    # which spares probing Vault for the layout (deployment.legacy_leases_live).
+    deployment.database_id()
     with transaction():
         ticket = lifecycle.get_or_create_open_ticket(ticket_ref)
         lease = lifecycle.reserve_lease(settings, ticket)

@@ -52,6 +52,9 @@ T = TypeVar("T")
 # How many leases' layouts (current or legacy) a process remembers: a layout never changes once a
 # lease's key exists, so the cache only saves one key read per lease and process.
 LAYOUT_CACHE_SIZE = 4096
+# While leases from before deployment ids may still hold material, how often to ask again whether
+# any does (they only ever get fewer: every lease created since uses the current layout).
+LEGACY_RECHECK_SECONDS = 300.0
 
 
 def _untyped(helper: object) -> Any:
@@ -105,6 +108,7 @@ class Vault:
         *,
         before_call: Callable[[str], None] | None = None,
         after_call: Callable[[str, float, BaseException | None], None] | None = None,
+        legacy_leases_live: Callable[[], bool] | None = None,
     ):
         self._settings = settings
         # Called with the operation's name before every request to Vault: the app installs the
@@ -127,6 +131,12 @@ class Vault:
         self._confirmed_owner: str | None = None
         # Lease id -> where its material lives (the current layout or the legacy one).
         self._layouts: dict[str, LeaseNames] = {}
+        # Asked of the database (by the app, which owns it): may any lease not yet purged keep
+        # its material in the legacy layout? Once it says no, no lease's layout needs a probe of
+        # Vault (a submission's extra key read): new leases are never legacy. None: always probe.
+        self._legacy_leases_live = legacy_leases_live
+        self._legacy_possible = True
+        self._legacy_checked_at = -LEGACY_RECHECK_SECONDS
         # Independent calls of one request (a submission's KV writes, a reveal's KV reads) run
         # concurrently; each request's calls are few, so a small shared pool suffices.
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vault")
@@ -248,6 +258,8 @@ class Vault:
         if known is not None:
             return known
         current = self.current_names(lease_id)
+        if not self._may_be_legacy():
+            return current
         if self._read_key(current.key_name) is not None:
             names = current
         elif self._read_key(legacy_lease_names(lease_id).key_name) is not None:
@@ -258,6 +270,19 @@ class Vault:
             self._layouts.clear()
         self._layouts[lease_id] = names
         return names
+
+    def _may_be_legacy(self) -> bool:
+        """Whether a lease's layout must be told apart by probing Vault (see __init__)."""
+        if self._legacy_leases_live is None or not self._legacy_possible:
+            return self._legacy_leases_live is None
+        now = time.monotonic()
+        if now - self._legacy_checked_at >= LEGACY_RECHECK_SECONDS:
+            try:
+                self._legacy_possible = self._legacy_leases_live()
+            except Exception:  # noqa: BLE001 - no answer (no tables yet, say): probe, ask later
+                return True
+            self._legacy_checked_at = now
+        return self._legacy_possible
 
     def lease_key_name(self, lease_id: str) -> str:
         """The name of a lease's transit key, in whichever layout the lease uses."""
