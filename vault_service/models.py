@@ -383,11 +383,15 @@ class Grant(Model):
             sqlite_where=text("token_ciphertext IS NOT NULL"),
             postgresql_where=text("token_ciphertext IS NOT NULL"),
         ),
+        # An agent's live grants (the dashboard, disabling an agent) among every grant they
+        # ever had: by agent, then by end, so only the unexpired ones are read (migration 0016;
+        # it serves lookups by agent alone too).
+        Index("ix_grants_agent_id_expires_at", "agent_id", "expires_at"),
     )
 
     id: Mapped[uuid_pk]
     lease_id: Mapped[str] = mapped_column(ForeignKey("leases.id"), index=True)
-    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
     reason: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[created_at]
     expires_at: Mapped[timestamp]
