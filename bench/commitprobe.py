@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from bench.stack import Database
-from vault_service import configure_sqlite
+from vault_service.sqlite import configure_sqlite
 
 
 def durable_commit_seconds(run_dir: Path, postgres_url: str, samples: int = 200) -> list[float]:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 
 from flask import Flask, Response, g, request
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import ConnectionPoolEntry
 
 from . import (
     errors,
@@ -29,39 +25,10 @@ from .logs import configure_logging
 from .services import providers
 from .services.deployment import legacy_leases_live
 from .services.readiness import job_queue_counts
+from .sqlite import configure_sqlite
 from .vault import Vault
 
 access_log = logging.getLogger("vault_service.access")
-
-
-def configure_sqlite(engine: Engine) -> None:
-    """WAL for concurrent readers, FULL sync for durability, secure_delete so freed pages are
-    zeroed, and IMMEDIATE transactions so writers queue instead of failing mid-transaction
-    (read_only() blocks excepted: they begin DEFERRED and never write)."""
-
-    @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
-        # Only attached to a SQLite engine: the DBAPI connection is the stdlib driver's.
-        dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            "secure_delete=ON",
-            "foreign_keys=ON",
-            "busy_timeout=10000",
-        ):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def on_begin(connection: Connection) -> None:
-        # read_only() marks its connection: a read takes a snapshot and no lock, so it does not
-        # wait for writers (WAL lets it read while one writes).
-        if connection.get_execution_options().get(transactions.DEFERRED_BEGIN):
-            connection.exec_driver_sql("BEGIN DEFERRED")
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
