@@ -24,6 +24,7 @@ from vault_service.vault import (
     KV_MOUNT,
     LEASE_POLICY,
     LEASE_TOKEN_ROLE,
+    RECEIPT_KEY,
     REVEAL_POLICY,
     TRANSIT_MOUNT,
     kv_item_path,
@@ -34,6 +35,10 @@ from vault_service.vault import (
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+def _b64url(part: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
 
 
 @dataclass
@@ -166,7 +171,8 @@ class Floor:
 
     def purge(self, lease: FloorLease) -> None:
         """The service's purge, call for call (it makes the fewest calls that keep every
-        guarantee; a service that makes more shows up as a floor/service call mismatch)."""
+        guarantee; a service that makes more shows up as a floor/service call mismatch), and
+        the receipt's signature."""
         # Destroy: the lease token (its grants are its children and go with it), the key (one
         # delete: it was created deletable), every item from Vault's listing, the entity.
         self.client.auth.token.revoke_accessor(lease.accessor)
@@ -187,6 +193,21 @@ class Floor:
         leftovers += ["entity"] if self.client.read(f"identity/entity/id/{lease.entity_id}") else []
         if leftovers:
             raise RuntimeError(f"floor purge left {len(leftovers)} object(s)")
+        # Receipt: Vault signs what was destroyed with the receipt key, which never leaves it
+        # (its latest version, named in the answer: nothing is read before).
+        facts = {
+            "lease_id": lease.lease_id,
+            "transit_key": name,
+            "kv_entries": len(item_ids),
+            "token_accessors": accessors,
+            "identity_entity": lease.entity_id,
+        }
+        signing_input = ".".join(_b64url(part) for part in ({"alg": "EdDSA"}, facts))
+        signature = self.client.secrets.transit.sign_data(
+            name=RECEIPT_KEY, hash_input=_b64(signing_input), mount_point=TRANSIT_MOUNT
+        )["data"]["signature"]
+        if not signature.startswith("vault:v"):
+            raise RuntimeError("floor purge: the receipt was not signed")
 
     # -- helpers (each one Vault call) --------------------------------------------------------
 

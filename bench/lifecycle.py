@@ -51,8 +51,10 @@ MINIMUM_CALLS = {
     "close": lambda items, grants: 0,
     # destroy: revoke the lease token (its grants are its children), delete the key, list,
     # delete each item, delete the entity; verify: look up every token, read the key, list,
-    # read the entity (an empty listing already proves every item's metadata gone).
-    "purge": lambda items, grants: 8 + items + grants,
+    # read the entity (an empty listing already proves every item's metadata gone); sign the
+    # receipt: its key never leaves Vault, so the signature is a call of its own (the key
+    # version for the kid comes back with it, so nothing is read before).
+    "purge": lambda items, grants: 9 + items + grants,
     "ticket_api": lambda items, grants: 0,
     "healthz": lambda items, grants: 0,
 }

@@ -92,6 +92,15 @@ def run_worker_pass(app, *, orphans: bool = False) -> sweep.SweepReport:
         return sweep.sweep(current_settings(), current_vault(), orphans=orphans)
 
 
+def vault_requests_since(openbao, offset: int) -> list[dict]:
+    """The requests OpenBao's audit device recorded after `offset` bytes of its log."""
+    with open(openbao.audit_log, "rb") as log:
+        log.seek(offset)
+        lines = log.read().splitlines()
+    entries = [json.loads(line) for line in lines if line.strip()]
+    return [entry["request"] for entry in entries if entry.get("type") == "request"]
+
+
 def lease_of(app, ticket_ref: str) -> Lease:
     """The lease of a ticket, loaded in a context of its own."""
     with app.app_context():

@@ -3,7 +3,6 @@ second database on the same deployment id is refused (doctor, bootstrap, sweep, 
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from datetime import timedelta
@@ -29,7 +28,13 @@ from vault_service.vault import (
 )
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import client_for, lease_of, run_worker_pass, unseal_grant_token
+from .helpers import (
+    client_for,
+    lease_of,
+    run_worker_pass,
+    unseal_grant_token,
+    vault_requests_since,
+)
 
 
 @pytest.fixture
@@ -298,15 +303,6 @@ def stored_anything_current(openbao, lease_id: str, app) -> bool:
     except hvac.exceptions.InvalidPath:
         return False
     return bool(keys["data"]["keys"])
-
-
-def vault_requests_since(openbao, offset: int) -> list[dict]:
-    """The requests OpenBao's audit device recorded after `offset` bytes of its log."""
-    with open(openbao.audit_log, "rb") as log:
-        log.seek(offset)
-        lines = log.read().splitlines()
-    entries = [json.loads(line) for line in lines if line.strip()]
-    return [entry["request"] for entry in entries if entry.get("type") == "request"]
 
 
 def test_a_submission_makes_only_its_own_vault_calls_once_no_legacy_lease_lives(

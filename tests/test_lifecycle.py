@@ -163,3 +163,31 @@ def test_unknown_ticket_status_is_404_and_close_is_a_noop(ticket_system):
     assert response.status_code == 202
     assert response.get_json()["outcome"] == "unknown_ticket"
     assert ticket_system.status("T-nope").status_code == 404
+
+
+def test_a_purge_ends_the_live_grants_and_keeps_when_an_ended_one_ended(
+    app, agent, ticket_system, submitted_ticket
+):
+    """One statement erases every grant's token and ends the live ones: a grant its agent ended
+    earlier keeps that time, the live one ends at the purge."""
+    agent.login()
+    assert agent.request_access(submitted_ticket).status_code == 302
+    ended_id = agent.current_grant_id(submitted_ticket)
+    response = agent.post(
+        f"/tickets/{submitted_ticket}/grants/{ended_id}/end", {}, f"/tickets/{submitted_ticket}"
+    )
+    assert response.status_code == 302
+    assert agent.request_access(submitted_ticket).status_code == 302
+    live_id = agent.current_grant_id(submitted_ticket)
+    assert live_id != ended_id
+    with app.app_context():
+        ended_at = db.session.get(Grant, ended_id).revoked_at
+        assert ended_at is not None and db.session.get(Grant, live_id).revoked_at is None
+
+    assert ticket_system.close(submitted_ticket).status_code == 202
+    assert run_worker_pass(app).jobs_completed["purge"] == 1
+    with app.app_context():
+        ended, live = (db.session.get(Grant, grant_id) for grant_id in (ended_id, live_id))
+        assert ended.revoked_at == ended_at
+        assert live.revoked_at is not None and live.revoked_at > ended_at
+        assert ended.token_ciphertext is None and live.token_ciphertext is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import hvac
 import hvac.exceptions
@@ -24,7 +25,13 @@ from vault_service.services.doctor import check_receipt_key, run_checks
 from vault_service.vault import RECEIPT_KEY, TRANSIT_MOUNT
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import lease_of, run_worker_pass, tamper, verify_independently
+from .helpers import (
+    lease_of,
+    run_worker_pass,
+    tamper,
+    vault_requests_since,
+    verify_independently,
+)
 
 # RFC 9864 deprecates "EdDSA" for the fully specified "Ed25519"; DESIGN.md's contract names EdDSA,
 # which every JOSE library still verifies, so joserfc's warning about it is expected here.
@@ -187,6 +194,40 @@ def test_rotation_keeps_old_receipts_verifiable(
     assert set(kids) <= published
     assert verify_independently(client, first)["ticket_ref"] == first_ref
     assert verify_independently(client, second)["ticket_ref"] == second_ref
+
+
+def test_a_purge_asks_vault_only_to_sign_until_the_receipt_key_is_rotated(
+    app, client, ticket_system, openbao
+):
+    """OpenBao's audit log: once the worker has read the receipt key, a purge's one call on it is
+    the signature; after a rotation the signature comes back from the new version, so the worker
+    reads the key again and signs again, and that very receipt carries the new kid."""
+    refs = [f"T-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for ticket_ref in refs:
+        path = ticket_system.link_path(ticket_ref)
+        assert client.post(path, json={"items": SAMPLE_ITEMS[:1]}).status_code == 201
+    close_and_purge(ticket_system, app, refs[0])
+
+    def receipt_key_calls(ticket_ref: str) -> tuple[list[tuple[str, str]], str]:
+        offset = Path(openbao.audit_log).stat().st_size
+        token = close_and_purge(ticket_system, app, ticket_ref)["purge_receipt_jws"]
+        calls = [
+            (request["operation"], request["path"].split("/")[1])
+            for request in vault_requests_since(openbao, offset)
+            if request.get("path", "").endswith(f"/{RECEIPT_KEY}")
+        ]
+        return calls, json.loads(jws.b64url_decode(token.split(".")[0]))["kid"]
+
+    calls, kid = receipt_key_calls(refs[1])
+    assert calls == [("update", "sign")]
+    admin = openbao.admin()
+    admin.secrets.transit.rotate_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
+    latest = admin.secrets.transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT)
+    calls, rotated_kid = receipt_key_calls(refs[2])
+    assert calls == [("update", "sign"), ("read", "keys"), ("update", "sign")]
+    assert kid != rotated_kid == f"{RECEIPT_KEY}:v{latest['data']['latest_version']}"
+    status = ticket_system.status(refs[2]).get_json()
+    assert verify_independently(client, status["purge_receipt_jws"])["ticket_ref"] == refs[2]
 
 
 def test_the_jwks_is_public_briefly_cacheable_and_holds_only_public_keys(client):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, literal, select, update
 
 from .. import failpoints
 from ..clock import utcnow
@@ -116,11 +116,13 @@ class PurgeDone:
 def _read_target(job: Job) -> PurgeTarget:
     with read_only() as session:
         # A purge job is enqueued for an existing lease (the job's ticket is the lease's), and
-        # neither row is ever deleted.
-        lease = session.get_one(Lease, job.payload["lease_id"])
-        ticket_ref = session.execute(
-            select(Ticket.ref).where(Ticket.id == lease.ticket_id)
-        ).scalar_one()
+        # neither row is ever deleted. The database's identity comes in the same statement: the
+        # database knows when it was written (see may_be_legacy below).
+        lease, ticket_ref, identity_since = session.execute(
+            select(Lease, Ticket.ref, select(DatabaseIdentity.created_at).scalar_subquery())
+            .join(Ticket, Ticket.id == Lease.ticket_id)
+            .where(Lease.id == job.payload["lease_id"])
+        ).one()
         grant_accessors = list(
             session.scalars(select(Grant.token_accessor).where(Grant.lease_id == lease.id))
         )
@@ -129,10 +131,9 @@ def _read_target(job: Job) -> PurgeTarget:
         )
         # The receipt's access summary is fixed here, before the purge changes anything.
         accesses = receipts.read_accesses(session, lease.id, ticket_ref)
-        # The database's identity is written before its first lease's Vault material: a lease
-        # older than it (or a database without one) may hold material in the legacy layout (the
-        # very first lease, reserved just before, is asked about both: a few calls, once).
-        identity_since = session.scalar(select(DatabaseIdentity.created_at))
+    # The database's identity is written before its first lease's Vault material: a lease older
+    # than it (or a database without one) may hold material in the legacy layout (the very
+    # first lease, reserved just before, is asked about both: a few calls, once).
     may_be_legacy = identity_since is None or lease.created_at < identity_since
     return PurgeTarget(lease, ticket_ref, item_ids, grant_accessors, accesses, may_be_legacy)
 
@@ -186,12 +187,16 @@ def _erase_lease_records(lease_id: str, now: datetime) -> None:
     """Delete the lease's item records and end its grants."""
     session = db.session
     session.execute(delete(CredentialItem).where(CredentialItem.lease_id == lease_id))
+    # One statement for every grant of the lease: its token erased, and ended now unless it
+    # already had ended.
     session.execute(
         update(Grant)
-        .where(Grant.lease_id == lease_id, Grant.revoked_at.is_(None))
-        .values(revoked_at=now)
+        .where(Grant.lease_id == lease_id)
+        .values(
+            token_ciphertext=None,
+            revoked_at=func.coalesce(Grant.revoked_at, literal(now, Grant.revoked_at.type)),
+        )
     )
-    session.execute(update(Grant).where(Grant.lease_id == lease_id).values(token_ciphertext=None))
 
 
 def record_purge(job: Job, done: PurgeDone) -> PurgeReceipt:

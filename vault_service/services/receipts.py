@@ -128,14 +128,44 @@ def read_accesses(session: Session, lease_id: str, ticket_ref: str) -> list[Rece
     ]
 
 
+# Signatures a purge asks for before giving up on a receipt key that keeps changing under it (the
+# first after a rotation comes back from the new version; a second rotation meanwhile is rarer
+# still): the attempt fails and is retried like any other.
+SIGN_ATTEMPTS = 3
+
+
 def sign_claims(vault: Vault, claims: ReceiptClaims) -> str:
-    """The claims as a compact JWS, signed by Vault with the receipt key's latest version."""
-    key = vault.read_receipt_key()
-    if key.get("type") != "ed25519":
-        raise VaultRequestFailed("sign receipt: the receipt key is not ed25519")
-    version = int(key["latest_version"])
-    signed_input = jws.signing_input(jws.protected_header(jws.key_id(RECEIPT_KEY, version)), claims)
-    return jws.compact(signed_input, vault.sign_receipt(signed_input, version).signature)
+    """The claims as a compact JWS, signed by Vault with the receipt key's latest version.
+
+    The header names that version (its kid) and is signed with the claims, so it is chosen before
+    Vault signs: it is the latest this process has read. Vault signs with its latest and says
+    which it used; only when the two differ (the key was rotated since) is the key read again
+    and the claims signed again, so a rotation's very next receipt carries the new kid, and a
+    purge costs one Vault call here instead of two.
+    """
+    key = vault.last_receipt_key()
+    for _ in range(SIGN_ATTEMPTS):
+        if key.get("type") != "ed25519":
+            raise VaultRequestFailed("sign receipt: the receipt key is not ed25519")
+        version = int(key["latest_version"])
+        header = jws.protected_header(jws.key_id(RECEIPT_KEY, version))
+        signed_input = jws.signing_input(header, claims)
+        signature = vault.sign_receipt(signed_input)
+        token = jws.compact(signed_input, signature.signature)
+        if signature.key_version == version and _verifies(token, key, claims["iss"]):
+            return token
+        key = vault.read_receipt_key()
+    raise VaultRequestFailed("sign receipt: the receipt key changed while signing")
+
+
+def _verifies(token: str, key: dict[str, object], issuer: str) -> bool:
+    """Whether the receipt verifies as anyone would verify it, against the public keys the read
+    of the receipt key gave (the JWKS): a key replaced under the same version is caught here."""
+    try:
+        jws.verify(token, jws.jwks_from_vault_key(RECEIPT_KEY, key), issuer=issuer)
+    except jws.InvalidReceipt:
+        return False
+    return True
 
 
 def claims_for(

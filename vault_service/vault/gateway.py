@@ -137,6 +137,10 @@ class Vault:
         self._legacy_leases_live = legacy_leases_live
         self._legacy_possible = True
         self._legacy_checked_at = -LEGACY_RECHECK_SECONDS
+        # The receipt key as this process last read it (type, latest version, public keys). A
+        # purge names that version in its receipt's header and reads again only when Vault signs
+        # with another one (services/receipts.py): one call per receipt instead of two.
+        self._receipt_key: dict[str, Any] | None = None
         # Independent calls of one request (a submission's KV writes, a reveal's KV reads) run
         # concurrently; each request's calls are few, so a small shared pool suffices.
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vault")
@@ -679,26 +683,31 @@ class Vault:
             "read receipt key",
             lambda: transit.read_key(name=RECEIPT_KEY, mount_point=TRANSIT_MOUNT),
         )["data"]
+        self._receipt_key = data
         return data
 
-    def sign_receipt(self, signing_input: bytes, key_version: int) -> ReceiptSignature:
-        """Ed25519 over the raw bytes with this version of the receipt key (the version is in
-        the JWS header the bytes contain, so it must be chosen before signing)."""
+    def last_receipt_key(self) -> dict[str, Any]:
+        """The receipt key as this process last read it, read now if never: it may be stale (a
+        rotation since), which a signature from another version shows (sign_receipt)."""
+        return self._receipt_key if self._receipt_key is not None else self.read_receipt_key()
+
+    def sign_receipt(self, signing_input: bytes) -> ReceiptSignature:
+        """Ed25519 over the raw bytes with the receipt key's latest version, which Vault names in
+        its answer (no version is asked for: after a rotation, Vault signs with the new one)."""
         transit = _untyped(self._app().secrets.transit)
         signature: str = self._app_call(
             "sign receipt",
             lambda: transit.sign_data(
                 name=RECEIPT_KEY,
                 hash_input=base64.b64encode(signing_input).decode("ascii"),
-                key_version=key_version,
                 mount_point=TRANSIT_MOUNT,
             ),
         )["data"]["signature"]
         # Vault answers "vault:v<version>:<standard base64 of the 64-byte signature>".
         prefix, version, encoded = signature.split(":", 2)
-        if prefix != "vault" or version != f"v{key_version}":
-            raise VaultRequestFailed("sign receipt: signed with another key version")
-        return ReceiptSignature(key_version, base64.b64decode(encoded))
+        if prefix != "vault" or not version.startswith("v") or not version[1:].isdigit():
+            raise VaultRequestFailed("sign receipt: Vault's answer names no key version")
+        return ReceiptSignature(int(version[1:]), base64.b64decode(encoded))
 
     # -- posture: what `doctor` reads of the app's own identity ------------------------------
 
