@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, bindparam, select
 
 from ..clock import utcnow
 from ..config import Settings
@@ -60,19 +60,24 @@ MAX_REASON_LENGTH = 500
 _Row = Row[*tuple[Any, ...]]
 
 
+# Built once, values bound at execution (see lifecycle.py on why a built statement is kept).
+_ACTIVE_GRANT = (
+    select(Grant)
+    .where(
+        Grant.agent_id == bindparam("agent_id"),
+        Grant.lease_id == bindparam("lease_id"),
+        Grant.revoked_at.is_(None),
+        Grant.expires_at > bindparam("now"),
+    )
+    .order_by(Grant.expires_at.desc())
+    .limit(1)
+)
+
+
 def active_grant(agent: Agent, lease_id: str) -> Grant | None:
     """The agent's unexpired, unrevoked grant on a lease, if any."""
-    return db.session.scalar(
-        select(Grant)
-        .where(
-            Grant.agent_id == agent.id,
-            Grant.lease_id == lease_id,
-            Grant.revoked_at.is_(None),
-            Grant.expires_at > utcnow(),
-        )
-        .order_by(Grant.expires_at.desc())
-        .limit(1)
-    )
+    values = {"agent_id": agent.id, "lease_id": lease_id, "now": utcnow()}
+    return db.session.scalar(_ACTIVE_GRANT, values)
 
 
 def _serving_lease(ticket_ref: str) -> tuple[Ticket, Lease]:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import utcnow
@@ -78,17 +78,28 @@ class ReopenOutcome(StrEnum):
     REOPENED = "reopened"
 
 
+# The lookups nearly every request makes, built once with their values bound at execution:
+# building a statement and computing its cache key cost more CPU than SQLite takes to run it
+# (README "Performance"). SQLAlchemy statements are immutable, so sharing them is safe.
+_TICKET_BY_REF = select(Ticket).where(Ticket.ref == bindparam("ref"))
+_LIVE_LEASE = (
+    select(Lease)
+    .where(Lease.ticket_id == bindparam("ticket_id"), Lease.status.in_(LIVE_LEASE_STATES))
+    .order_by(Lease.created_at.desc())
+    .limit(1)
+)
+_LIVE_LEASE_FOR_UPDATE = _LIVE_LEASE.with_for_update()
+
+
 def get_ticket(ticket_ref: str) -> Ticket | None:
     """The ticket with this reference, if the service knows it."""
-    return db.session.scalar(select(Ticket).where(Ticket.ref == ticket_ref))
+    return db.session.scalar(_TICKET_BY_REF, {"ref": ticket_ref})
 
 
 def live_lease(ticket: Ticket, *, for_update: bool = False) -> Lease | None:
     """The ticket's current Vault generation, if it has one that is not being purged."""
-    query = select(Lease).where(Lease.ticket_id == ticket.id, Lease.status.in_(LIVE_LEASE_STATES))
-    if for_update:
-        query = query.with_for_update()
-    return db.session.scalar(query.order_by(Lease.created_at.desc()).limit(1))
+    query = _LIVE_LEASE_FOR_UPDATE if for_update else _LIVE_LEASE
+    return db.session.scalar(query, {"ticket_id": ticket.id})
 
 
 def is_serving(lease_status: LeaseStatus | None, ticket_status: TicketStatus | None) -> bool:
