@@ -89,6 +89,16 @@ _LIVE_LEASE = (
     .limit(1)
 )
 _LIVE_LEASE_FOR_UPDATE = _LIVE_LEASE.with_for_update()
+# A close's reads: every live lease of the ticket, locked; a lease's pending access requests.
+_LIVE_LEASES_FOR_UPDATE = (
+    select(Lease)
+    .where(Lease.ticket_id == bindparam("ticket_id"), Lease.status.in_(LIVE_LEASE_STATES))
+    .with_for_update()
+)
+_PENDING_REQUEST_IDS = select(AccessRequest.id).where(
+    AccessRequest.lease_id == bindparam("lease_id"),
+    AccessRequest.status == AccessRequestStatus.PENDING,
+)
 
 
 def get_ticket(ticket_ref: str) -> Ticket | None:
@@ -199,12 +209,7 @@ def _purge_lease(ticket: Ticket, lease: Lease, reason: PurgeReason, now: datetim
 def _close_pending_requests(ticket: Ticket, lease: Lease, now: datetime) -> None:
     """pending -> closed for the lease's four-eyes requests: a request dies with its ticket, so
     no approval can mint a grant on a closing lease (approvals lock the lease first, as here)."""
-    pending = db.session.scalars(
-        select(AccessRequest.id).where(
-            AccessRequest.lease_id == lease.id,
-            AccessRequest.status == AccessRequestStatus.PENDING,
-        )
-    ).all()
+    pending = db.session.scalars(_PENDING_REQUEST_IDS, {"lease_id": lease.id}).all()
     if not pending:
         return
     db.session.execute(
@@ -229,11 +234,7 @@ def schedule_purge(ticket: Ticket, reason: PurgeReason, actor: str) -> list[str]
     row lock, which this takes too.
     """
     now = utcnow()
-    leases = db.session.scalars(
-        select(Lease)
-        .where(Lease.ticket_id == ticket.id, Lease.status.in_(LIVE_LEASE_STATES))
-        .with_for_update()
-    ).all()
+    leases = db.session.scalars(_LIVE_LEASES_FOR_UPDATE, {"ticket_id": ticket.id}).all()
     ticket.status = TicketStatus.CLOSING
     ticket.closed_at = now
     job_ids = [_purge_lease(ticket, lease, reason, now) for lease in leases]
