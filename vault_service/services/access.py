@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, bindparam, select
 
 from ..clock import utcnow
 from ..config import Settings
@@ -60,19 +60,28 @@ MAX_REASON_LENGTH = 500
 _Row = Row[*tuple[Any, ...]]
 
 
+# Built once, values bound at execution (see lifecycle.py on why a built statement is kept).
+_ACTIVE_GRANT = (
+    select(Grant)
+    .where(
+        Grant.agent_id == bindparam("agent_id"),
+        Grant.lease_id == bindparam("lease_id"),
+        Grant.revoked_at.is_(None),
+        Grant.expires_at > bindparam("now"),
+    )
+    .order_by(Grant.expires_at.desc())
+    .limit(1)
+)
+
+
+# The lease row, locked as a close locks it (a grant or a request never lands on a closing lease).
+_LOCK_LEASE = select(Lease).where(Lease.id == bindparam("lease_id")).with_for_update()
+
+
 def active_grant(agent: Agent, lease_id: str) -> Grant | None:
     """The agent's unexpired, unrevoked grant on a lease, if any."""
-    return db.session.scalar(
-        select(Grant)
-        .where(
-            Grant.agent_id == agent.id,
-            Grant.lease_id == lease_id,
-            Grant.revoked_at.is_(None),
-            Grant.expires_at > utcnow(),
-        )
-        .order_by(Grant.expires_at.desc())
-        .limit(1)
-    )
+    values = {"agent_id": agent.id, "lease_id": lease_id, "now": utcnow()}
+    return db.session.scalar(_ACTIVE_GRANT, values)
 
 
 def _serving_lease(ticket_ref: str) -> tuple[Ticket, Lease]:
@@ -187,7 +196,7 @@ def _record_grant(
     """Write the grant and its audit record if the lease is still active; None if it closed."""
     now = utcnow()
     with transaction() as session:
-        locked = session.scalar(select(Lease).where(Lease.id == target.lease_id).with_for_update())
+        locked = session.scalar(_LOCK_LEASE, {"lease_id": target.lease_id})
         if locked is None or locked.status != LeaseStatus.ACTIVE:
             return None
         grant = Grant(
@@ -297,7 +306,7 @@ def _open_request(
     refusal = None
     with transaction() as session:
         # The lease's lock, as a close takes it: a request never lands on a closing lease.
-        lease = session.scalar(select(Lease).where(Lease.id == target.lease_id).with_for_update())
+        lease = session.scalar(_LOCK_LEASE, {"lease_id": target.lease_id})
         waiting = session.scalar(
             select(AccessRequest.id).where(
                 AccessRequest.lease_id == target.lease_id,
@@ -367,27 +376,41 @@ class Reveal:
     grant_expires_at: datetime
 
 
+# A reveal's reads, built once (see lifecycle.py on why a built statement is kept).
+_LOCK_GRANT = (
+    select(
+        GRANTS.c.id,
+        GRANTS.c.lease_id,
+        GRANTS.c.expires_at,
+        GRANTS.c.revoked_at,
+        GRANTS.c.token_ciphertext,
+        LEASES.c.status.label("lease_status"),
+        TICKETS.c.status.label("ticket_status"),
+    )
+    .join(LEASES, LEASES.c.id == GRANTS.c.lease_id)
+    .join(TICKETS, TICKETS.c.id == LEASES.c.ticket_id)
+    .where(
+        GRANTS.c.id == bindparam("grant_id"),
+        GRANTS.c.agent_id == bindparam("agent_id"),
+        TICKETS.c.ref == bindparam("ref"),
+    )
+    .with_for_update(of=LEASES)
+)
+_LEASE_ITEMS = (
+    select(ITEMS.c.id, ITEMS.c.created_at)
+    .where(ITEMS.c.lease_id == bindparam("lease_id"))
+    .order_by(ITEMS.c.created_at, ITEMS.c.position)
+)
+
+
 def _lock_grant(connection: Connection, agent: Agent, ref: str, grant_id: object) -> _Row | None:
     """The agent's grant, its lease and the ticket in one read, the lease row locked: a close
     (which locks it too) waits for this reveal's record. Core, as the statements that follow:
     plain values, none of the ORM's per-statement cost on the path every reveal takes."""
     if not isinstance(grant_id, str):
         return None
-    return connection.execute(
-        select(
-            GRANTS.c.id,
-            GRANTS.c.lease_id,
-            GRANTS.c.expires_at,
-            GRANTS.c.revoked_at,
-            GRANTS.c.token_ciphertext,
-            LEASES.c.status.label("lease_status"),
-            TICKETS.c.status.label("ticket_status"),
-        )
-        .join(LEASES, LEASES.c.id == GRANTS.c.lease_id)
-        .join(TICKETS, TICKETS.c.id == LEASES.c.ticket_id)
-        .where(GRANTS.c.id == grant_id, GRANTS.c.agent_id == agent.id, TICKETS.c.ref == ref)
-        .with_for_update(of=LEASES)
-    ).first()
+    values = {"grant_id": grant_id, "agent_id": agent.id, "ref": ref}
+    return connection.execute(_LOCK_GRANT, values).first()
 
 
 _REFUSALS = {GrantState.REVOKED: "grant revoked", GrantState.EXPIRED: "grant expired"}
@@ -427,13 +450,7 @@ def _audit_reveal(
             refusal = _refusal(grant, ref, utcnow())
             if refusal is None and grant is not None:
                 unwrapping = vault.in_background(vault.decrypt_token, grant.token_ciphertext)
-                items = list(
-                    connection.execute(
-                        select(ITEMS.c.id, ITEMS.c.created_at)
-                        .where(ITEMS.c.lease_id == grant.lease_id)
-                        .order_by(ITEMS.c.created_at, ITEMS.c.position)
-                    ).all()
-                )
+                items = list(connection.execute(_LEASE_ITEMS, {"lease_id": grant.lease_id}).all())
                 audit.record(
                     "credentials.revealed",
                     actor=actor_of(agent),

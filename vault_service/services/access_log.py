@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypedDict
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..errors import NotFound
@@ -58,14 +58,18 @@ class AccessRecord(TypedDict):
 MAX_RECORDS = 1000
 
 
+# Built once (the ticket page reads it on every view; see lifecycle.py).
+_TICKET_RECORDS = (
+    select(AuditEvent)
+    .where(AuditEvent.ticket_ref == bindparam("ref"))
+    .order_by(AuditEvent.id)
+    .limit(MAX_RECORDS)
+)
+
+
 def ticket_records(session: Session, ticket_ref: str) -> Sequence[AuditEvent]:
     """A ticket's audit records in chain order, which is the order things happened (capped)."""
-    return session.scalars(
-        select(AuditEvent)
-        .where(AuditEvent.ticket_ref == ticket_ref)
-        .order_by(AuditEvent.id)
-        .limit(MAX_RECORDS)
-    ).all()
+    return session.scalars(_TICKET_RECORDS, {"ref": ticket_ref}).all()
 
 
 def access_log(ticket_ref: str) -> list[AccessRecord]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import aliased
 
 from ..clock import utcnow
@@ -88,50 +88,58 @@ class TicketRequests:
     pending: list[PendingRequest]
 
 
+# Built once, values bound at execution (the ticket page runs both on every view; see
+# lifecycle.py on why a built statement is kept).
+_PENDING = (
+    select(
+        AccessRequest.id,
+        Ticket.ref,
+        Agent.username,
+        AccessRequest.reason,
+        AccessRequest.duration_seconds,
+        AccessRequest.created_at,
+        AccessRequest.expires_at,
+    )
+    .join(Lease, Lease.id == AccessRequest.lease_id)
+    .join(Ticket, Ticket.id == Lease.ticket_id)
+    .join(Agent, Agent.id == AccessRequest.agent_id)
+    .where(
+        AccessRequest.status == AccessRequestStatus.PENDING,
+        AccessRequest.expires_at > bindparam("now"),
+        Lease.status == LeaseStatus.ACTIVE,
+        Ticket.status == TicketStatus.OPEN,
+    )
+    .order_by(AccessRequest.created_at, AccessRequest.id)
+)
+_TICKET_PENDING = _PENDING.where(Ticket.ref == bindparam("ref"))
+_DECIDER = aliased(Agent)
+_OWN_LATEST = (
+    select(AccessRequest, _DECIDER.username)
+    .join(Lease, Lease.id == AccessRequest.lease_id)
+    .join(Ticket, Ticket.id == Lease.ticket_id)
+    .outerjoin(_DECIDER, _DECIDER.id == AccessRequest.decided_by_id)
+    .where(Ticket.ref == bindparam("ref"), AccessRequest.agent_id == bindparam("agent_id"))
+    .where(Lease.status == LeaseStatus.ACTIVE)
+    .order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc())
+    .limit(1)
+)
+
+
 def pending_requests(ticket_ref: str | None = None) -> list[PendingRequest]:
     """Requests still waiting (not expired, ticket open), oldest first; one ticket's if named."""
-    statement = (
-        select(
-            AccessRequest.id,
-            Ticket.ref,
-            Agent.username,
-            AccessRequest.reason,
-            AccessRequest.duration_seconds,
-            AccessRequest.created_at,
-            AccessRequest.expires_at,
-        )
-        .join(Lease, Lease.id == AccessRequest.lease_id)
-        .join(Ticket, Ticket.id == Lease.ticket_id)
-        .join(Agent, Agent.id == AccessRequest.agent_id)
-        .where(
-            AccessRequest.status == AccessRequestStatus.PENDING,
-            AccessRequest.expires_at > utcnow(),
-            Lease.status == LeaseStatus.ACTIVE,
-            Ticket.status == TicketStatus.OPEN,
-        )
-        .order_by(AccessRequest.created_at, AccessRequest.id)
-    )
+    values: dict[str, object] = {"now": utcnow()}
+    statement = _PENDING
     if ticket_ref is not None:
-        statement = statement.where(Ticket.ref == ticket_ref)
+        statement, values["ref"] = _TICKET_PENDING, ticket_ref
     with read_only() as session:
-        return [PendingRequest(*row) for row in session.execute(statement)]
+        return [PendingRequest(*row) for row in session.execute(statement, values)]
 
 
 def ticket_requests(agent: Agent, ticket_ref: str) -> TicketRequests:
     """The agent's latest request on the ticket's live lease, and the ticket's pending ones."""
     ref = validate_ticket_ref(ticket_ref)
-    decider = aliased(Agent)
     with read_only() as session:
-        row = session.execute(
-            select(AccessRequest, decider.username)
-            .join(Lease, Lease.id == AccessRequest.lease_id)
-            .join(Ticket, Ticket.id == Lease.ticket_id)
-            .outerjoin(decider, decider.id == AccessRequest.decided_by_id)
-            .where(Ticket.ref == ref, AccessRequest.agent_id == agent.id)
-            .where(Lease.status == LeaseStatus.ACTIVE)
-            .order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc())
-            .limit(1)
-        ).first()
+        row = session.execute(_OWN_LATEST, {"ref": ref, "agent_id": agent.id}).first()
     own = None
     if row is not None:
         request, decided_by = row

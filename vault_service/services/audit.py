@@ -28,6 +28,7 @@ _CHAIN_LOCK_KEY = 0x5641554C54  # "VAULT"
 _SAFE_VALUE_TYPES = (str, int, float, bool, type(None))
 
 _CHAIN_HEAD = select(EVENTS.c.hash).order_by(EVENTS.c.id.desc()).limit(1)
+_APPEND = insert(EVENTS)
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 # What a record holds besides its id, in chain order: written once, hashed, exported.
 RECORD_FIELDS = (
@@ -102,7 +103,7 @@ def record(
     )
     event.hash = compute_hash(event)
     row = {field: getattr(event, field) for field in RECORD_FIELDS}
-    inserted = connection.execute(insert(EVENTS), row)
+    inserted = connection.execute(_APPEND, row)
     # Always set for a single-row INSERT without RETURNING (SQLAlchemy types it Optional).
     event.id = cast(tuple[int], inserted.inserted_primary_key)[0]
     # Counted where the record is written: every reveal and grant, granted or refused, passes

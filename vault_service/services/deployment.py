@@ -72,10 +72,11 @@ def legacy_leases_live() -> bool:
         return session.scalar(live.limit(1)) is not None
 
 
-def require_own_deployment(vault: Vault) -> str:
+def require_own_deployment(vault: Vault, database: str | None = None) -> str:
     """Claim the deployment id for this database (once) or raise DeploymentConflict; call before
-    any listing that may destroy (the orphan sweep) and before creating a lease's material."""
-    return vault.claim_deployment(database_id())
+    any listing that may destroy (the orphan sweep) and before creating a lease's material.
+    `database` is this database's id when the caller has just read it (database_id())."""
+    return vault.claim_deployment(database or database_id())
 
 
 def check_deployment(vault: Vault) -> DeploymentCheck:

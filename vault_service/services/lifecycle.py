@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import utcnow
@@ -78,17 +78,38 @@ class ReopenOutcome(StrEnum):
     REOPENED = "reopened"
 
 
+# The lookups nearly every request makes, built once with their values bound at execution:
+# building a statement and computing its cache key cost more CPU than SQLite takes to run it
+# (README "Performance"). SQLAlchemy statements are immutable, so sharing them is safe.
+_TICKET_BY_REF = select(Ticket).where(Ticket.ref == bindparam("ref"))
+_LIVE_LEASE = (
+    select(Lease)
+    .where(Lease.ticket_id == bindparam("ticket_id"), Lease.status.in_(LIVE_LEASE_STATES))
+    .order_by(Lease.created_at.desc())
+    .limit(1)
+)
+_LIVE_LEASE_FOR_UPDATE = _LIVE_LEASE.with_for_update()
+# A close's reads: every live lease of the ticket, locked; a lease's pending access requests.
+_LIVE_LEASES_FOR_UPDATE = (
+    select(Lease)
+    .where(Lease.ticket_id == bindparam("ticket_id"), Lease.status.in_(LIVE_LEASE_STATES))
+    .with_for_update()
+)
+_PENDING_REQUEST_IDS = select(AccessRequest.id).where(
+    AccessRequest.lease_id == bindparam("lease_id"),
+    AccessRequest.status == AccessRequestStatus.PENDING,
+)
+
+
 def get_ticket(ticket_ref: str) -> Ticket | None:
     """The ticket with this reference, if the service knows it."""
-    return db.session.scalar(select(Ticket).where(Ticket.ref == ticket_ref))
+    return db.session.scalar(_TICKET_BY_REF, {"ref": ticket_ref})
 
 
 def live_lease(ticket: Ticket, *, for_update: bool = False) -> Lease | None:
     """The ticket's current Vault generation, if it has one that is not being purged."""
-    query = select(Lease).where(Lease.ticket_id == ticket.id, Lease.status.in_(LIVE_LEASE_STATES))
-    if for_update:
-        query = query.with_for_update()
-    return db.session.scalar(query.order_by(Lease.created_at.desc()).limit(1))
+    query = _LIVE_LEASE_FOR_UPDATE if for_update else _LIVE_LEASE
+    return db.session.scalar(query, {"ticket_id": ticket.id})
 
 
 def is_serving(lease_status: LeaseStatus | None, ticket_status: TicketStatus | None) -> bool:
@@ -188,12 +209,7 @@ def _purge_lease(ticket: Ticket, lease: Lease, reason: PurgeReason, now: datetim
 def _close_pending_requests(ticket: Ticket, lease: Lease, now: datetime) -> None:
     """pending -> closed for the lease's four-eyes requests: a request dies with its ticket, so
     no approval can mint a grant on a closing lease (approvals lock the lease first, as here)."""
-    pending = db.session.scalars(
-        select(AccessRequest.id).where(
-            AccessRequest.lease_id == lease.id,
-            AccessRequest.status == AccessRequestStatus.PENDING,
-        )
-    ).all()
+    pending = db.session.scalars(_PENDING_REQUEST_IDS, {"lease_id": lease.id}).all()
     if not pending:
         return
     db.session.execute(
@@ -218,11 +234,7 @@ def schedule_purge(ticket: Ticket, reason: PurgeReason, actor: str) -> list[str]
     row lock, which this takes too.
     """
     now = utcnow()
-    leases = db.session.scalars(
-        select(Lease)
-        .where(Lease.ticket_id == ticket.id, Lease.status.in_(LIVE_LEASE_STATES))
-        .with_for_update()
-    ).all()
+    leases = db.session.scalars(_LIVE_LEASES_FOR_UPDATE, {"ticket_id": ticket.id}).all()
     ticket.status = TicketStatus.CLOSING
     ticket.closed_at = now
     job_ids = [_purge_lease(ticket, lease, reason, now) for lease in leases]

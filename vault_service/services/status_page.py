@@ -95,6 +95,9 @@ def new_status_token(settings: Settings) -> tuple[str, str]:
     return token, hash_status_token(settings, token)
 
 
+_INSERT_STATUS_TOKEN = insert(STATUS_TOKENS)
+
+
 def record_status_token(
     connection: Connection,
     token_hash: str,
@@ -106,14 +109,15 @@ def record_status_token(
 ) -> None:
     """In the submission's transaction: the status page of what it stored (ids and kinds)."""
     connection.execute(
-        insert(STATUS_TOKENS).values(
-            id=new_uuid(),
-            token_hash=token_hash,
-            link_id=link_id,
-            lease_id=lease_id,
-            items=[{"id": item_id, "kind": kind} for item_id, kind in items],
-            created_at=now,
-        )
+        _INSERT_STATUS_TOKEN,
+        {
+            "id": new_uuid(),
+            "token_hash": token_hash,
+            "link_id": link_id,
+            "lease_id": lease_id,
+            "items": [{"id": item_id, "kind": kind} for item_id, kind in items],
+            "created_at": now,
+        },
     )
 
 

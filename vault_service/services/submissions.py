@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from .. import failpoints
 from ..clock import utcnow
@@ -44,32 +44,53 @@ class UsableLink:
     locale: str | None = None
 
 
+# The statements every submission runs, built once with their values bound per call (building
+# them cost more CPU than SQLite takes to run them; see lifecycle.py).
+_LINK_BY_HASH = (
+    select(
+        LINKS.c.id,
+        LINKS.c.lease_id,
+        TICKETS.c.ref,
+        LINKS.c.expires_at,
+        LINKS.c.consumed_at,
+        LINKS.c.revoked_at,
+        LINKS.c.message,
+        LINKS.c.locale,
+        LEASES.c.status.label("lease_status"),
+        TICKETS.c.status.label("ticket_status"),
+    )
+    .join(LEASES, LEASES.c.id == LINKS.c.lease_id)
+    .join(TICKETS, TICKETS.c.id == LINKS.c.ticket_id)
+    .where(LINKS.c.token_hash.in_(bindparam("hashes", expanding=True)))
+)
+_LOCK_SERVING_LEASE = (
+    select(LEASES.c.status, LEASES.c.expires_at, TICKETS.c.status)
+    .join(TICKETS, LEASES.c.ticket_id == TICKETS.c.id)
+    .where(LEASES.c.id == bindparam("lease_id"))
+    .with_for_update(of=LEASES)
+)
+_TAKE_LINK = (
+    update(LINKS)
+    .where(
+        LINKS.c.id == bindparam("link_id"),
+        LINKS.c.consumed_at.is_(None),
+        # A revocation that lands while this post writes to Vault wins: the post is refused
+        # (410) and deletes what it wrote.
+        LINKS.c.revoked_at.is_(None),
+        LINKS.c.expires_at > bindparam("received_at"),
+    )
+    .values(consumed_at=bindparam("now"))
+)
+_INSERT_ITEMS = insert(ITEMS)
+
+
 def find_usable_link(settings: Settings, token: str) -> UsableLink:
     """The link for a token if it can still take a submission; one LinkGone for every other case."""
     if not token or len(token) > 128:
         raise LinkGone()
     with read_only() as session:
-        row = (
-            session.connection()
-            .execute(
-                select(
-                    LINKS.c.id,
-                    LINKS.c.lease_id,
-                    TICKETS.c.ref,
-                    LINKS.c.expires_at,
-                    LINKS.c.consumed_at,
-                    LINKS.c.revoked_at,
-                    LINKS.c.message,
-                    LINKS.c.locale,
-                    LEASES.c.status.label("lease_status"),
-                    TICKETS.c.status.label("ticket_status"),
-                )
-                .join(LEASES, LEASES.c.id == LINKS.c.lease_id)
-                .join(TICKETS, TICKETS.c.id == LINKS.c.ticket_id)
-                .where(LINKS.c.token_hash.in_(link_token_hashes(settings, token)))
-            )
-            .first()
-        )
+        hashes = link_token_hashes(settings, token)
+        row = session.connection().execute(_LINK_BY_HASH, {"hashes": hashes}).first()
     if row is None:
         raise LinkGone()
     serving = is_serving(row.lease_status, row.ticket_status)
@@ -132,12 +153,7 @@ def _lock_serving_lease(connection: Connection, lease_id: str) -> datetime | Non
     The lock orders this against a close (which locks it too) on PostgreSQL; SQLite's
     IMMEDIATE transaction already admits one writer at a time.
     """
-    state = connection.execute(
-        select(LEASES.c.status, LEASES.c.expires_at, TICKETS.c.status)
-        .join(TICKETS, LEASES.c.ticket_id == TICKETS.c.id)
-        .where(LEASES.c.id == lease_id)
-        .with_for_update(of=LEASES)
-    ).one_or_none()
+    state = connection.execute(_LOCK_SERVING_LEASE, {"lease_id": lease_id}).one_or_none()
     if state is None or not is_serving(state[0], state[2]):
         return None
     expires_at: datetime = state[1]  # a Core column: typed by the model, not by the table
@@ -150,21 +166,8 @@ def _take_link(
     """Consume the link unless another post did. The guard decides the race between posts:
     only one can move consumed_at off NULL. The expiry is judged at arrival, so a post that
     started in time is not refused for Vault's latency."""
-    return (
-        connection.execute(
-            update(LINKS)
-            .where(
-                LINKS.c.id == link.id,
-                LINKS.c.consumed_at.is_(None),
-                # A revocation that lands while this post writes to Vault wins: the post is
-                # refused (410) and deletes what it wrote.
-                LINKS.c.revoked_at.is_(None),
-                LINKS.c.expires_at > received_at,
-            )
-            .values(consumed_at=now)
-        ).rowcount
-        == 1
-    )
+    values = {"link_id": link.id, "received_at": received_at, "now": now}
+    return connection.execute(_TAKE_LINK, values).rowcount == 1
 
 
 def _record_items(
@@ -174,7 +177,7 @@ def _record_items(
     now: datetime,
 ) -> None:
     connection.execute(
-        insert(ITEMS),
+        _INSERT_ITEMS,
         [
             {
                 "id": item_id,

@@ -137,14 +137,14 @@ def _record_lease_token(
         )
 
 
-def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime) -> None:
+def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime, database: str) -> None:
     """Create the lease's key and lease token in Vault (each step is repeatable)."""
     ttl_seconds = int((expires_at - utcnow()).total_seconds())
     if ttl_seconds < 60:
         raise Conflict("The ticket's retention period has ended.")
     # Never create material under a deployment id another database owns: its sweep would take
     # ours for orphans (DeploymentConflict is a VaultError: the link is refused, 503).
-    deployment.require_own_deployment(vault)
+    deployment.require_own_deployment(vault, database)
     vault.create_lease_key(lease_id)
     issued = vault.create_lease_token(lease_id, ttl_seconds)
     try:
@@ -167,9 +167,9 @@ def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime) -> None:
             vault.delete_entity(issued.entity_id)
 
 
-def _provision_or_unavailable(vault: Vault, ticket_ref: str, lease: Lease) -> None:
+def _provision_or_unavailable(vault: Vault, ticket_ref: str, lease: Lease, database: str) -> None:
     try:
-        _provision_lease(vault, lease.id, lease.expires_at)
+        _provision_lease(vault, lease.id, lease.expires_at, database)
     except VaultError as error:
         log.warning(
             "link not created: vault error",
@@ -241,10 +241,11 @@ def create_submission_link(
     # The database's identity is written before its first lease: every lease is then either
     # older than it (from before deployment ids, maybe the legacy layout) or surely current,
     # which spares probing Vault for the layout (deployment.legacy_leases_live).
-    deployment.database_id()
+    # Read once: the claim below, before any material is created, is made for this id.
+    database = deployment.database_id()
     with transaction():
         ticket = lifecycle.get_or_create_open_ticket(ticket_ref)
         lease = lifecycle.reserve_lease(settings, ticket)
     if lease.status == LeaseStatus.PROVISIONING:
-        _provision_or_unavailable(vault, ticket_ref, lease)
+        _provision_or_unavailable(vault, ticket_ref, lease, database)
     return _issue_link(settings, vault, ticket_ref, lease.id, ttl_seconds, actor, presentation)

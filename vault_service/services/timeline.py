@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ..clock import utcnow
 from ..errors import NotFound
@@ -90,6 +90,21 @@ def _detail(action: str, details: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+# The ticket's live grants, built once (see lifecycle.py on why a built statement is kept).
+_LIVE_GRANTS = (
+    select(Grant.id, Agent.username, Grant.reason, Grant.created_at, Grant.expires_at)
+    .join(Agent, Agent.id == Grant.agent_id)
+    .join(Lease, Lease.id == Grant.lease_id)
+    .where(
+        Lease.ticket_id == bindparam("ticket_id"),
+        Grant.revoked_at.is_(None),
+        Grant.expires_at > bindparam("now"),
+        Grant.token_ciphertext.is_not(None),
+    )
+    .order_by(Grant.expires_at)
+)
+
+
 def ticket_story(ticket_ref: str) -> TicketStory:
     """The ticket's story in audit order (the chain's order is the order things happened)."""
     ref = validate_ticket_ref(ticket_ref)
@@ -98,18 +113,7 @@ def ticket_story(ticket_ref: str) -> TicketStory:
         if ticket is None:
             raise NotFound("Unknown ticket.")
         events = ticket_records(session, ref)
-        grants = session.execute(
-            select(Grant.id, Agent.username, Grant.reason, Grant.created_at, Grant.expires_at)
-            .join(Agent, Agent.id == Grant.agent_id)
-            .join(Lease, Lease.id == Grant.lease_id)
-            .where(
-                Lease.ticket_id == ticket.id,
-                Grant.revoked_at.is_(None),
-                Grant.expires_at > utcnow(),
-                Grant.token_ciphertext.is_not(None),
-            )
-            .order_by(Grant.expires_at)
-        ).all()
+        grants = session.execute(_LIVE_GRANTS, {"ticket_id": ticket.id, "now": utcnow()}).all()
         latest = receipts.latest_receipt(ticket)
         entries = [
             TimelineEntry(
