@@ -107,3 +107,24 @@ def test_a_read_only_block_still_refuses_changes(app):
             role = session.scalar(select(Agent.role).where(Agent.username == "unchanged"))
             assert role == "agent"
         db.session.remove()
+
+
+def test_a_signed_in_page_does_not_wait_for_a_writer(app, client, agent):
+    # Loading the signed-in agent is a read too: were it to autobegin (IMMEDIATE on SQLite),
+    # every signed-in request would queue for the write lock, and the page's own reads would
+    # join that transaction instead of taking a snapshot.
+    agent.login()
+    hold, release, errors = threading.Event(), threading.Event(), []
+    writer = threading.Thread(target=_other_writer, args=(app, hold, release, errors))
+    writer.start()
+    try:
+        assert hold.wait(30)
+        started = time.monotonic()
+        response = client.get("/")
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        writer.join(30)
+    assert not errors
+    assert response.status_code == 200
+    assert elapsed < 2, f"the dashboard waited {elapsed:.1f} s for the writer"
