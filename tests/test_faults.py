@@ -8,12 +8,12 @@ from sqlalchemy import select
 
 from vault_service import create_app
 from vault_service.extensions import db
-from vault_service.models import CredentialItem, Job, Ticket
+from vault_service.models import CredentialItem, Job, LeaseStatus, Ticket
 from vault_service.services import audit
-from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT
+from vault_service.vault import KV_MOUNT, TRANSIT_MOUNT, VaultRequestFailed
 
 from .conftest import SAMPLE_ITEMS
-from .helpers import folder_of, item_path, key_of, lease_of, run_worker_pass
+from .helpers import accessor_is_gone, folder_of, item_path, key_of, lease_of, run_worker_pass
 
 CLOSED_PORT_VAULT = "http://127.0.0.1:9"  # discard port: nothing listens
 
@@ -216,6 +216,35 @@ def test_close_during_provisioning_leaves_nothing_behind_in_vault(
         admin.secrets.transit.read_key(name=key_of(lease_id), mount_point=TRANSIT_MOUNT)
     assert admin.read(f"identity/entity/id/{issued.entity_id}") is None
     assert ticket_system.status("T-race").get_json()["status"] == "purged"
+
+
+def test_a_key_that_cannot_be_made_revokes_the_lease_token_made_beside_it(
+    app, vault, openbao, ticket_system, monkeypatch
+):
+    """A new lease's key and token are made at once (two round trips instead of four); when the
+    key fails, the token already issued beside it is revoked before the 503, not left behind."""
+    real_create_lease_token = type(vault).create_lease_token
+    issued_tokens = []
+
+    def create_lease_token(self, lease_id, ttl_seconds):
+        issued = real_create_lease_token(self, lease_id, ttl_seconds)
+        issued_tokens.append(issued)
+        return issued
+
+    def create_lease_key(self, lease_id):
+        raise VaultRequestFailed("create transit key: refused")
+
+    monkeypatch.setattr(type(vault), "create_lease_token", create_lease_token)
+    monkeypatch.setattr(type(vault), "create_lease_key", create_lease_key)
+    response = ticket_system.create_link("T-keyless")
+    assert response.status_code == 503
+    assert len(issued_tokens) == 1  # the real token, made in Vault beside the failing key
+    assert accessor_is_gone(openbao, issued_tokens[0].accessor)
+    with app.app_context():
+        ticket = db.session.scalar(select(Ticket).where(Ticket.ref == "T-keyless"))
+        assert ticket is not None
+        assert [lease.status for lease in ticket.leases] == [LeaseStatus.PROVISIONING]
+        assert ticket.leases[0].token_accessor is None
 
 
 def test_a_purge_failing_again_and_again_is_surfaced_but_never_dropped(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -137,6 +138,27 @@ def _record_lease_token(
         )
 
 
+def _issue_sealed_token(vault: Vault, lease_id: str, ttl_seconds: int) -> tuple[IssuedToken, str]:
+    """The lease token and its ciphertext under the app key; a token that cannot be sealed (and
+    so never recorded) is revoked at once."""
+    issued = vault.create_lease_token(lease_id, ttl_seconds)
+    try:
+        return issued, vault.encrypt_token(issued.token)
+    except BaseException:
+        vault.revoke_accessor(issued.accessor)
+        raise
+
+
+def _revoke_once_issued(vault: Vault, token_call: Future[tuple[IssuedToken, str]]) -> None:
+    """The key failed: wait for the token begun beside it, and revoke it if it was issued (an
+    unrecorded token must not outlive the request)."""
+    try:
+        issued, _ = token_call.result()
+    except Exception:  # noqa: BLE001 - not issued, or already revoked by _issue_sealed_token
+        return
+    vault.revoke_accessor(issued.accessor)
+
+
 def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime, database: str) -> None:
     """Create the lease's key and lease token in Vault (each step is repeatable)."""
     ttl_seconds = int((expires_at - utcnow()).total_seconds())
@@ -145,12 +167,18 @@ def _provision_lease(vault: Vault, lease_id: str, expires_at: datetime, database
     # Never create material under a deployment id another database owns: its sweep would take
     # ours for orphans (DeploymentConflict is a VaultError: the link is refused, 503).
     deployment.require_own_deployment(vault, database)
-    vault.create_lease_key(lease_id)
-    issued = vault.create_lease_token(lease_id, ttl_seconds)
+    # The key (create, then configure) and the lease token (create, then seal with the app key)
+    # need nothing of each other: the token's two calls run on the Vault pool while this thread
+    # makes the key's, so a new ticket's link waits for two round trips instead of four.
+    token_call = vault.in_background(_issue_sealed_token, vault, lease_id, ttl_seconds)
     try:
-        activated = _record_lease_token(
-            lease_id, issued, vault.encrypt_token(issued.token), expires_at
-        )
+        vault.create_lease_key(lease_id)
+    except BaseException:
+        _revoke_once_issued(vault, token_call)
+        raise
+    issued, sealed = token_call.result()
+    try:
+        activated = _record_lease_token(lease_id, issued, sealed, expires_at)
     except BaseException:
         vault.revoke_accessor(issued.accessor)
         raise
