@@ -5,7 +5,10 @@ On SQLite every transaction() begins IMMEDIATE (writers queue for the one write 
 failing mid-transaction) but a read_only() block begins DEFERRED: a snapshot, no lock. SQLite
 refuses, at once and without a busy wait, to turn a snapshot into a writer once someone else has
 committed (SQLITE_BUSY_SNAPSHOT); these tests make exactly that happen with a second connection.
-On PostgreSQL the same tests hold (reads take no locks there either).
+On PostgreSQL the same tests hold (reads take no locks there either). There, at READ COMMITTED,
+a read runs without a transaction at all (each statement has its own snapshot either way); the
+tests below check that it does, that it stays a transaction under a stricter server default, and
+that a read_only() block cannot write on either database.
 """
 
 from __future__ import annotations
@@ -13,14 +16,25 @@ from __future__ import annotations
 import threading
 import time
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text, update
 
+from vault_service import create_app
 from vault_service.extensions import db
 from vault_service.models import Agent, AuditEvent
 from vault_service.services import audit
 from vault_service.services.agents import create_agent
 from vault_service.services.authentication import record_session_expired
 from vault_service.transactions import read_only, transaction
+
+from .conftest import TEST_DATABASE_URL
+
+postgres_only = pytest.mark.skipif(
+    not TEST_DATABASE_URL, reason="PostgreSQL only (VAULT_SERVICE_TEST_DATABASE_URL)"
+)
+# True in a statement that began its own transaction; False in one after BEGIN (now() is the
+# transaction's start, statement_timestamp() the statement's, a round trip later).
+_OWN_TRANSACTION = text("SELECT now() = statement_timestamp()")
 
 
 def _other_writer(app, hold: threading.Event, release: threading.Event, errors: list) -> None:
@@ -107,3 +121,64 @@ def test_a_read_only_block_still_refuses_changes(app):
             role = session.scalar(select(Agent.role).where(Agent.username == "unchanged"))
             assert role == "agent"
         db.session.remove()
+
+
+def test_a_read_only_block_refuses_a_write_before_it_is_sent(app):
+    with app.app_context():
+        create_agent("unwritten", "correct horse battery staple", actor="test")
+        with pytest.raises(RuntimeError, match="made changes"):
+            with read_only() as session:
+                session.execute(update(Agent).values(role="admin"))
+        with pytest.raises(RuntimeError, match="made changes"):
+            with read_only() as session:
+                found = session.scalar(select(Agent).where(Agent.username == "unwritten"))
+                found.role = "admin"
+                session.flush()
+        db.session.remove()
+        with read_only() as session:
+            assert session.scalar(select(Agent.role)) == "agent"
+        db.session.remove()
+
+
+@postgres_only
+def test_on_postgresql_a_read_runs_without_a_transaction(app):
+    with app.app_context():
+        with read_only() as session:
+            # Each statement its own transaction: no BEGIN, no COMMIT, no round trips for them.
+            assert session.scalar(_OWN_TRANSACTION) is True
+            assert session.scalar(_OWN_TRANSACTION) is True
+        with transaction() as session:
+            assert session.scalar(_OWN_TRANSACTION) is False
+        db.session.remove()
+
+
+@postgres_only
+def test_on_postgresql_under_a_stricter_default_a_read_keeps_one_snapshot(app, make_settings):
+    # A server (or role) whose transactions default to SERIALIZABLE: one snapshot per read
+    # block is then what the read would get in a transaction, so it stays one.
+    strict = create_app(
+        make_settings(
+            database_url=f"{TEST_DATABASE_URL}?options=-cdefault_transaction_isolation%3Dserializable"
+        )
+    )
+    try:
+        with strict.app_context():
+            with read_only():
+                assert _count("bench.writer") == 0  # the first connection: the default is known
+            db.session.remove()
+            with read_only() as session:
+                assert session.scalar(_OWN_TRANSACTION) is False
+                before = _count("bench.writer")
+                hold, release, errors = threading.Event(), threading.Event(), []
+                release.set()
+                writer = threading.Thread(target=_other_writer, args=(app, hold, release, errors))
+                writer.start()
+                writer.join(30)
+                assert not errors
+                # Committed meanwhile, and not seen: the block reads one snapshot.
+                assert _count("bench.writer") == before == 0
+            assert _count("bench.writer") == 1
+            db.session.remove()
+    finally:
+        with strict.app_context():
+            db.engine.dispose()

@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             configure_sqlite(db.engine)
         elif db.engine.dialect.driver == "psycopg":
             connections.replace_closed_connections(db.engine)
+        transactions.refuse_writes_in_reads(db.engine)
     csrf.init_app(app)
     login_manager.init_app(app)
     errors.init_app(app)
