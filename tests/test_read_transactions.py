@@ -24,7 +24,7 @@ from vault_service.extensions import db
 from vault_service.models import Agent, AuditEvent
 from vault_service.services import audit
 from vault_service.services.agents import create_agent
-from vault_service.services.authentication import record_session_expired
+from vault_service.services.authentication import load_agent, record_session_expired
 from vault_service.transactions import read_only, transaction
 
 from .conftest import TEST_DATABASE_URL
@@ -80,6 +80,33 @@ def test_a_read_does_not_wait_for_a_writer(app):
     assert names == ["reader"]
     # An IMMEDIATE read would wait for the writer's lock: up to busy_timeout (10 s), then fail.
     assert elapsed < 2, f"the read waited {elapsed:.1f} s for the writer"
+
+
+def test_loading_the_signed_in_agent_is_a_read_that_does_not_wait_for_a_writer(app):
+    with app.app_context():
+        agent = create_agent("signed-in", "correct horse battery staple", actor="test")
+        session_id = f"{agent.id}:{agent.session_nonce}"
+        db.session.remove()
+    hold, release, errors = threading.Event(), threading.Event(), []
+    writer = threading.Thread(target=_other_writer, args=(app, hold, release, errors))
+    writer.start()
+    try:
+        assert hold.wait(30)
+        with app.app_context():
+            started = time.monotonic()
+            loaded = load_agent(session_id)  # flask-login's loader, on every agent request
+            elapsed = time.monotonic() - started
+            # Ended, not left open for the request's first read to join.
+            assert not db.session().in_transaction()
+            db.session.remove()
+    finally:
+        release.set()
+        writer.join(30)
+    assert not errors
+    assert loaded is not None and loaded.username == "signed-in"
+    # In a transaction the session began itself it would be IMMEDIATE on SQLite: it would wait
+    # for the writer's lock for up to busy_timeout (10 s), then fail.
+    assert elapsed < 2, f"loading the agent waited {elapsed:.1f} s for the writer"
 
 
 def test_a_write_on_a_read_path_survives_a_commit_after_the_snapshot(app):

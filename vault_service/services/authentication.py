@@ -350,7 +350,11 @@ def load_agent(session_id: str) -> Agent | None:
     agent_id, _, nonce = session_id.partition(":")
     if not agent_id.isdigit() or not nonce:
         return None
-    agent = db.session.get(Agent, int(agent_id))
+    # A read of its own: outside one, the session would begin a transaction that the request's
+    # first read_only() block then joins (on SQLite an IMMEDIATE one, the write lock for a
+    # read; on PostgreSQL a BEGIN and a COMMIT a read need not pay, transactions.py).
+    with read_only() as session:
+        agent = session.get(Agent, int(agent_id))
     if agent is None or agent.session_nonce != nonce or not agent.is_active:
         return None
     return agent
