@@ -29,9 +29,18 @@ def _hidden(page: str, name: str) -> str:
 
 
 def profile_lifecycle(
-    env: dict, keys: Secrets, operations: list[str], iterations: int, output: Path, log_file: Path
+    env: dict,
+    keys: Secrets,
+    operations: list[str],
+    iterations: int,
+    output: Path,
+    log_file: Path,
+    make_profiler=None,
 ) -> dict[str, str]:
-    """Profile `operations` of `iterations` lifecycles; returns {operation: report file}."""
+    """Profile `operations` of `iterations` lifecycles; returns {operation: report file}.
+
+    `make_profiler` builds each operation's profiler (pyinstrument's by default): anything with
+    start(), stop() and output_text() will do (bench/roundtrips.py counts round trips so)."""
     from vault_service import create_app
     from vault_service.config import load_settings
     from vault_service.extensions import current_settings, current_vault, db
@@ -60,7 +69,8 @@ def profile_lifecycle(
         client.post(location, data={"code": code, "csrf_token": _hidden(page, "csrf_token")})
     csrf = _hidden(client.get("/").get_data(as_text=True), "csrf_token")
 
-    profilers = {op: Profiler(interval=0.0002) for op in operations}
+    make_profiler = make_profiler or (lambda: Profiler(interval=0.0002))
+    profilers = {op: make_profiler() for op in operations}
 
     def run(op: str, keep: bool, expect: int, action, *args, **kwargs):
         """One request (or purge) under the operation's profiler; checks the outcome."""
@@ -120,7 +130,7 @@ def profile_lifecycle(
     return written
 
 
-def main() -> int:
+def main(make_profiler=None) -> int:
     """`python -m bench.profile [operation ...]`: profile a lifecycle on its own stack."""
     import os
     import sys
@@ -150,8 +160,9 @@ def main() -> int:
         database = Database.create(run_dir, "profile", postgres)
         env = app_environment(vault, database, run_dir, keys)
         App(env, run_dir, "profile").prepare(keys.agent_password)
+        log_file = run_dir / "profile-app.log"
         written = profile_lifecycle(
-            env, keys, operations, iterations, output, run_dir / "profile-app.log"
+            env, keys, operations, iterations, output, log_file, make_profiler
         )
     finally:
         if vault is not None:

@@ -5,7 +5,10 @@ On SQLite every transaction() begins IMMEDIATE (writers queue for the one write 
 failing mid-transaction) but a read_only() block begins DEFERRED: a snapshot, no lock. SQLite
 refuses, at once and without a busy wait, to turn a snapshot into a writer once someone else has
 committed (SQLITE_BUSY_SNAPSHOT); these tests make exactly that happen with a second connection.
-On PostgreSQL the same tests hold (reads take no locks there either).
+On PostgreSQL the same tests hold (reads take no locks there either). There, at READ COMMITTED,
+a read runs without a transaction at all (each statement has its own snapshot either way); the
+tests below check that it does, that it stays a transaction under a stricter server default, and
+that a read_only() block cannot write on either database.
 """
 
 from __future__ import annotations
@@ -13,14 +16,25 @@ from __future__ import annotations
 import threading
 import time
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text, update
 
+from vault_service import create_app
 from vault_service.extensions import db
 from vault_service.models import Agent, AuditEvent
 from vault_service.services import audit
 from vault_service.services.agents import create_agent
-from vault_service.services.authentication import record_session_expired
+from vault_service.services.authentication import load_agent, record_session_expired
 from vault_service.transactions import read_only, transaction
+
+from .conftest import TEST_DATABASE_URL
+
+postgres_only = pytest.mark.skipif(
+    not TEST_DATABASE_URL, reason="PostgreSQL only (VAULT_SERVICE_TEST_DATABASE_URL)"
+)
+# True in a statement that began its own transaction; False in one after BEGIN (now() is the
+# transaction's start, statement_timestamp() the statement's, a round trip later).
+_OWN_TRANSACTION = text("SELECT now() = statement_timestamp()")
 
 
 def _other_writer(app, hold: threading.Event, release: threading.Event, errors: list) -> None:
@@ -66,6 +80,33 @@ def test_a_read_does_not_wait_for_a_writer(app):
     assert names == ["reader"]
     # An IMMEDIATE read would wait for the writer's lock: up to busy_timeout (10 s), then fail.
     assert elapsed < 2, f"the read waited {elapsed:.1f} s for the writer"
+
+
+def test_loading_the_signed_in_agent_is_a_read_that_does_not_wait_for_a_writer(app):
+    with app.app_context():
+        agent = create_agent("signed-in", "correct horse battery staple", actor="test")
+        session_id = f"{agent.id}:{agent.session_nonce}"
+        db.session.remove()
+    hold, release, errors = threading.Event(), threading.Event(), []
+    writer = threading.Thread(target=_other_writer, args=(app, hold, release, errors))
+    writer.start()
+    try:
+        assert hold.wait(30)
+        with app.app_context():
+            started = time.monotonic()
+            loaded = load_agent(session_id)  # flask-login's loader, on every agent request
+            elapsed = time.monotonic() - started
+            # Ended, not left open for the request's first read to join.
+            assert not db.session().in_transaction()
+            db.session.remove()
+    finally:
+        release.set()
+        writer.join(30)
+    assert not errors
+    assert loaded is not None and loaded.username == "signed-in"
+    # In a transaction the session began itself it would be IMMEDIATE on SQLite: it would wait
+    # for the writer's lock for up to busy_timeout (10 s), then fail.
+    assert elapsed < 2, f"loading the agent waited {elapsed:.1f} s for the writer"
 
 
 def test_a_write_on_a_read_path_survives_a_commit_after_the_snapshot(app):
@@ -128,3 +169,64 @@ def test_a_signed_in_page_does_not_wait_for_a_writer(app, client, agent):
     assert not errors
     assert response.status_code == 200
     assert elapsed < 2, f"the dashboard waited {elapsed:.1f} s for the writer"
+
+
+def test_a_read_only_block_refuses_a_write_before_it_is_sent(app):
+    with app.app_context():
+        create_agent("unwritten", "correct horse battery staple", actor="test")
+        with pytest.raises(RuntimeError, match="made changes"):
+            with read_only() as session:
+                session.execute(update(Agent).values(role="admin"))
+        with pytest.raises(RuntimeError, match="made changes"):
+            with read_only() as session:
+                found = session.scalar(select(Agent).where(Agent.username == "unwritten"))
+                found.role = "admin"
+                session.flush()
+        db.session.remove()
+        with read_only() as session:
+            assert session.scalar(select(Agent.role)) == "agent"
+        db.session.remove()
+
+
+@postgres_only
+def test_on_postgresql_a_read_runs_without_a_transaction(app):
+    with app.app_context():
+        with read_only() as session:
+            # Each statement its own transaction: no BEGIN, no COMMIT, no round trips for them.
+            assert session.scalar(_OWN_TRANSACTION) is True
+            assert session.scalar(_OWN_TRANSACTION) is True
+        with transaction() as session:
+            assert session.scalar(_OWN_TRANSACTION) is False
+        db.session.remove()
+
+
+@postgres_only
+def test_on_postgresql_under_a_stricter_default_a_read_keeps_one_snapshot(app, make_settings):
+    # A server (or role) whose transactions default to SERIALIZABLE: one snapshot per read
+    # block is then what the read would get in a transaction, so it stays one.
+    strict = create_app(
+        make_settings(
+            database_url=f"{TEST_DATABASE_URL}?options=-cdefault_transaction_isolation%3Dserializable"
+        )
+    )
+    try:
+        with strict.app_context():
+            with read_only():
+                assert _count("bench.writer") == 0  # the first connection: the default is known
+            db.session.remove()
+            with read_only() as session:
+                assert session.scalar(_OWN_TRANSACTION) is False
+                before = _count("bench.writer")
+                hold, release, errors = threading.Event(), threading.Event(), []
+                release.set()
+                writer = threading.Thread(target=_other_writer, args=(app, hold, release, errors))
+                writer.start()
+                writer.join(30)
+                assert not errors
+                # Committed meanwhile, and not seen: the block reads one snapshot.
+                assert _count("bench.writer") == before == 0
+            assert _count("bench.writer") == 1
+            db.session.remove()
+    finally:
+        with strict.app_context():
+            db.engine.dispose()

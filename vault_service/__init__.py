@@ -6,8 +6,10 @@ import logging
 import time
 
 from flask import Flask, Response, g, request
+from sqlalchemy import make_url
 
 from . import (
+    connections,
     errors,
     i18n,
     kinds,
@@ -31,6 +33,14 @@ from .vault import Vault
 access_log = logging.getLogger("vault_service.access")
 
 
+def _pings_on_checkout(database_url: str) -> bool:
+    """Whether the pool pings a connection on every checkout, to replace one the server dropped:
+    a SQLite file drops none, and with psycopg a look at the socket does it without the round
+    trip (connections.py)."""
+    url = make_url(database_url)
+    return url.get_backend_name() != "sqlite" and url.get_driver_name() != "psycopg"
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app. Nothing reads the environment or opens a socket before this is called."""
     settings = settings or load_settings()
@@ -43,8 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SECRET_KEY=settings.signing_key,
         SECRET_KEY_FALLBACKS=list(settings.secret_keys[1:]),
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        # A ping per checkout guards against dropped server connections; a SQLite file has none.
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": not settings.database_url.startswith("sqlite")},
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": _pings_on_checkout(settings.database_url)},
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_request_bytes,
         WTF_CSRF_TIME_LIMIT=None,  # the session's own lifetime bounds the token
@@ -62,6 +71,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine)
+        elif db.engine.dialect.driver == "psycopg":
+            connections.replace_closed_connections(db.engine)
+        transactions.refuse_writes_in_reads(db.engine)
     csrf.init_app(app)
     login_manager.init_app(app)
     errors.init_app(app)

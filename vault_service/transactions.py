@@ -8,9 +8,12 @@ Two shapes, and a guard:
   rollback: with expire_on_commit=False the loaded attributes stay readable afterwards, whereas
   a rollback expires them and the next attribute read silently opens a new transaction, which on
   SQLite holds the write lock across every Vault call that follows. It refuses pending changes,
-  so nothing is ever committed by accident. On SQLite it begins DEFERRED (a snapshot without the
-  write lock: readers do not queue behind writers); a transaction() opened inside it ends the
-  read first, so no write ever runs in a snapshot (which SQLite would refuse, not wait for).
+  so nothing is ever committed by accident, and a statement that writes is refused before it
+  is sent. On SQLite it begins DEFERRED (a snapshot without the write lock: readers do not
+  queue behind writers); a transaction() opened inside it ends the read first, so no write
+  ever runs in a snapshot (which SQLite would refuse, not wait for). On PostgreSQL at READ
+  COMMITTED it runs without a transaction: each statement has its own snapshot either way, and
+  BEGIN and COMMIT would be two round trips for nothing.
 - `refuse_open_transaction()`: the Vault gateway calls it before every request to Vault (see
   create_app). A transaction held across a Vault call would hold SQLite's write lock (and
   PostgreSQL row locks) for a network round trip; the guard turns that mistake into an error
@@ -24,7 +27,8 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from flask import has_app_context
-from sqlalchemy import CursorResult, Result
+from sqlalchemy import CursorResult, Result, event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from .extensions import db
@@ -35,6 +39,8 @@ _DEPTH = "vault_service.transaction_depth"
 _READING = "vault_service.reading"
 # The execution option the SQLite "begin" hook reads: BEGIN DEFERRED instead of IMMEDIATE.
 DEFERRED_BEGIN = "vault_service_deferred_begin"
+# Marks the connection a read_only() block began: statements that write are refused on it.
+_READ_CONNECTION = "vault_service_read_connection"
 
 
 class TransactionHeldAcrossVaultCall(RuntimeError):
@@ -76,9 +82,9 @@ def read_only() -> Iterator[Session]:
     if not session.in_transaction():
         # Begin it here, marked: on SQLite a read needs no write lock, so it begins DEFERRED
         # and does not queue behind writers (IMMEDIATE, which every other transaction takes so
-        # that a writer waits for the lock instead of failing mid-transaction). Every other
-        # database ignores the option.
-        session.connection(execution_options={DEFERRED_BEGIN: True})
+        # that a writer waits for the lock instead of failing mid-transaction). PostgreSQL
+        # ignores the option and may read without a transaction (_read_options).
+        session.connection(execution_options=_read_options(session))
         session.info[_READING] = True
     try:
         yield session
@@ -91,6 +97,40 @@ def read_only() -> Iterator[Session]:
         session.rollback()
         raise RuntimeError("read_only() block made changes; use transaction() to write")
     _end_read(session)
+
+
+def _read_options(session: Session) -> dict[str, object]:
+    """How a read_only() block's connection runs: on PostgreSQL at READ COMMITTED, without a
+    transaction.
+
+    At READ COMMITTED (PostgreSQL's default) every statement takes a snapshot of its own, inside
+    a transaction or not, so a read's BEGIN and COMMIT buy it nothing and cost two round trips
+    (psycopg sends each on its own). Locks are the one thing a transaction would add, and a read
+    takes none: it ends before the write that follows, which locks what it changes. Under a
+    stricter server default (REPEATABLE READ or SERIALIZABLE: one snapshot for the whole read),
+    or before the first connection has told SQLAlchemy the default, the read stays a transaction.
+    """
+    dialect = session.get_bind().dialect
+    # Only set once a first connection has been made: unset reads as unknown.
+    isolation = getattr(dialect, "default_isolation_level", None)
+    if dialect.name == "postgresql" and isolation == "READ COMMITTED":
+        return {_READ_CONNECTION: True, "isolation_level": "AUTOCOMMIT"}
+    return {_READ_CONNECTION: True, DEFERRED_BEGIN: True}
+
+
+def refuse_writes_in_reads(engine: Engine) -> None:
+    """Refuse an INSERT, UPDATE or DELETE on a read_only() block's own connection before it is
+    sent (an ORM flush included): without a transaction (PostgreSQL, _read_options) nothing
+    could take it back, and in one the read would commit it. create_app installs it."""
+
+    @event.listens_for(engine, "before_execute")
+    def refuse_write(
+        connection: Connection, statement: object, *_args: object, **_kwargs: object
+    ) -> None:
+        if getattr(statement, "is_dml", False) and connection.get_execution_options().get(
+            _READ_CONNECTION
+        ):
+            raise RuntimeError("read_only() block made changes; use transaction() to write")
 
 
 def _end_read(session: Session) -> None:

@@ -355,9 +355,9 @@ def load_agent(session_id: str) -> Agent | None:
     agent_id, _, nonce = session_id.partition(":")
     if not agent_id.isdigit() or not nonce:
         return None
-    # A read like any other: outside read_only() the session would autobegin, which on SQLite
-    # is BEGIN IMMEDIATE (the write lock) for every signed-in request, and the page's own reads
-    # would then join that transaction instead of taking a snapshot.
+    # A read of its own: outside one, the session would begin a transaction that the request's
+    # first read_only() block then joins (on SQLite an IMMEDIATE one, the write lock for a
+    # read; on PostgreSQL a BEGIN and a COMMIT a read need not pay, transactions.py).
     with read_only() as session:
         agent: Agent | None = session.scalar(_AGENT_BY_ID, {"id": int(agent_id)})
     if agent is None or agent.session_nonce != nonce or not agent.is_active:
