@@ -6,20 +6,22 @@ WAL lets them read while one writes). How a writer *waits* matters under load. S
 handler polls the lock with sleeps of 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms, so a
 writer that arrives while another holds the lock for 2 ms may sleep 5, 10 or 100 ms before it
 looks again, and the waits compound across a queue of writers: with 3 processes of 4 threads each
-writing short transactions, the wait for BEGIN IMMEDIATE was p99 54–104 ms and at most 330 ms.
+writing short transactions, the wait for BEGIN IMMEDIATE was p99 54–104 ms and at most 230-330 ms.
 
 The gate puts writers in line before they ask SQLite:
 
 - inside one process, a lock that wakes the next thread the moment the holder is done;
 - across processes (gunicorn's workers, the job worker, the CLI), an exclusive flock on a file
-  beside the database, polled every 0.2–2 ms (a blocking flock cannot time out);
+  beside the database, polled every 0.1-0.25 ms (a blocking flock cannot time out). Slower
+  polling (up to 2 ms) let the process holding the file hand it from thread to thread while the
+  other process slept, which raised the medians under load (make bench, 8 and 32 clients);
 
 and the holder keeps the gate from its BEGIN IMMEDIATE until its COMMIT or ROLLBACK has returned.
-The same experiment through the gate: p99 12–13 ms, at most 21 ms, and a third more transactions
-per second. SQLite's lock stays the authority: BEGIN IMMEDIATE still runs with busy_timeout, so a
-writer that does not use the gate (an older release, the sqlite3 shell) is waited for as before,
-and a gate not obtained within the same 10 s fails with the error SQLite would have given,
-"database is locked", with nothing written.
+The same experiment through the gate: wait p99 4.1-4.3 ms, at most 7-11 ms, and half again as
+many transactions per second. SQLite's lock stays the authority: BEGIN IMMEDIATE still runs with
+busy_timeout, so a writer that does not use the gate (an older release, the sqlite3 shell) is
+waited for as before, and a gate not obtained within the same 10 s fails with the error SQLite
+would have given, "database is locked", with nothing written.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from . import transactions
 BUSY_TIMEOUT_SECONDS = 10.0
 # The gate's file beside the database; it holds nothing, only the flock.
 GATE_SUFFIX = "-writer.lock"
-_FIRST_POLL_SECONDS = 0.0002
-_LONGEST_POLL_SECONDS = 0.002
+_FIRST_POLL_SECONDS = 0.0001
+_LONGEST_POLL_SECONDS = 0.00025
 
 
 class WriteGate:
