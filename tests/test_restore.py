@@ -13,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 import hvac.exceptions
@@ -66,7 +67,13 @@ def dump_database(url: str, path: Path) -> None:
             timeout=60,
         )
     else:
-        with sqlite3.connect(parsed.database) as source, sqlite3.connect(path) as target:
+        # closing(): a connection's own `with` only commits. Left open, the source connection
+        # (whose statement cache makes it a reference cycle) lives until the next garbage
+        # collection, keeping the live database's WAL, which the restore would then replay.
+        with (
+            closing(sqlite3.connect(parsed.database)) as source,
+            closing(sqlite3.connect(path)) as target,
+        ):
             source.backup(target)
 
 
