@@ -53,6 +53,24 @@ def _other_writer(app, hold: threading.Event, release: threading.Event, errors: 
         hold.set()
 
 
+def _while_another_connection_writes(app, action):
+    """Run `action` while a second connection holds an open write transaction (on SQLite: the
+    write lock); returns its result and how long it took. The writer commits afterwards."""
+    hold, release, errors = threading.Event(), threading.Event(), []
+    writer = threading.Thread(target=_other_writer, args=(app, hold, release, errors))
+    writer.start()
+    try:
+        assert hold.wait(30)
+        started = time.monotonic()
+        result = action()
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        writer.join(30)
+    assert not errors
+    return result, elapsed
+
+
 def _count(action: str) -> int:
     return db.session.scalar(
         select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action)
@@ -62,21 +80,15 @@ def _count(action: str) -> int:
 def test_a_read_does_not_wait_for_a_writer(app):
     with app.app_context():
         create_agent("reader", "correct horse battery staple", actor="test")
-    hold, release, errors = threading.Event(), threading.Event(), []
-    writer = threading.Thread(target=_other_writer, args=(app, hold, release, errors))
-    writer.start()
-    try:
-        assert hold.wait(30)
+
+    def read():
         with app.app_context():
-            started = time.monotonic()
             with read_only() as session:
                 names = session.scalars(select(Agent.username)).all()
-            elapsed = time.monotonic() - started
             db.session.remove()
-    finally:
-        release.set()
-        writer.join(30)
-    assert not errors
+        return names
+
+    names, elapsed = _while_another_connection_writes(app, read)
     assert names == ["reader"]
     # An IMMEDIATE read would wait for the writer's lock: up to busy_timeout (10 s), then fail.
     assert elapsed < 2, f"the read waited {elapsed:.1f} s for the writer"
@@ -87,22 +99,16 @@ def test_loading_the_signed_in_agent_is_a_read_that_does_not_wait_for_a_writer(a
         agent = create_agent("signed-in", "correct horse battery staple", actor="test")
         session_id = f"{agent.id}:{agent.session_nonce}"
         db.session.remove()
-    hold, release, errors = threading.Event(), threading.Event(), []
-    writer = threading.Thread(target=_other_writer, args=(app, hold, release, errors))
-    writer.start()
-    try:
-        assert hold.wait(30)
+
+    def load():
         with app.app_context():
-            started = time.monotonic()
             loaded = load_agent(session_id)  # flask-login's loader, on every agent request
-            elapsed = time.monotonic() - started
             # Ended, not left open for the request's first read to join.
             assert not db.session().in_transaction()
             db.session.remove()
-    finally:
-        release.set()
-        writer.join(30)
-    assert not errors
+        return loaded
+
+    loaded, elapsed = _while_another_connection_writes(app, load)
     assert loaded is not None and loaded.username == "signed-in"
     # In a transaction the session began itself it would be IMMEDIATE on SQLite: it would wait
     # for the writer's lock for up to busy_timeout (10 s), then fail.
@@ -155,18 +161,7 @@ def test_a_signed_in_page_does_not_wait_for_a_writer(app, client, agent):
     # every signed-in request would queue for the write lock, and the page's own reads would
     # join that transaction instead of taking a snapshot.
     agent.login()
-    hold, release, errors = threading.Event(), threading.Event(), []
-    writer = threading.Thread(target=_other_writer, args=(app, hold, release, errors))
-    writer.start()
-    try:
-        assert hold.wait(30)
-        started = time.monotonic()
-        response = client.get("/")
-        elapsed = time.monotonic() - started
-    finally:
-        release.set()
-        writer.join(30)
-    assert not errors
+    response, elapsed = _while_another_connection_writes(app, lambda: client.get("/"))
     assert response.status_code == 200
     assert elapsed < 2, f"the dashboard waited {elapsed:.1f} s for the writer"
 
