@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import hvac
-import requests
 
 from ..config import Settings
 from .errors import (
@@ -104,7 +103,6 @@ class Vault:
     def __init__(
         self,
         settings: Settings,
-        session: requests.Session | None = None,
         *,
         before_call: Callable[[str], None] | None = None,
         after_call: Callable[[str, float, BaseException | None], None] | None = None,
@@ -117,7 +115,7 @@ class Vault:
         # Called after every request to Vault with the operation, its duration and its error (or
         # None): the app's metrics observe Vault through it.
         self._after_call = after_call
-        self._session, self._addr = build_session(settings, session)
+        self._session, self._addr = build_session(settings)
         self._lock = threading.Lock()
         self._app_token = settings.vault_token
         # With AppRole there is no token until the first login; a given token never "expires" here
