@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from .. import failpoints
 from ..clock import utcnow
 from ..config import Settings
 from ..extensions import db
-from ..models import CredentialItem, DatabaseIdentity, Grant, Job, Lease, Ticket
+from ..models import GRANTS, ITEMS, DatabaseIdentity, Job, Lease, Ticket
 from ..transactions import read_only
 from ..vault import Vault, VaultError
 from . import audit, connectors, events, lifecycle, receipts
@@ -113,22 +113,44 @@ class PurgeDone:
     receipt_jws: str
 
 
+# The purge's statements, built once with their values bound per call: building them cost more
+# CPU than the database takes to run them, and a mass close runs them a thousand times.
+# A purge job is enqueued for an existing lease (the job's ticket is the lease's), and neither row
+# is ever deleted. The database's identity comes in the same statement: the database knows when
+# it was written (see may_be_legacy below).
+_TARGET = (
+    select(Lease, Ticket.ref, select(DatabaseIdentity.created_at).scalar_subquery())
+    .join(Ticket, Ticket.id == Lease.ticket_id)
+    .where(Lease.id == bindparam("lease_id"))
+)
+_GRANT_ACCESSORS = select(GRANTS.c.token_accessor).where(GRANTS.c.lease_id == bindparam("lease_id"))
+_ITEM_IDS = select(ITEMS.c.id).where(ITEMS.c.lease_id == bindparam("lease_id"))
+# The erasure runs as Core on the completing transaction's connection: no grant or item entity
+# is loaded in it (the read step reads plain values), so there is nothing in the session to keep
+# in step, and the ORM's bulk-statement machinery would cost more than the statements.
+_DELETE_ITEMS = delete(ITEMS).where(ITEMS.c.lease_id == bindparam("lease_id"))
+# One statement for every grant of the lease: its token erased, and ended now unless it already
+# had ended. (An UPDATE's parameters may not share a column's name: SET would claim them.)
+_END_GRANTS = (
+    update(GRANTS)
+    .where(GRANTS.c.lease_id == bindparam("purged_lease_id"))
+    .values(
+        token_ciphertext=None,
+        revoked_at=func.coalesce(
+            GRANTS.c.revoked_at, bindparam("now", type_=GRANTS.c.revoked_at.type)
+        ),
+    )
+)
+
+
 def _read_target(job: Job) -> PurgeTarget:
     with read_only() as session:
-        # A purge job is enqueued for an existing lease (the job's ticket is the lease's), and
-        # neither row is ever deleted. The database's identity comes in the same statement: the
-        # database knows when it was written (see may_be_legacy below).
         lease, ticket_ref, identity_since = session.execute(
-            select(Lease, Ticket.ref, select(DatabaseIdentity.created_at).scalar_subquery())
-            .join(Ticket, Ticket.id == Lease.ticket_id)
-            .where(Lease.id == job.payload["lease_id"])
+            _TARGET, {"lease_id": job.payload["lease_id"]}
         ).one()
-        grant_accessors = list(
-            session.scalars(select(Grant.token_accessor).where(Grant.lease_id == lease.id))
-        )
-        item_ids = list(
-            session.scalars(select(CredentialItem.id).where(CredentialItem.lease_id == lease.id))
-        )
+        connection = session.connection()
+        grant_accessors = list(connection.scalars(_GRANT_ACCESSORS, {"lease_id": lease.id}))
+        item_ids = list(connection.scalars(_ITEM_IDS, {"lease_id": lease.id}))
         # The receipt's access summary is fixed here, before the purge changes anything.
         accesses = receipts.read_accesses(session, lease.id, ticket_ref)
     # The database's identity is written before its first lease's Vault material: a lease older
@@ -185,18 +207,9 @@ def destroy_lease(settings: Settings, vault: Vault, job: Job) -> PurgeDone:
 
 def _erase_lease_records(lease_id: str, now: datetime) -> None:
     """Delete the lease's item records and end its grants."""
-    session = db.session
-    session.execute(delete(CredentialItem).where(CredentialItem.lease_id == lease_id))
-    # One statement for every grant of the lease: its token erased, and ended now unless it
-    # already had ended.
-    session.execute(
-        update(Grant)
-        .where(Grant.lease_id == lease_id)
-        .values(
-            token_ciphertext=None,
-            revoked_at=func.coalesce(Grant.revoked_at, literal(now, Grant.revoked_at.type)),
-        )
-    )
+    connection = db.session.connection()
+    connection.execute(_DELETE_ITEMS, {"lease_id": lease_id})
+    connection.execute(_END_GRANTS, {"purged_lease_id": lease_id, "now": now})
 
 
 def record_purge(job: Job, done: PurgeDone) -> PurgeReceipt:

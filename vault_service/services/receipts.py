@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NotRequired, TypedDict, cast
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .. import jws
@@ -87,31 +87,36 @@ class PurgeReceipt(PurgeClaims):
     audit_record_hash: str | None
 
 
+# A purge's reads of its accesses, built once with their values bound per call (see purge.py).
+_LEASE_GRANTS = (
+    select(Grant.id, Agent.username, Grant.reason, Grant.created_at, Grant.expires_at)
+    .join(Agent, Agent.id == Grant.agent_id)
+    .where(Grant.lease_id == bindparam("lease_id"))
+    .order_by(Grant.created_at, Grant.id)
+)
+_TICKET_REVEALS = (
+    select(AuditEvent.occurred_at, AuditEvent.details)
+    .where(
+        AuditEvent.ticket_ref == bindparam("ticket_ref"),
+        AuditEvent.action == REVEAL_ACTION,
+        AuditEvent.outcome == "success",
+    )
+    .order_by(AuditEvent.id)
+)
+
+
 def read_accesses(session: Session, lease_id: str, ticket_ref: str) -> list[ReceiptAccess]:
     """Every grant of the lease (agent, reason, times) with its reveals from the audit trail.
 
     Runs in the purge's read step: the grants' rows stay, but this is the moment the receipt's
     facts are fixed, before the purge changes anything.
     """
-    grants = session.execute(
-        select(Grant.id, Agent.username, Grant.reason, Grant.created_at, Grant.expires_at)
-        .join(Agent, Agent.id == Grant.agent_id)
-        .where(Grant.lease_id == lease_id)
-        .order_by(Grant.created_at, Grant.id)
-    ).all()
+    grants = session.execute(_LEASE_GRANTS, {"lease_id": lease_id}).all()
     if not grants:
         return []
     revealed: dict[str, list[str]] = {grant.id: [] for grant in grants}
     # Reveals name their grant in the audit record's details; the ticket's records are few.
-    reveals = session.execute(
-        select(AuditEvent.occurred_at, AuditEvent.details)
-        .where(
-            AuditEvent.ticket_ref == ticket_ref,
-            AuditEvent.action == REVEAL_ACTION,
-            AuditEvent.outcome == "success",
-        )
-        .order_by(AuditEvent.id)
-    ).all()
+    reveals = session.execute(_TICKET_REVEALS, {"ticket_ref": ticket_ref}).all()
     for occurred_at, details in reveals:
         grant_id = (details or {}).get("grant_id")
         if grant_id in revealed:
