@@ -97,12 +97,17 @@ _LIVE_LEASE_BY_REF_FOR_UPDATE = (
     .limit(1)
     .with_for_update(of=Lease)
 )
-# A close's reads: every live lease of the ticket, locked; a lease's pending access requests.
-_LIVE_LEASES_FOR_UPDATE = (
-    select(Lease)
-    .where(Lease.ticket_id == bindparam("ticket_id"), Lease.status.in_(LIVE_LEASE_STATES))
-    .with_for_update()
+# A close's first write: every live lease of the ticket to purging (locking it, as a reveal's
+# check does), read back in the same statement. "fetch" keeps loaded Lease objects in step
+# from the RETURNING rows, with no statement of its own.
+_PURGE_LIVE_LEASES = (
+    update(Lease)
+    .where(Lease.ticket_id == bindparam("of_ticket"), Lease.status.in_(LIVE_LEASE_STATES))
+    .values(status=LeaseStatus.PURGING)
+    .returning(Lease.id)
+    .execution_options(synchronize_session="fetch")
 )
+# A close's read: a lease's pending access requests.
 _PENDING_REQUEST_IDS = select(AccessRequest.id).where(
     AccessRequest.lease_id == bindparam("lease_id"),
     AccessRequest.status == AccessRequestStatus.PENDING,
@@ -217,23 +222,23 @@ def _has_purging_lease(ticket_id: str) -> bool:
     )
 
 
-def _purge_lease(ticket: Ticket, lease: Lease, reason: PurgeReason, now: datetime) -> str:
-    """live -> purging: revoke its grants and enqueue the purge of its Vault material."""
-    lease.status = LeaseStatus.PURGING
+def _purge_lease(ticket: Ticket, lease_id: str, reason: PurgeReason, now: datetime) -> str:
+    """For a lease just moved to purging: revoke its grants, enqueue the purge of its Vault
+    material."""
     db.session.execute(
         update(Grant)
-        .where(Grant.lease_id == lease.id, Grant.revoked_at.is_(None))
+        .where(Grant.lease_id == lease_id, Grant.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    _close_pending_requests(ticket, lease, now)
-    payload = {"lease_id": lease.id, "reason": reason}
-    return jobs.enqueue(PURGE_JOB, payload, ticket_id=ticket.id, dedupe_key=lease.id).id
+    _close_pending_requests(ticket, lease_id, now)
+    payload = {"lease_id": lease_id, "reason": reason}
+    return jobs.enqueue(PURGE_JOB, payload, ticket_id=ticket.id, dedupe_key=lease_id).id
 
 
-def _close_pending_requests(ticket: Ticket, lease: Lease, now: datetime) -> None:
+def _close_pending_requests(ticket: Ticket, lease_id: str, now: datetime) -> None:
     """pending -> closed for the lease's four-eyes requests: a request dies with its ticket, so
     no approval can mint a grant on a closing lease (approvals lock the lease first, as here)."""
-    pending = db.session.scalars(_PENDING_REQUEST_IDS, {"lease_id": lease.id}).all()
+    pending = db.session.scalars(_PENDING_REQUEST_IDS, {"lease_id": lease_id}).all()
     if not pending:
         return
     db.session.execute(
@@ -258,10 +263,12 @@ def schedule_purge(ticket: Ticket, reason: PurgeReason, actor: str) -> list[str]
     row lock, which this takes too.
     """
     now = utcnow()
-    leases = db.session.scalars(_LIVE_LEASES_FOR_UPDATE, {"ticket_id": ticket.id}).all()
+    # Leases first, then the ticket (flushed with the next statement): the order in which
+    # the customer's deletion locks them too.
+    purging = db.session.scalars(_PURGE_LIVE_LEASES, {"of_ticket": ticket.id}).all()
     ticket.status = TicketStatus.CLOSING
     ticket.closed_at = now
-    job_ids = [_purge_lease(ticket, lease, reason, now) for lease in leases]
+    job_ids = [_purge_lease(ticket, lease_id, reason, now) for lease_id in purging]
     audit.record(
         "ticket.closed", actor=actor, ticket_ref=ticket.ref, reason=reason, purge_jobs=job_ids
     )
