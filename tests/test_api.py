@@ -3,7 +3,9 @@ that every rejected request is a clean JSON 4xx that changes nothing."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -295,6 +297,31 @@ def test_reopened_ticket_gets_links_again(ticket_system):
     ticket_system.close("T-reopen")
     assert ticket_system.send_event("ticket.reopened", "T-reopen").status_code == 202
     assert ticket_system.create_link("T-reopen").status_code == 201
+
+
+def test_first_links_asked_for_at_once_make_one_ticket_with_one_lease(app, ticket_system):
+    """Requests racing to create a new ticket: each gets its link, all on the one lease."""
+    # Another ticket first: the deployment's first link claims it in Vault, a race of its own.
+    assert ticket_system.create_link("T-before").status_code == 201
+    racers = 4
+    barrier = threading.Barrier(racers)
+
+    def create(_: int) -> int:
+        racer = app.test_client()
+        barrier.wait(timeout=30)
+        return racer.post(links_path("T-first"), headers=AUTH).status_code
+
+    with ThreadPoolExecutor(max_workers=racers) as pool:
+        assert list(pool.map(create, range(racers))) == [201] * racers
+    with app.app_context():
+        leases = db.session.scalars(
+            select(Lease.id).join(Ticket).where(Ticket.ref == "T-first")
+        ).all()
+        links = db.session.scalars(
+            select(SubmissionLink.lease_id).join(Ticket).where(Ticket.ref == "T-first")
+        ).all()
+    assert len(leases) == 1
+    assert links == leases * racers
 
 
 def test_status_of_an_unknown_ticket_is_404_json(app, ticket_system):

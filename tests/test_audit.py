@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import threading
+from datetime import UTC, datetime
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from vault_service.extensions import db
 from vault_service.models import AuditEvent
+from vault_service.services import audit
+from vault_service.transactions import transaction
 
 from .conftest import SAMPLE_ITEMS
 from .helpers import run_worker_pass
@@ -107,3 +112,61 @@ def test_export_writes_json_lines_and_csv_without_secret_values(
     for item in SAMPLE_ITEMS:
         assert item["password"] not in jsonl
     assert "customer asked for a fix" in jsonl  # the agent's reason is on record
+
+
+def test_concurrent_appends_make_one_unbroken_chain(app):
+    """Writers racing for the chain head, some writing two records in a transaction and some
+    rolling back after appending: every committed record is in one chain, none forks it."""
+    writers, rounds = 6, 8
+    start, errors = threading.Barrier(writers), []
+
+    def append(writer: int) -> None:
+        try:
+            with app.app_context():
+                start.wait(30)
+                for n in range(rounds):
+                    try:
+                        with transaction():
+                            audit.record("test.race", actor=f"writer-{writer}", n=n)
+                            if n % 3 == 1:
+                                audit.record("test.race", actor=f"writer-{writer}", n=n)
+                            if n % 4 == 3:
+                                raise _RolledBack()
+                    except _RolledBack:
+                        pass
+                db.session.remove()
+        except Exception as error:  # noqa: BLE001 - reported to the test thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    committed = sum(1 + (n % 3 == 1) for n in range(rounds) if n % 4 != 3) * writers
+    with app.app_context():
+        report = audit.verify_chain()
+        assert report.ok, report
+        raced = select(func.count()).where(AuditEvent.action == "test.race")
+        assert db.session.scalar(raced) == committed
+
+
+class _RolledBack(Exception):
+    """Ends a test transaction after its appends, so that they roll back."""
+
+
+def test_the_hashed_text_split_around_the_predecessor_makes_the_same_hash():
+    """What PostgreSQL hashes (before + head + after) is what compute_hash hashes."""
+    event = AuditEvent(
+        occurred_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        actor="agent-ü",
+        action="credentials.revealed",
+        outcome="success",
+        ticket_ref='T-"1"',
+        details={"prev_hash": "", "reason": 'naïve "quote" 漢字 \\ \n', "ids": [1, "b"]},
+        prev_hash=hashlib.sha256(b"head").hexdigest(),
+    )
+    before, after = audit.hashed_text_around_prev(event)
+    hashed = hashlib.sha256((before + event.prev_hash + after).encode()).hexdigest()
+    assert hashed == audit.compute_hash(event)

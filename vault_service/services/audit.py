@@ -11,7 +11,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import ColumnElement, insert, select, text
+from sqlalchemy import ColumnElement, String, bindparam, func, insert, literal, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import ReturningInsert
 
 from .. import metrics
 from ..clock import utcnow
@@ -22,14 +25,11 @@ from ..request_context import request_origin
 log = logging.getLogger("vault_service.audit")
 
 GENESIS_HASH = "0" * 64
-# Any constant works; it names the one PostgreSQL advisory lock that serialises appends.
-_CHAIN_LOCK_KEY = 0x5641554C54  # "VAULT"
 
 _SAFE_VALUE_TYPES = (str, int, float, bool, type(None))
 
 _CHAIN_HEAD = select(EVENTS.c.hash).order_by(EVENTS.c.id.desc()).limit(1)
 _APPEND = insert(EVENTS)
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 # What a record holds besides its id, in chain order: written once, hashed, exported.
 RECORD_FIELDS = (
     "occurred_at",
@@ -48,10 +48,9 @@ def canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def compute_hash(event: AuditEvent) -> str:
-    """The chain hash of a record: covers its content and its predecessor's hash."""
-    payload = {
-        "prev_hash": event.prev_hash,
+def _hashed_payload(event: AuditEvent, prev_hash: str) -> dict[str, object]:
+    return {
+        "prev_hash": prev_hash,
         "occurred_at": event.occurred_at.isoformat(),
         "actor": event.actor,
         "action": event.action,
@@ -59,7 +58,66 @@ def compute_hash(event: AuditEvent) -> str:
         "ticket_ref": event.ticket_ref,
         "details": event.details,
     }
+
+
+def compute_hash(event: AuditEvent) -> str:
+    """The chain hash of a record: covers its content and its predecessor's hash."""
+    payload = _hashed_payload(event, event.prev_hash)
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+# The key whose value compute_hash's text is split around (hashed_text_around_prev).
+_PREV_HASH_KEY = '"prev_hash":"'
+
+
+def hashed_text_around_prev(event: AuditEvent) -> tuple[str, str]:
+    """compute_hash's text around the predecessor's hash: sha256 of before + prev_hash + after
+    is the record's hash, for a hex prev_hash (every hash is one: it needs no JSON escaping).
+
+    PostgreSQL completes it with the chain head it reads in the appending statement itself.
+    """
+    text = canonical_json(_hashed_payload(event, ""))
+    # The record's own key is the last one of its name: the sorted keys put it after "details"
+    # (where a nested key could be called so too) and before only "ticket_ref", a string or
+    # null in which no unescaped quote can occur.
+    cut = text.rindex(_PREV_HASH_KEY) + len(_PREV_HASH_KEY)
+    return text[:cut], text[cut:]
+
+
+# A record's content: what its writer gives; the chain adds prev_hash and hash.
+_CONTENT_FIELDS = RECORD_FIELDS[: RECORD_FIELDS.index("prev_hash")]
+
+
+def _append_to_head_statement() -> ReturningInsert[int, str, str]:
+    """PostgreSQL's append in one statement: read the chain head, hash onto it, insert.
+
+    No lock: the unique prev_hash is the arbiter. Of two appenders that read the same head, the
+    second waits for the first's commit, then inserts nothing (ON CONFLICT DO NOTHING, so its
+    transaction carries on) and tries again on the new head. A record's successor can only be
+    written once it is committed, so id order stays chain order (verify_chain walks by id).
+    """
+    head = select(
+        func.coalesce(_CHAIN_HEAD.scalar_subquery(), literal(GENESIS_HASH)).label("prev")
+    ).subquery()
+    hashed_text = (
+        bindparam("hashed_before", type_=String)
+        + head.c.prev
+        + bindparam("hashed_after", type_=String)
+    )
+    rows = select(
+        *(bindparam(field, type_=EVENTS.c[field].type) for field in _CONTENT_FIELDS),
+        head.c.prev,
+        func.encode(func.sha256(func.convert_to(hashed_text, "UTF8")), "hex"),
+    )
+    return (
+        postgresql.insert(EVENTS)
+        .from_select([*_CONTENT_FIELDS, "prev_hash", "hash"], rows)
+        .on_conflict_do_nothing(index_elements=[EVENTS.c.prev_hash])
+        .returning(EVENTS.c.id, EVENTS.c.prev_hash, EVENTS.c.hash)
+    )
+
+
+_APPEND_TO_HEAD = _append_to_head_statement()
 
 
 def _check_details(details: dict[str, object]) -> None:
@@ -87,11 +145,6 @@ def record(
     # it needs no place in the unit of work, and the ORM's per-statement machinery would cost
     # every audited request a measurable share of its own time (README "Performance").
     connection = db.session.connection()
-    if connection.dialect.name == "postgresql":
-        # Serialise appenders so two transactions never read the same chain head. SQLite needs
-        # nothing: its transactions begin IMMEDIATE, one writer at a time.
-        connection.execute(_ADVISORY_LOCK, {"key": _CHAIN_LOCK_KEY})
-    head = connection.execute(_CHAIN_HEAD).scalar()
     event = AuditEvent(
         occurred_at=utcnow(),
         actor=actor,
@@ -99,13 +152,17 @@ def record(
         outcome=outcome,
         ticket_ref=ticket_ref,
         details={key: list(v) if isinstance(v, tuple) else v for key, v in details.items()},
-        prev_hash=head or GENESIS_HASH,
     )
-    event.hash = compute_hash(event)
-    row = {field: getattr(event, field) for field in RECORD_FIELDS}
-    inserted = connection.execute(_APPEND, row)
-    # Always set for a single-row INSERT without RETURNING (SQLAlchemy types it Optional).
-    event.id = cast(tuple[int], inserted.inserted_primary_key)[0]
+    if connection.dialect.name == "postgresql":
+        _append_to_head(connection, event)
+    else:
+        # SQLite needs no arbiter: its transactions begin IMMEDIATE, one writer at a time.
+        event.prev_hash = connection.execute(_CHAIN_HEAD).scalar() or GENESIS_HASH
+        event.hash = compute_hash(event)
+        row = {field: getattr(event, field) for field in RECORD_FIELDS}
+        inserted = connection.execute(_APPEND, row)
+        # Always set for a single-row INSERT without RETURNING (SQLAlchemy types it Optional).
+        event.id = cast(tuple[int], inserted.inserted_primary_key)[0]
     # Counted where the record is written: every reveal and grant, granted or refused, passes
     # here. (A caller's transaction that then rolls back still counts: metrics are not audit.)
     metrics.count_audit_event(action, outcome)
@@ -122,6 +179,22 @@ def record(
         },
     )
     return event
+
+
+def _append_to_head(connection: Connection, event: AuditEvent) -> None:
+    """Append on PostgreSQL: one round trip, and one more each time another appender wins."""
+    before, after = hashed_text_around_prev(event)
+    params = {field: getattr(event, field) for field in _CONTENT_FIELDS}
+    params.update(hashed_before=before, hashed_after=after)
+    # At READ COMMITTED each try is a new snapshot that sees the winner's commit; under a
+    # stricter isolation PostgreSQL refuses the conflict instead (a serialization failure).
+    while (appended := connection.execute(_APPEND_TO_HEAD, params).first()) is None:
+        pass
+    event.id, event.prev_hash, event.hash = appended
+    if compute_hash(event) != event.hash:
+        # Fail closed: the caller's transaction rolls back rather than commit a record that
+        # audit-verify would call tampered with (the two hashes disagree only on a bug).
+        raise RuntimeError("the database hashed an audit record differently")
 
 
 @dataclass(frozen=True)

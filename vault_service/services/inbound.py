@@ -7,11 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..clock import utcnow
 from ..models import WebhookDelivery
 from ..transactions import transaction
+from ..upserts import insert_on_conflict
 from .lifecycle import close_ticket, reopen_ticket
 
 ACTOR = "ticket-system"
@@ -54,10 +55,27 @@ HANDLERS: dict[TicketEventType, Callable[..., str]] = {
 }
 
 
-def _dedupe_lapsed(earlier: WebhookDelivery, event: TicketEvent) -> bool:
+def _record_delivery(session: Session, event: TicketEvent) -> bool:
+    """Record the delivery id; False if it is recorded already (and has not lapsed).
+
+    One statement: the insert is the check. A concurrent delivery of the same id waits for the
+    first one's transaction, then finds its row (or, if that rolled back, inserts its own).
+    """
+    now = utcnow()
+    name = f"ticket.{event.type}"
+    key = [WebhookDelivery.webhook_id]
+    insert = insert_on_conflict(session, WebhookDelivery).values(
+        webhook_id=event.delivery_id, event_type=name, received_at=now
+    )
     if event.dedupe_seconds is None:
-        return False
-    return earlier.received_at <= utcnow() - timedelta(seconds=event.dedupe_seconds)
+        statement = insert.on_conflict_do_nothing(index_elements=key)
+    else:
+        # A lapsed record no longer marks these bytes as a redelivery: it becomes this one's.
+        lapsed = WebhookDelivery.received_at <= now - timedelta(seconds=event.dedupe_seconds)
+        statement = insert.on_conflict_do_update(
+            index_elements=key, set_={"event_type": name, "received_at": now}, where=lapsed
+        )
+    return session.execute(statement.returning(WebhookDelivery.webhook_id)).first() is not None
 
 
 def receive_event(event: TicketEvent) -> Receipt:
@@ -66,24 +84,8 @@ def receive_event(event: TicketEvent) -> Receipt:
     The state change and the durable purge job are committed together before the caller
     answers, so an acknowledged close is never lost.
     """
-    recorded, outcome = False, None
-    try:
-        with transaction() as session:
-            earlier = session.get(WebhookDelivery, event.delivery_id)
-            if earlier is not None:
-                if not _dedupe_lapsed(earlier, event):
-                    return ALREADY_PROCESSED
-                session.delete(earlier)
-                session.flush()
-            name = f"ticket.{event.type}"
-            session.add(WebhookDelivery(webhook_id=event.delivery_id, event_type=name))
-            session.flush()
-            recorded = True
-            outcome = HANDLERS[event.type](event.ticket_ref, actor=ACTOR)
-    except IntegrityError:
-        if recorded and outcome is None:
-            raise  # the handler's own failure, not a duplicate: the sender must retry
-        # A concurrent delivery of the same id inserted (at the flush) or committed (at the
-        # commit) first; nothing of ours was committed.
-        return ALREADY_PROCESSED
+    with transaction() as session:
+        if not _record_delivery(session, event):
+            return ALREADY_PROCESSED
+        outcome = HANDLERS[event.type](event.ticket_ref, actor=ACTOR)
     return Receipt(first_time=True, outcome=outcome)

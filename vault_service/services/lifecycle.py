@@ -17,7 +17,6 @@ from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy import bindparam, exists, select, update
-from sqlalchemy.exc import IntegrityError
 
 from ..clock import utcnow
 from ..config import Settings
@@ -36,6 +35,7 @@ from ..models import (
     TicketStatus,
 )
 from ..transactions import rows_matched
+from ..upserts import insert_on_conflict
 from . import audit, events, jobs
 from .events import EventType
 
@@ -89,12 +89,25 @@ _LIVE_LEASE = (
     .limit(1)
 )
 _LIVE_LEASE_FOR_UPDATE = _LIVE_LEASE.with_for_update()
-# A close's reads: every live lease of the ticket, locked; a lease's pending access requests.
-_LIVE_LEASES_FOR_UPDATE = (
-    select(Lease)
-    .where(Lease.ticket_id == bindparam("ticket_id"), Lease.status.in_(LIVE_LEASE_STATES))
-    .with_for_update()
+_LIVE_LEASE_BY_REF_FOR_UPDATE = (
+    select(Lease, Ticket)
+    .join(Ticket, Lease.ticket_id == Ticket.id)
+    .where(Ticket.ref == bindparam("ref"), Lease.status.in_(LIVE_LEASE_STATES))
+    .order_by(Lease.created_at.desc())
+    .limit(1)
+    .with_for_update(of=Lease)
 )
+# A close's first write: every live lease of the ticket to purging (locking it, as a reveal's
+# check does), read back in the same statement. "fetch" keeps loaded Lease objects in step
+# from the RETURNING rows, with no statement of its own.
+_PURGE_LIVE_LEASES = (
+    update(Lease)
+    .where(Lease.ticket_id == bindparam("of_ticket"), Lease.status.in_(LIVE_LEASE_STATES))
+    .values(status=LeaseStatus.PURGING)
+    .returning(Lease.id)
+    .execution_options(synchronize_session="fetch")
+)
+# A close's read: a lease's pending access requests.
 _PENDING_REQUEST_IDS = select(AccessRequest.id).where(
     AccessRequest.lease_id == bindparam("lease_id"),
     AccessRequest.status == AccessRequestStatus.PENDING,
@@ -117,31 +130,40 @@ def is_serving(lease_status: LeaseStatus | None, ticket_status: TicketStatus | N
     return lease_status == LeaseStatus.ACTIVE and ticket_status == TicketStatus.OPEN
 
 
-def get_or_create_open_ticket(ticket_ref: str) -> Ticket:
-    """The open ticket with this reference, created on first use; Conflict if it is closed."""
+CLOSED_TICKET_REFUSAL = "The ticket is closed or purged; reopen it before asking for new links."
+
+
+def get_or_create_open_ticket(ticket_ref: str) -> tuple[Ticket, bool]:
+    """The open ticket with this reference, and whether this call created it; Conflict if it is
+    closed."""
+    session = db.session()
+    # The insert is the existence check (one statement for a new ticket, the common case). A
+    # request creating the same ticket concurrently makes it wait for that one's commit, then
+    # insert nothing and read theirs below.
+    new_ticket = session.scalar(
+        insert_on_conflict(session, Ticket)
+        .values(ref=ticket_ref)
+        .on_conflict_do_nothing(index_elements=[Ticket.ref])
+        .returning(Ticket)
+    )
+    if new_ticket is not None:
+        return new_ticket, True
     ticket = get_ticket(ticket_ref)
     if ticket is None:
-        try:
-            # A savepoint: losing the race to create it undoes only this insert.
-            with db.session.begin_nested():
-                ticket = Ticket(ref=ticket_ref)
-                db.session.add(ticket)
-        except IntegrityError:
-            ticket = get_ticket(ticket_ref)  # another request created it first: use theirs
-            if ticket is None:
-                raise
+        raise RuntimeError(f"ticket {ticket_ref!r} conflicted on insert but cannot be read")
     if ticket.status != TicketStatus.OPEN:
-        raise Conflict("The ticket is closed or purged; reopen it before asking for new links.")
-    return ticket
+        raise Conflict(CLOSED_TICKET_REFUSAL)
+    return ticket, False
 
 
-def reserve_lease(settings: Settings, ticket: Ticket) -> Lease:
+def reserve_lease(settings: Settings, ticket: Ticket, *, new_ticket: bool = False) -> Lease:
     """The ticket's live lease, or a new one recorded before anything exists in Vault.
 
     Writing the row first means the database knows every Vault object it might create, so a
-    crash half-way leaves nothing a purge or sweep cannot find.
+    crash half-way leaves nothing a purge or sweep cannot find. A ticket this transaction
+    created has no lease yet (no other transaction can see it), so none is looked for.
     """
-    lease = live_lease(ticket, for_update=True)
+    lease = None if new_ticket else live_lease(ticket, for_update=True)
     if lease is None:
         lease = Lease(
             ticket_id=ticket.id,
@@ -152,6 +174,13 @@ def reserve_lease(settings: Settings, ticket: Ticket) -> Lease:
         db.session.flush()
         audit.record("lease.reserved", actor="system", ticket_ref=ticket.ref, lease_id=lease.id)
     return lease
+
+
+def lock_live_lease_by_ref(ticket_ref: str) -> tuple[Lease, Ticket] | None:
+    """The ticket's current Vault generation, row-locked, with its ticket: one statement where
+    get_ticket and live_lease(for_update=True) would be two. None without a live lease."""
+    row = db.session.execute(_LIVE_LEASE_BY_REF_FOR_UPDATE, {"ref": ticket_ref}).first()
+    return None if row is None else (row[0], row[1])
 
 
 def activate_lease(
@@ -193,23 +222,23 @@ def _has_purging_lease(ticket_id: str) -> bool:
     )
 
 
-def _purge_lease(ticket: Ticket, lease: Lease, reason: PurgeReason, now: datetime) -> str:
-    """live -> purging: revoke its grants and enqueue the purge of its Vault material."""
-    lease.status = LeaseStatus.PURGING
+def _purge_lease(ticket: Ticket, lease_id: str, reason: PurgeReason, now: datetime) -> str:
+    """For a lease just moved to purging: revoke its grants, enqueue the purge of its Vault
+    material."""
     db.session.execute(
         update(Grant)
-        .where(Grant.lease_id == lease.id, Grant.revoked_at.is_(None))
+        .where(Grant.lease_id == lease_id, Grant.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    _close_pending_requests(ticket, lease, now)
-    payload = {"lease_id": lease.id, "reason": reason}
-    return jobs.enqueue(PURGE_JOB, payload, ticket_id=ticket.id, dedupe_key=lease.id).id
+    _close_pending_requests(ticket, lease_id, now)
+    payload = {"lease_id": lease_id, "reason": reason}
+    return jobs.enqueue(PURGE_JOB, payload, ticket_id=ticket.id, dedupe_key=lease_id).id
 
 
-def _close_pending_requests(ticket: Ticket, lease: Lease, now: datetime) -> None:
+def _close_pending_requests(ticket: Ticket, lease_id: str, now: datetime) -> None:
     """pending -> closed for the lease's four-eyes requests: a request dies with its ticket, so
     no approval can mint a grant on a closing lease (approvals lock the lease first, as here)."""
-    pending = db.session.scalars(_PENDING_REQUEST_IDS, {"lease_id": lease.id}).all()
+    pending = db.session.scalars(_PENDING_REQUEST_IDS, {"lease_id": lease_id}).all()
     if not pending:
         return
     db.session.execute(
@@ -234,10 +263,12 @@ def schedule_purge(ticket: Ticket, reason: PurgeReason, actor: str) -> list[str]
     row lock, which this takes too.
     """
     now = utcnow()
-    leases = db.session.scalars(_LIVE_LEASES_FOR_UPDATE, {"ticket_id": ticket.id}).all()
+    # Leases first, then the ticket (flushed with the next statement): the order in which
+    # the customer's deletion locks them too.
+    purging = db.session.scalars(_PURGE_LIVE_LEASES, {"of_ticket": ticket.id}).all()
     ticket.status = TicketStatus.CLOSING
     ticket.closed_at = now
-    job_ids = [_purge_lease(ticket, lease, reason, now) for lease in leases]
+    job_ids = [_purge_lease(ticket, lease_id, reason, now) for lease_id in purging]
     audit.record(
         "ticket.closed", actor=actor, ticket_ref=ticket.ref, reason=reason, purge_jobs=job_ids
     )

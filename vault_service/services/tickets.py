@@ -208,6 +208,9 @@ def _provision_or_unavailable(vault: Vault, ticket_ref: str, lease: Lease, datab
         ) from error
 
 
+_TICKET_CHANGED = "The ticket changed while the link was being created; please retry."
+
+
 def _issue_link(
     settings: Settings,
     vault: Vault,
@@ -222,10 +225,17 @@ def _issue_link(
     sealed_url = connectors.seal_link(settings, vault, ticket_ref, link_url(settings, token))
     now = utcnow()
     with transaction() as session:
-        ticket = lifecycle.get_or_create_open_ticket(ticket_ref)
-        lease = lifecycle.live_lease(ticket, for_update=True)
-        if lease is None or lease.id != lease_id or lease.status != LeaseStatus.ACTIVE:
-            raise Conflict("The ticket changed while the link was being created; please retry.")
+        locked = lifecycle.lock_live_lease_by_ref(ticket_ref)
+        if locked is None:
+            # Without a live lease, the ticket alone says which refusal applies (a rare path).
+            ticket = lifecycle.get_ticket(ticket_ref)
+            closed = ticket is not None and ticket.status != TicketStatus.OPEN
+            raise Conflict(lifecycle.CLOSED_TICKET_REFUSAL if closed else _TICKET_CHANGED)
+        lease, ticket = locked
+        if ticket.status != TicketStatus.OPEN:
+            raise Conflict(lifecycle.CLOSED_TICKET_REFUSAL)
+        if lease.id != lease_id or lease.status != LeaseStatus.ACTIVE:
+            raise Conflict(_TICKET_CHANGED)
         link = SubmissionLink(
             ticket_id=ticket.id,
             lease_id=lease.id,
@@ -272,8 +282,8 @@ def create_submission_link(
     # Read once: the claim below, before any material is created, is made for this id.
     database = deployment.database_id()
     with transaction():
-        ticket = lifecycle.get_or_create_open_ticket(ticket_ref)
-        lease = lifecycle.reserve_lease(settings, ticket)
+        ticket, new_ticket = lifecycle.get_or_create_open_ticket(ticket_ref)
+        lease = lifecycle.reserve_lease(settings, ticket, new_ticket=new_ticket)
     if lease.status == LeaseStatus.PROVISIONING:
         _provision_or_unavailable(vault, ticket_ref, lease, database)
     return _issue_link(settings, vault, ticket_ref, lease.id, ttl_seconds, actor, presentation)
