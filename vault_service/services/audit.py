@@ -18,6 +18,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from .. import metrics
 from ..clock import utcnow
+from ..errors import ServiceUnavailable
 from ..extensions import db
 from ..models import EVENTS, AuditEvent
 from ..request_context import request_origin
@@ -25,6 +26,9 @@ from ..request_context import request_origin
 log = logging.getLogger("vault_service.audit")
 
 GENESIS_HASH = "0" * 64
+# How many other records may be committed ahead of one append on PostgreSQL before it gives up
+# (the request fails as unavailable and its transaction rolls back: nothing is half-written).
+APPEND_ATTEMPTS = 200
 
 _SAFE_VALUE_TYPES = (str, int, float, bool, type(None))
 
@@ -188,8 +192,14 @@ def _append_to_head(connection: Connection, event: AuditEvent) -> None:
     params.update(hashed_before=before, hashed_after=after)
     # At READ COMMITTED each try is a new snapshot that sees the winner's commit; under a
     # stricter isolation PostgreSQL refuses the conflict instead (a serialization failure).
-    while (appended := connection.execute(_APPEND_TO_HEAD, params).first()) is None:
-        pass
+    # A try fails only when another record was committed meanwhile, so the chain always moves;
+    # the bound keeps one request from waiting behind an endless stream of others.
+    for _ in range(APPEND_ATTEMPTS):
+        appended = connection.execute(_APPEND_TO_HEAD, params).first()
+        if appended is not None:
+            break
+    else:
+        raise ServiceUnavailable("The audit trail is busy; please retry.")
     event.id, event.prev_hash, event.hash = appended
     if compute_hash(event) != event.hash:
         # Fail closed: the caller's transaction rolls back rather than commit a record that
