@@ -7,13 +7,10 @@ import hashlib
 import io
 import json
 import threading
-import time
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import func, select, text, update
 
-from vault_service.errors import ServiceUnavailable
 from vault_service.extensions import db
 from vault_service.models import AuditEvent
 from vault_service.services import audit
@@ -173,61 +170,3 @@ def test_the_hashed_text_split_around_the_predecessor_makes_the_same_hash():
     before, after = audit.hashed_text_around_prev(event)
     hashed = hashlib.sha256((before + event.prev_hash + after).encode()).hexdigest()
     assert hashed == audit.compute_hash(event)
-
-
-def test_an_append_that_keeps_losing_the_chain_head_gives_up_and_writes_nothing(app, monkeypatch):
-    """PostgreSQL: an appender that finds the head taken by a record committed meanwhile tries
-    again, a bounded number of times; past the bound its request fails as unavailable and its
-    transaction writes nothing."""
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("on SQLite appenders take turns (IMMEDIATE): no head can be lost")
-    monkeypatch.setattr(audit, "APPEND_ATTEMPTS", 1)
-    appended, release, outcome = threading.Event(), threading.Event(), {}
-
-    def hold_the_head() -> None:
-        with app.app_context():
-            with transaction():
-                audit.record("test.holder", actor="holder")
-                appended.set()
-                release.wait(30)
-            db.session.remove()
-
-    def append_behind() -> None:
-        with app.app_context():
-            try:
-                with transaction():
-                    audit.record("test.loser", actor="loser")
-            except ServiceUnavailable as error:
-                outcome["refused"] = str(error)
-            db.session.remove()
-
-    holder = threading.Thread(target=hold_the_head)
-    holder.start()
-    assert appended.wait(30)
-    loser = threading.Thread(target=append_behind)
-    loser.start()
-    with app.app_context():
-        # The loser's insert waits on the holder's uncommitted record before the holder commits.
-        for _ in range(300):
-            waiting = db.session.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-            )
-            db.session.rollback()
-            if waiting:
-                break
-            time.sleep(0.05)
-        assert waiting, "the second append never waited on the first"
-    release.set()
-    holder.join(30)
-    loser.join(30)
-    assert outcome == {"refused": "The audit trail is busy; please retry."}
-    with app.app_context():
-        actions = db.session.scalars(
-            select(AuditEvent.action).where(AuditEvent.action.like("test.%"))
-        ).all()
-        assert actions == ["test.holder"]
-        assert audit.verify_chain().ok
