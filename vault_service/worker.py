@@ -28,11 +28,17 @@ def run_once(app: Flask, *, orphans: bool = True) -> sweep.SweepReport:
 
 
 def run_forever(app: Flask, stop: threading.Event) -> None:
-    """Sweep every poll interval until `stop` is set. A failing pass is logged and retried."""
+    """Sweep until `stop` is set: again at once after a pass that completed jobs, else after the
+    poll interval. A failing pass is logged and retried."""
     settings = app.extensions["vault_service.settings"]
     log.info("worker started", extra={"fields": {"poll_seconds": settings.worker_poll_seconds}})
     next_orphan_sweep = 0.0
     while not stop.is_set():
+        # A pass runs at most process_due_jobs' limit of jobs: one that completed some may have
+        # left a backlog, which waiting the poll interval after every pass capped at that limit
+        # per interval (100 per 2 s). A pass that completed nothing (an empty queue, or every
+        # attempt failed and backs off) waits, so a receiver that is down is not hammered.
+        busy = False
         try:
             orphans = time.monotonic() >= next_orphan_sweep
             report = run_once(app, orphans=orphans)
@@ -41,9 +47,11 @@ def run_forever(app: Flask, stop: threading.Event) -> None:
             counts = report.as_json()
             if any(counts.values()):
                 log.info("sweep", extra={"fields": counts})
+            busy = any(report.jobs_completed.values())
         except Exception as error:  # noqa: BLE001 - the loop must outlive any single failure
             log.error("sweep failed", extra={"fields": {"error": type(error).__name__}})
-        stop.wait(settings.worker_poll_seconds)
+        if not busy:
+            stop.wait(settings.worker_poll_seconds)
     log.info("worker stopped")
 
 

@@ -28,7 +28,18 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from ..clock import utcnow
@@ -128,13 +139,13 @@ def _claimable(now: ColumnElement[datetime]) -> ColumnElement[bool]:
         or_(Job.locked_until.is_(None), Job.locked_until <= now),
         or_(
             Job.ordering_key.is_(None),
+            # Compared as one (created_at, id) pair, the way ix_jobs_unfinished_ordering_key
+            # orders them: one index probe, where an OR of two comparisons walked every
+            # unfinished job of the key.
             ~exists().where(
                 older.ordering_key == Job.ordering_key,
                 older.completed_at.is_(None),
-                or_(
-                    older.created_at < Job.created_at,
-                    and_(older.created_at == Job.created_at, older.id < Job.id),
-                ),
+                tuple_(older.created_at, older.id) < tuple_(Job.created_at, Job.id),
             ),
         ),
     )
