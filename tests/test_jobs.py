@@ -3,12 +3,15 @@ transaction, claimed once, retried with capped backoff, reported failing, run in
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from freezegun import freeze_time
 from sqlalchemy import func, select, update
 
+from vault_service import worker
 from vault_service.clock import utcnow
 from vault_service.extensions import current_settings, current_vault, db
 from vault_service.models import Job, JobState
@@ -144,3 +147,32 @@ def test_jobs_sharing_an_ordering_key_run_one_at_a_time_oldest_first(probe):
         frozen.move_to(T0 + timedelta(minutes=5))
         assert run_due() == {"probe": 3}
     assert [step for step in ran if step.startswith("a")] == ["a1", "a2", "a3"]
+
+
+def test_the_worker_drains_a_backlog_of_several_passes_without_waiting_the_poll_interval(
+    app, probe
+):
+    """A pass runs at most 100 jobs: a backlog of 250 is run pass after pass, not one pass per
+    poll interval (300 s here, so waiting even once could not finish within the minute)."""
+    ran, _ = probe
+    with transaction():
+        for n in range(250):
+            jobs.enqueue("probe", {"step": f"s{n}"})
+    settings = app.extensions["vault_service.settings"]
+    app.extensions["vault_service.settings"] = settings.model_copy(
+        update={"worker_poll_seconds": 300}
+    )
+    stop = threading.Event()
+    loop = threading.Thread(target=worker.run_forever, args=(app, stop))
+    loop.start()
+    try:
+        for _ in range(600):
+            if len(ran) == 250:
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        loop.join(30)
+        app.extensions["vault_service.settings"] = settings
+    assert len(ran) == 250
+    assert not loop.is_alive()
