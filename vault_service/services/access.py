@@ -151,6 +151,7 @@ class GrantTarget:
     """The lease a grant is asked for, read before Vault is called."""
 
     ticket_ref: str
+    ticket_id: str
     lease_id: str
     lease_token_ciphertext: str | None
     ttl_seconds: int
@@ -171,7 +172,7 @@ def read_grant_target(
         raise Conflict("This ticket has no credentials yet.")
     # The grant never outlives the lease (Vault would end it with the lease anyway).
     ttl = min(duration_seconds, int((lease.expires_at - utcnow()).total_seconds()))
-    return GrantTarget(ticket.ref, lease.id, lease.token_ciphertext, ttl)
+    return GrantTarget(ticket.ref, ticket.id, lease.id, lease.token_ciphertext, ttl)
 
 
 def _mint_grant_token(
@@ -233,6 +234,7 @@ def _record_grant(
         events.emit(
             EventType.ACCESS_GRANTED,
             target.ticket_ref,
+            ticket_id=target.ticket_id,
             agent=agent_name(agent),
             reason=reason,
             expires_at=grant.expires_at,
@@ -393,6 +395,7 @@ _LOCK_GRANT = (
         GRANTS.c.expires_at,
         GRANTS.c.revoked_at,
         GRANTS.c.token_ciphertext,
+        LEASES.c.ticket_id,
         LEASES.c.status.label("lease_status"),
         TICKETS.c.status.label("ticket_status"),
     )
@@ -467,7 +470,12 @@ def _audit_reveal(
                     grant_id=grant.id,
                     item_ids=[item.id for item in items],
                 )
-                events.emit(EventType.CREDENTIALS_REVEALED, ref, agent=agent_name(agent))
+                events.emit(
+                    EventType.CREDENTIALS_REVEALED,
+                    ref,
+                    ticket_id=grant.ticket_id,
+                    agent=agent_name(agent),
+                )
     except BaseException:
         if unwrapping is not None:
             wait([unwrapping])  # the token is dropped with the future, never used

@@ -274,15 +274,15 @@ def schedule_purge(ticket: Ticket, reason: PurgeReason, actor: str) -> list[str]
     )
     # One event per close: the customer's deletion is told as such, any other close as closed.
     if reason == PurgeReason.CUSTOMER_DELETED:
-        events.emit(EventType.CREDENTIALS_DELETED_BY_CUSTOMER, ticket.ref)
+        events.emit(EventType.CREDENTIALS_DELETED_BY_CUSTOMER, ticket.ref, ticket_id=ticket.id)
     else:
-        events.emit(EventType.TICKET_CLOSED, ticket.ref, reason=reason)
+        events.emit(EventType.TICKET_CLOSED, ticket.ref, ticket_id=ticket.id, reason=reason)
     if not job_ids and not _has_purging_lease(ticket.id):
         # Nothing was ever stored, or everything already purged: the ticket is purged now, and
         # no purge runs to produce a receipt.
         ticket.status = TicketStatus.PURGED
         ticket.purged_at = now
-        events.emit(EventType.TICKET_PURGED, ticket.ref, receipt=None)
+        events.emit(EventType.TICKET_PURGED, ticket.ref, ticket_id=ticket.id, receipt=None)
     return job_ids
 
 
@@ -310,7 +310,7 @@ def reopen_ticket(ticket_ref: str, *, actor: str) -> ReopenOutcome:
     ticket.closed_at = None
     ticket.purged_at = None
     audit.record("ticket.reopened", actor=actor, ticket_ref=ticket.ref)
-    events.emit(EventType.TICKET_REOPENED, ticket.ref)
+    events.emit(EventType.TICKET_REOPENED, ticket.ref, ticket_id=ticket.id)
     return ReopenOutcome.REOPENED
 
 

@@ -235,5 +235,7 @@ def record_purge(job: Job, done: PurgeDone) -> PurgeReceipt:
     )
     connectors.enqueue_purged_note(target.ticket_ref, ticket_id, job.id)
     # The contract's `receipt` is the signed one: the compact JWS anyone verifies with the JWKS.
-    events.emit(EventType.TICKET_PURGED, target.ticket_ref, receipt=done.receipt_jws)
+    events.emit(
+        EventType.TICKET_PURGED, target.ticket_ref, ticket_id=ticket_id, receipt=done.receipt_jws
+    )
     return receipt

@@ -37,6 +37,7 @@ class UsableLink:
 
     id: str
     lease_id: str
+    ticket_id: str
     ticket_ref: str
     expires_at: datetime
     # What the ticket system asked to show the customer, and in which language (None: not set).
@@ -50,6 +51,7 @@ _LINK_BY_HASH = (
     select(
         LINKS.c.id,
         LINKS.c.lease_id,
+        LINKS.c.ticket_id,
         TICKETS.c.ref,
         LINKS.c.expires_at,
         LINKS.c.consumed_at,
@@ -96,7 +98,9 @@ def find_usable_link(settings: Settings, token: str) -> UsableLink:
     serving = is_serving(row.lease_status, row.ticket_status)
     if link_state(row, utcnow(), serving=serving) != LinkState.OPEN:
         raise LinkGone()
-    return UsableLink(row.id, row.lease_id, row.ref, row.expires_at, row.message, row.locale)
+    return UsableLink(
+        row.id, row.lease_id, row.ticket_id, row.ref, row.expires_at, row.message, row.locale
+    )
 
 
 def _discard_written(vault: Vault, lease_id: str, item_ids: list[str]) -> None:
@@ -230,6 +234,7 @@ def _consume_link(
         events.emit(
             EventType.CREDENTIALS_SUBMITTED,
             link.ticket_ref,
+            ticket_id=link.ticket_id,
             link_id=link.id,
             kinds=kinds,
             item_count=len(stored),
